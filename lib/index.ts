@@ -1,0 +1,17 @@
+// The public API. Raw syscalls live in raw.ts; the addon loader in native.ts.
+export {
+  constants,
+  getPipeSize,
+  inputQueueBytes,
+  outputQueueBytes,
+  pipe,
+  sendfile,
+  sendfileAsync,
+  setPipeSize,
+  splice,
+  spliceAsync,
+  tee,
+  teeAsync,
+  vmsplice,
+} from './raw'
+export type { ByteView, Length, Offset, PipeEnds, PipeOptions } from './raw'

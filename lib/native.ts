@@ -1,0 +1,65 @@
+// Loads the compiled addon: a prebuilt binary from prebuilds/ when one matches,
+// otherwise build/Release (node-gyp-build decides). ZEROCOPY_NATIVE names another
+// .node file instead; the AddressSanitizer test run uses it.
+import * as path from 'node:path'
+
+/** Byte views the kernel may read: one iovec each. */
+export type ByteView = ArrayBufferView | ArrayBuffer
+
+/** A file offset: `null` uses (and advances) the fd's own file position. */
+export type Offset = number | bigint | null
+
+/** A byte count; values past 2^53 need a bigint. */
+export type Length = number | bigint
+
+export interface NativeBinding {
+  splice(fdIn: number, offIn: Offset, fdOut: number, offOut: Offset, length: Length, flags?: number): number
+  spliceAsync(fdIn: number, offIn: Offset, fdOut: number, offOut: Offset, length: Length, flags?: number): Promise<number>
+  tee(fdIn: number, fdOut: number, length: Length, flags?: number): number
+  teeAsync(fdIn: number, fdOut: number, length: Length, flags?: number): Promise<number>
+  vmsplice(pipeFd: number, data: ByteView | readonly ByteView[], flags?: number): number
+  sendfile(outFd: number, inFd: number, offset: Offset, count: Length): number
+  sendfileAsync(outFd: number, inFd: number, offset: Offset, count: Length): Promise<number>
+  pipe(options?: { nonBlocking?: boolean; closeOnExec?: boolean }): { readFd: number; writeFd: number }
+  getPipeSize(fd: number): number
+  setPipeSize(fd: number, size: Length): number
+  inputQueueBytes(fd: number): number
+  outputQueueBytes(fd: number): number
+  constants: NativeConstants
+}
+
+export interface NativeConstants {
+  readonly SPLICE_F_MOVE: number
+  readonly SPLICE_F_NONBLOCK: number
+  readonly SPLICE_F_MORE: number
+  readonly SPLICE_F_GIFT: number
+  readonly MSG_ZEROCOPY: number
+  readonly MSG_ERRQUEUE: number
+  readonly MSG_DONTWAIT: number
+  readonly MSG_MORE: number
+  readonly MSG_NOSIGNAL: number
+  readonly SOL_SOCKET: number
+  readonly SO_ZEROCOPY: number
+  readonly SO_EE_ORIGIN_ZEROCOPY: number
+  readonly SO_EE_CODE_ZEROCOPY_COPIED: number
+  readonly O_NONBLOCK: number
+  readonly O_CLOEXEC: number
+  readonly F_GETPIPE_SZ: number
+  readonly F_SETPIPE_SZ: number
+  readonly IOV_MAX: number
+}
+
+function load(): NativeBinding {
+  if (process.platform !== 'linux') {
+    throw new Error(
+      `zerocopy supports Linux only (this is ${process.platform}-${process.arch}): ` +
+        'splice, vmsplice, tee and MSG_ZEROCOPY are Linux syscalls. Mark the package optional to run elsewhere.',
+    )
+  }
+  const override = process.env.ZEROCOPY_NATIVE
+  if (override) return require(path.resolve(override)) as NativeBinding
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('node-gyp-build')(path.join(__dirname, '..', '..')) as NativeBinding
+}
+
+export const native: NativeBinding = load()

@@ -1,0 +1,153 @@
+// The raw syscalls, one to one with the kernel: byte counts in, byte counts out.
+// Argument checking lives in the native layer (native/args.cc) so that no caller,
+// typed or not, can hand the kernel a bad pointer or length.
+import { native, type ByteView, type Length, type Offset } from './native'
+
+export type { ByteView, Length, Offset }
+
+/**
+ * Flags and option values from the system headers.
+ *
+ * - `SPLICE_F_*`: flags for {@link splice}, {@link tee} and {@link vmsplice}.
+ * - `MSG_ZEROCOPY`, `SO_ZEROCOPY`, `MSG_ERRQUEUE`, `SO_EE_*`: the MSG_ZEROCOPY interface.
+ */
+export const constants = native.constants
+
+/** Both ends of a pipe. The caller owns them and closes them (e.g. `fs.closeSync`). */
+export interface PipeEnds {
+  /** The read end. */
+  readFd: number
+  /** The write end. */
+  writeFd: number
+}
+
+/** Options for {@link pipe}. */
+export interface PipeOptions {
+  /** Open both ends with O_NONBLOCK. Default `false`. */
+  nonBlocking?: boolean
+  /** Open both ends with O_CLOEXEC, so child processes do not inherit them. Default `true`. */
+  closeOnExec?: boolean
+}
+
+/**
+ * Moves up to `length` bytes between two fds, at least one of which is a pipe, without
+ * copying them through user space (`splice(2)`).
+ *
+ * @param fdIn - The source fd.
+ * @param offIn - Where to read in `fdIn`; `null` reads at (and advances) its file position.
+ *   Must be `null` when `fdIn` is a pipe.
+ * @param fdOut - The destination fd.
+ * @param offOut - Where to write in `fdOut`; `null` uses its file position.
+ * @param length - The most bytes to move.
+ * @param flags - `constants.SPLICE_F_*` bits. Default 0.
+ * @returns The bytes moved: 0 at end of input; may be less than `length`.
+ * @throws SystemError (`code` 'EAGAIN', 'EINVAL', 'ESPIPE', 'EBADF', ...), TypeError, RangeError.
+ * Blocks the calling thread on a blocking fd: use {@link spliceAsync} on the event loop.
+ */
+export function splice(fdIn: number, offIn: Offset, fdOut: number, offOut: Offset, length: Length, flags?: number): number {
+  return native.splice(fdIn, offIn, fdOut, offOut, length, flags)
+}
+
+/**
+ * {@link splice} on libuv's thread pool: the event loop keeps running while the call
+ * waits for a slow disk or pipe. Argument errors reject the Promise.
+ *
+ * The call works on duplicates of the fds, so closing an fd while it runs neither
+ * cancels it nor redirects it to a reused fd number. A call that can block forever
+ * (an empty pipe whose writer never writes) holds a pool thread until it returns.
+ */
+export async function spliceAsync(
+  fdIn: number,
+  offIn: Offset,
+  fdOut: number,
+  offOut: Offset,
+  length: Length,
+  flags?: number,
+): Promise<number> {
+  return native.spliceAsync(fdIn, offIn, fdOut, offOut, length, flags)
+}
+
+/**
+ * Duplicates up to `length` bytes from one pipe into another without consuming them
+ * (`tee(2)`): the source pipe still holds the data afterwards.
+ *
+ * @returns The bytes duplicated; 0 when the source pipe is empty and has no writers.
+ */
+export function tee(fdIn: number, fdOut: number, length: Length, flags?: number): number {
+  return native.tee(fdIn, fdOut, length, flags)
+}
+
+/** {@link tee} on libuv's thread pool (see {@link spliceAsync}). */
+export async function teeAsync(fdIn: number, fdOut: number, length: Length, flags?: number): Promise<number> {
+  return native.teeAsync(fdIn, fdOut, length, flags)
+}
+
+/**
+ * Maps the bytes of `data` into a pipe (`vmsplice(2)`). Each view (Buffer,
+ * TypedArray, DataView, ArrayBuffer) becomes one iovec covering exactly its bytes; an
+ * array of views (at most `constants.IOV_MAX`) is sent in order.
+ *
+ * The pipe references the caller's pages until they are read out of it: writing to
+ * `data` before then changes what the reader gets. `inputQueueBytes(readFd)` tells
+ * how many bytes are still in the pipe.
+ *
+ * There is no async version: off-thread the kernel could read memory that JS has
+ * since freed. Use a non-blocking pipe (or `SPLICE_F_NONBLOCK`) on the event loop.
+ *
+ * @returns The bytes mapped; may be less than the total on a non-blocking pipe.
+ */
+export function vmsplice(pipeFd: number, data: ByteView | readonly ByteView[], flags?: number): number {
+  return native.vmsplice(pipeFd, data, flags)
+}
+
+/**
+ * Copies up to `count` bytes from `inFd` (a file that can be mmapped) to `outFd`
+ * (`sendfile(2)`) inside the kernel.
+ *
+ * @param offset - Where to read in `inFd`: a number or bigint leaves the file position
+ *   untouched; `null` reads at and advances it.
+ * @returns The bytes sent; 0 at end of file.
+ *
+ * The kernel gives no notice of when it is done with the file's pages: changing the
+ * file after this returns can still change what the peer receives.
+ */
+export function sendfile(outFd: number, inFd: number, offset: Offset, count: Length): number {
+  return native.sendfile(outFd, inFd, offset, count)
+}
+
+/** {@link sendfile} on libuv's thread pool (see {@link spliceAsync}). */
+export async function sendfileAsync(outFd: number, inFd: number, offset: Offset, count: Length): Promise<number> {
+  return native.sendfileAsync(outFd, inFd, offset, count)
+}
+
+/** Creates a pipe (`pipe2(2)`), close-on-exec unless asked otherwise. */
+export function pipe(options?: PipeOptions): PipeEnds {
+  return native.pipe(options)
+}
+
+/** The capacity of a pipe in bytes (`F_GETPIPE_SZ`). */
+export function getPipeSize(fd: number): number {
+  return native.getPipeSize(fd)
+}
+
+/**
+ * Sets a pipe's capacity (`F_SETPIPE_SZ`) and returns the capacity the kernel chose
+ * (rounded up to a power-of-two number of pages). Without CAP_SYS_RESOURCE the limit
+ * is `/proc/sys/fs/pipe-max-size` (1 MiB by default): beyond it, `EPERM`.
+ */
+export function setPipeSize(fd: number, size: number): number {
+  return native.setPipeSize(fd, size)
+}
+
+/** Bytes waiting to be read from a pipe or socket (`FIONREAD`). */
+export function inputQueueBytes(fd: number): number {
+  return native.inputQueueBytes(fd)
+}
+
+/**
+ * Bytes in a socket's send queue (`SIOCOUTQ`): for TCP, those sent but not yet
+ * acknowledged plus those not yet sent.
+ */
+export function outputQueueBytes(fd: number): number {
+  return native.outputQueueBytes(fd)
+}

@@ -1,0 +1,47 @@
+// The addon's entry point: registers each source file's functions and the constants
+// callers pass as flags. Constant values come from the system headers, never retyped.
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/errqueue.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "exports.h"
+
+namespace zc {
+
+void ExportConstants(Napi::Env env, Napi::Object exports) {
+  Napi::Object c = Napi::Object::New(env);
+  auto set = [&](const char* name, double value) { c.Set(name, Napi::Number::New(env, value)); };
+  set("SPLICE_F_MOVE", SPLICE_F_MOVE);
+  set("SPLICE_F_NONBLOCK", SPLICE_F_NONBLOCK);
+  set("SPLICE_F_MORE", SPLICE_F_MORE);
+  set("SPLICE_F_GIFT", SPLICE_F_GIFT);
+  set("MSG_ZEROCOPY", MSG_ZEROCOPY);
+  set("MSG_ERRQUEUE", MSG_ERRQUEUE);
+  set("MSG_DONTWAIT", MSG_DONTWAIT);
+  set("MSG_MORE", MSG_MORE);
+  set("MSG_NOSIGNAL", MSG_NOSIGNAL);
+  set("SOL_SOCKET", SOL_SOCKET);
+  set("SO_ZEROCOPY", SO_ZEROCOPY);
+  set("SO_EE_ORIGIN_ZEROCOPY", SO_EE_ORIGIN_ZEROCOPY);
+  set("SO_EE_CODE_ZEROCOPY_COPIED", SO_EE_CODE_ZEROCOPY_COPIED);
+  set("O_NONBLOCK", O_NONBLOCK);
+  set("O_CLOEXEC", O_CLOEXEC);
+  set("F_GETPIPE_SZ", F_GETPIPE_SZ);
+  set("F_SETPIPE_SZ", F_SETPIPE_SZ);
+  set("IOV_MAX", IOV_MAX);
+  c.Freeze();
+  exports.Set("constants", c);
+}
+
+}  // namespace zc
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  zc::ExportSplice(env, exports);
+  zc::ExportPipes(env, exports);
+  zc::ExportConstants(env, exports);
+  return exports;
+}
+
+NODE_API_MODULE(zerocopy, Init)

@@ -1,0 +1,38 @@
+// Argument checking for every native entry point. Each reader either returns a value
+// the kernel may safely be handed or throws a TypeError/RangeError (Node's ERR_* codes);
+// no pointer or length reaches a syscall without passing through here.
+#pragma once
+
+#include <napi.h>
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+namespace zc {
+
+// A file descriptor: an integer Number in [0, 2^31 - 1].
+int FdArg(const Napi::CallbackInfo& info, size_t index, const char* name);
+
+// A file offset: null/undefined means "use and advance the fd's own position";
+// otherwise a Number (safe integer) or BigInt in [0, 2^63 - 1].
+std::optional<int64_t> OffsetArg(const Napi::CallbackInfo& info, size_t index, const char* name);
+
+// A byte count: a Number (safe integer) or BigInt in [0, 2^63 - 1].
+uint64_t LengthArg(const Napi::CallbackInfo& info, size_t index, const char* name);
+
+// Syscall flags: undefined means 0, otherwise an integer Number in [0, 2^32 - 1].
+uint32_t FlagsArg(const Napi::CallbackInfo& info, size_t index, const char* name);
+
+// An optional boolean field of an options object (undefined -> fallback).
+bool BoolOption(Napi::Object options, const char* key, bool fallback);
+
+// The bytes of a Buffer, TypedArray, DataView or ArrayBuffer, or of an Array of them:
+// one iovec per view, pointing exactly at the view's bytes. A detached buffer is a
+// TypeError. Read this argument last: no JS runs
+// between taking the iovecs and the syscall that uses them.
+void ByteViewsArg(const Napi::CallbackInfo& info, size_t index, const char* name,
+                  std::vector<iovec>& out);
+
+}  // namespace zc

@@ -1,0 +1,12 @@
+// One function per native source file registers what that file implements.
+#pragma once
+
+#include <napi.h>
+
+namespace zc {
+
+void ExportSplice(Napi::Env env, Napi::Object exports);     // splice.cc
+void ExportPipes(Napi::Env env, Napi::Object exports);      // pipes.cc
+void ExportConstants(Napi::Env env, Napi::Object exports);  // addon.cc
+
+}  // namespace zc
