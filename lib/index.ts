@@ -1,4 +1,5 @@
-// The public API. Raw syscalls live in raw.ts; the addon loader in native.ts.
+// The public API. Raw syscalls live in raw.ts, page-aligned memory in memory.ts, the
+// addon loader in native.ts.
 export {
   constants,
   getPipeSize,
@@ -14,4 +15,5 @@ export {
   teeAsync,
   vmsplice,
 } from './raw'
+export { allocPageAligned, pageOffsetOf, pageSize } from './memory'
 export type { ByteView, Length, Offset, PipeEnds, PipeOptions } from './raw'

@@ -25,6 +25,8 @@ export interface NativeBinding {
   setPipeSize(fd: number, size: Length): number
   inputQueueBytes(fd: number): number
   outputQueueBytes(fd: number): number
+  pageOffsetOf(view: ByteView): number
+  pageSize: number
   constants: NativeConstants
 }
 

@@ -91,6 +91,10 @@ export async function teeAsync(fdIn: number, fdOut: number, length: Length, flag
  * `data` before then changes what the reader gets. `inputQueueBytes(readFd)` tells
  * how many bytes are still in the pipe.
  *
+ * On a pipe opened non-blocking (`pipe({ nonBlocking: true })`) a full pipe gives
+ * `EAGAIN`, as with splice and tee: the kernel's vmsplice only honours
+ * `SPLICE_F_NONBLOCK`, so this binding adds that flag for O_NONBLOCK pipes.
+ *
  * There is no async version: off-thread the kernel could read memory that JS has
  * since freed. Use a non-blocking pipe (or `SPLICE_F_NONBLOCK`) on the event loop.
  *

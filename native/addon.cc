@@ -40,6 +40,7 @@ void ExportConstants(Napi::Env env, Napi::Object exports) {
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   zc::ExportSplice(env, exports);
   zc::ExportPipes(env, exports);
+  zc::ExportMemory(env, exports);
   zc::ExportConstants(env, exports);
   return exports;
 }

@@ -7,6 +7,7 @@ namespace zc {
 
 void ExportSplice(Napi::Env env, Napi::Object exports);     // splice.cc
 void ExportPipes(Napi::Env env, Napi::Object exports);      // pipes.cc
+void ExportMemory(Napi::Env env, Napi::Object exports);     // memory.cc
 void ExportConstants(Napi::Env env, Napi::Object exports);  // addon.cc
 
 }  // namespace zc

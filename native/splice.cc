@@ -70,7 +70,13 @@ SyscallFn VmspliceCall(const Napi::CallbackInfo& info, std::vector<int>& fds) {
   ByteViewsArg(info, 1, "data", iov);
   fds = {pipeFd};
   return [iov = std::move(iov), flags](const std::vector<int>& fd) -> ssize_t {
-    return OrErrno(vmsplice(fd[0], iov.data(), iov.size(), flags));
+    // splice and tee treat an O_NONBLOCK pipe as SPLICE_F_NONBLOCK; the kernel's
+    // vmsplice does not (it would block the event loop on a "non-blocking" pipe that
+    // is full). Make all three behave alike.
+    unsigned effective = flags;
+    int fl = fcntl(fd[0], F_GETFL);
+    if (fl >= 0 && (fl & O_NONBLOCK)) effective |= SPLICE_F_NONBLOCK;
+    return OrErrno(vmsplice(fd[0], iov.data(), iov.size(), effective));
   };
 }
 

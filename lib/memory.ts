@@ -1,0 +1,26 @@
+// Page-aligned Buffers. A pipe holds one page per slot and MSG_ZEROCOPY pins whole
+// pages: a buffer that starts mid-page fills one slot less of a pipe (a 1 MiB
+// vmsplice into a 1 MiB pipe moves 16 bytes short) and pins one page more.
+import { native, type ByteView } from './native'
+
+/** The system page size in bytes. */
+export const pageSize: number = native.pageSize
+
+/** The offset of a view's first byte within its memory page (0 means page-aligned). */
+export function pageOffsetOf(view: ByteView): number {
+  return native.pageOffsetOf(view)
+}
+
+/**
+ * A zero-filled Buffer of `size` bytes whose first byte starts a memory page. It is a
+ * view into a slightly larger ArrayBuffer that is never pooled or shared with other
+ * Buffers (V8 never moves ArrayBuffer memory, so the alignment holds for its lifetime).
+ */
+export function allocPageAligned(size: number): Buffer {
+  if (!Number.isSafeInteger(size) || size < 0) {
+    throw new RangeError(`The value of "size" is out of range. It must be an integer >= 0. Received ${size}`)
+  }
+  const backing = Buffer.alloc(size + pageSize)
+  const skip = (pageSize - pageOffsetOf(backing)) % pageSize
+  return backing.subarray(skip, skip + size)
+}

@@ -1,0 +1,150 @@
+// Real kernel objects for tests: temp files, pipes, loopback TCP pairs, and the
+// assertions every test shares. Everything made here is cleaned up by the caller's
+// `t.after` or by `using`-style try/finally.
+import * as assert from 'node:assert/strict'
+import * as crypto from 'node:crypto'
+import * as fs from 'node:fs'
+import * as net from 'node:net'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { pipe, type PipeEnds } from '../lib'
+
+export function sha256(data: Uint8Array): string {
+  return crypto.createHash('sha256').update(data).digest('hex')
+}
+
+/** A temp directory removed when the test ends. */
+export function tempDir(t: { after(fn: () => void): void }): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zerocopy-test-'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/** Random bytes, reproducible per seed so failures can be replayed. */
+export function randomBytes(size: number, seed = 1): Buffer {
+  const out = Buffer.allocUnsafe(size)
+  let x = seed >>> 0 || 1
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    out[i] = x & 0xff
+  }
+  return out
+}
+
+/** A pipe whose ends are closed when the test ends (unless already closed). */
+export function testPipe(t: { after(fn: () => void): void }, options?: Parameters<typeof pipe>[0]): PipeEnds {
+  const p = pipe(options)
+  t.after(() => {
+    closeQuietly(p.readFd)
+    closeQuietly(p.writeFd)
+  })
+  return p
+}
+
+export function closeQuietly(fd: number): void {
+  try {
+    fs.closeSync(fd)
+  } catch {
+    // already closed by the test
+  }
+}
+
+/** Reads exactly `length` bytes from a blocking fd (a pipe end or file). */
+export function readExactly(fd: number, length: number): Buffer {
+  const out = Buffer.alloc(length)
+  let got = 0
+  while (got < length) {
+    const n = fs.readSync(fd, out, got, length - got, null)
+    if (n === 0) break
+    got += n
+  }
+  return out.subarray(0, got)
+}
+
+/** A connected loopback TCP pair: `client` is ours to write to, `server` collects. */
+export interface TcpPair {
+  client: net.Socket
+  server: net.Socket
+  /** The client socket's fd (libuv's, non-blocking). */
+  clientFd: number
+  close(): Promise<void>
+}
+
+export async function tcpPair(): Promise<TcpPair> {
+  const listener = net.createServer()
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve))
+  const { port } = listener.address() as net.AddressInfo
+  const accepted = new Promise<net.Socket>((resolve) => listener.once('connection', resolve))
+  const client = net.connect(port, '127.0.0.1')
+  await new Promise<void>((resolve, reject) => {
+    client.once('connect', resolve)
+    client.once('error', reject)
+  })
+  const server = await accepted
+  listener.close()
+  const clientFd = socketFd(client)
+  return {
+    client,
+    server,
+    clientFd,
+    async close() {
+      client.destroy()
+      server.destroy()
+    },
+  }
+}
+
+/** Collects everything a socket receives until it ends. */
+export function collect(socket: net.Socket): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  return new Promise((resolve, reject) => {
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+    socket.once('end', () => resolve(Buffer.concat(chunks)))
+    socket.once('error', reject)
+  })
+}
+
+export function socketFd(socket: net.Socket): number {
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd
+  assert.ok(typeof fd === 'number' && fd >= 0, 'socket has an fd')
+  return fd
+}
+
+/** Yields to the event loop (for retrying EAGAIN in tests without spinning). */
+export function tick(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 1))
+}
+
+/** Asserts that `fn` throws Node's SystemError shape for `code` from `syscall`. */
+export function assertSystemError(err: unknown, code: string, syscall: string): void {
+  assert.ok(err instanceof Error, 'an Error')
+  const e = err as NodeJS.ErrnoException
+  assert.equal(e.code, code)
+  assert.equal(e.syscall, syscall)
+  assert.equal(e.errno, -(os.constants.errno as Record<string, number>)[code]!)
+  assert.match(e.message, new RegExp(`^${code}: [a-z].*, ${syscall}$`))
+}
+
+export function throwsSystemError(fn: () => unknown, code: string, syscall: string): void {
+  let thrown: unknown
+  try {
+    fn()
+  } catch (err) {
+    thrown = err
+  }
+  assert.ok(thrown !== undefined, `expected ${code} from ${syscall}`)
+  assertSystemError(thrown, code, syscall)
+}
+
+export async function rejectsSystemError(p: Promise<unknown>, code: string, syscall: string): Promise<void> {
+  let thrown: unknown
+  try {
+    await p
+  } catch (err) {
+    thrown = err
+  }
+  assert.ok(thrown !== undefined, `expected ${code} from ${syscall}`)
+  assertSystemError(thrown, code, syscall)
+}
