@@ -1,0 +1,100 @@
+// `npm run bench`: runs every bench/*.bench.ts, prints one table and writes the same
+// rows as JSON (bench/results/latest.json). A new benchmark is a new *.bench.ts file
+// exporting `run(ctx): Promise<Row[]>`; it needs no harness of its own.
+// Each benchmark runs --rounds times, all its variants once per round, so that drift
+// on the machine hits every variant alike; the table shows each variant's median round.
+//   node dist/bench/run.js [--seconds S] [--rounds N] [--only substring]
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { cpuPerGB, gbps, repoRoot, type BenchContext, type Row } from './harness'
+
+interface BenchModule {
+  run(ctx: BenchContext): Promise<Row[]>
+}
+
+interface Args {
+  seconds: number
+  rounds: number
+  only?: string
+}
+
+function parseArgs(argv: string[]): Args {
+  const args: Args = { seconds: 1, rounds: 3 }
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--seconds') args.seconds = Number(argv[++i])
+    else if (argv[i] === '--rounds') args.rounds = Number(argv[++i])
+    else if (argv[i] === '--only') args.only = argv[++i]!
+    else throw new Error(`unknown argument ${argv[i]}; use --seconds S, --rounds N, --only NAME`)
+  }
+  if (!(args.seconds > 0 && args.seconds <= 60)) throw new Error('--seconds must be in (0, 60]')
+  if (!(Number.isInteger(args.rounds) && args.rounds >= 1 && args.rounds <= 15)) throw new Error('--rounds must be 1..15')
+  return args
+}
+
+/** Per (bench, group, variant): the round with the median throughput. */
+function medianRows(rounds: Row[][]): Row[] {
+  return rounds[0]!.map((first) => {
+    const same = rounds
+      .map((round) => round.find((r) => r.bench === first.bench && r.group === first.group && r.variant === first.variant))
+      .filter((r): r is Row => r !== undefined)
+      .sort((a, b) => gbps(a) - gbps(b))
+    return same[Math.floor(same.length / 2)]!
+  })
+}
+
+function ratio(a: number, b: number | undefined): string {
+  return b === undefined || !(b > 0) ? '' : `${(a / b).toFixed(2)}x`
+}
+
+/** One line per row; ratios compare throughput within the row's group. */
+export function formatTable(rows: Row[]): string {
+  const header = ['benchmark', 'group', 'variant', 'GB/s', 'CPU s/GB', 'vs stock Node', 'vs same loop in C']
+  const lines: string[][] = [header]
+  for (const r of rows) {
+    const peers = rows.filter((x) => x.bench === r.bench && x.group === r.group)
+    const stock = peers.find((x) => x.role === 'stock-node')
+    const twin = r.cTwin === undefined ? undefined : peers.find((x) => x.variant === r.cTwin)
+    lines.push([
+      r.bench,
+      r.group,
+      r.variant,
+      gbps(r).toFixed(2),
+      cpuPerGB(r).toFixed(3),
+      r.role === 'stock-node' ? 'baseline' : ratio(gbps(r), stock && gbps(stock)),
+      r.role === 'c' ? 'baseline' : ratio(gbps(r), twin && gbps(twin)),
+    ])
+  }
+  const widths = header.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)))
+  return lines.map((l) => l.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n')
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2))
+  const files = fs
+    .readdirSync(__dirname)
+    .filter((f) => f.endsWith('.bench.js') && (args.only === undefined || f.includes(args.only)))
+    .sort()
+  const rows: Row[] = []
+  for (const file of files) {
+    const mod = (await import(path.join(__dirname, file))) as BenchModule
+    const rounds: Row[][] = []
+    for (let round = 1; round <= args.rounds; round++) {
+      process.stderr.write(`${file}: round ${round}/${args.rounds}, ${args.seconds} s per variant\n`)
+      rounds.push(await mod.run({ seconds: args.seconds }))
+    }
+    rows.push(...medianRows(rounds))
+  }
+  console.log(formatTable(rows))
+  const out = path.join(repoRoot, 'bench', 'results', 'latest.json')
+  fs.mkdirSync(path.dirname(out), { recursive: true })
+  const machine = { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, kernel: os.release(), node: process.version }
+  const withRates = rows.map((r) => ({ ...r, gbps: gbps(r), cpuSecondsPerGB: cpuPerGB(r) }))
+  fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), machine, args, rows: withRates }, null, 2) + '\n')
+  console.log(`\nwrote ${path.relative(process.cwd(), out)}`)
+}
+
+main().catch((err) => {
+  console.error(err)
+  process.exit(1)
+})
