@@ -11,6 +11,8 @@
         "native/errors.cc",
         "native/memory.cc",
         "native/pipes.cc",
+        "native/reactor.cc",
+        "native/socket.cc",
         "native/syscall.cc",
         "native/splice.cc"
       ],

@@ -1,5 +1,6 @@
-// The public API. Raw syscalls live in raw.ts, page-aligned memory in memory.ts, the
-// addon loader in native.ts.
+// The public API. Zero-copy sends live in zerocopy-socket.ts (on top of completions.ts
+// and reactor.ts), raw syscalls in raw.ts, page-aligned memory in memory.ts, the addon
+// loader in native.ts.
 export {
   constants,
   getPipeSize,
@@ -16,4 +17,6 @@ export {
   vmsplice,
 } from './raw'
 export { allocPageAligned, pageOffsetOf, pageSize } from './memory'
+export { ZeroCopySocket, sendZeroCopy } from './zerocopy-socket'
+export type { SendOptions, SendResult, ZeroCopyOptions, ZeroCopyStats } from './zerocopy-socket'
 export type { ByteView, Length, Offset, PipeEnds, PipeOptions } from './raw'

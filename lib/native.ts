@@ -25,9 +25,30 @@ export interface NativeBinding {
   setPipeSize(fd: number, size: Length): number
   inputQueueBytes(fd: number): number
   outputQueueBytes(fd: number): number
+  send(fd: number, data: ByteView | readonly ByteView[], flags?: number): number
+  trySend(fd: number, data: ByteView | readonly ByteView[], flags?: number): number
+  readErrorQueue(fd: number, out: Uint32Array): number
+  setZeroCopy(fd: number, on: boolean): void
+  socketKind(fd: number): { domain: number; type: number }
+  dupFd(fd: number): number
+  closeFd(fd: number): void
+  shutdownSocket(fd: number, how: 0 | 1 | 2): void
+  abortiveClose(fd: number): void
+  systemError(errno: number, syscall: string): NodeJS.ErrnoException
+  Reactor: new (onEvents: (events: Uint32Array, count: number) => void) => NativeReactor
   pageOffsetOf(view: ByteView): number
   pageSize: number
   constants: NativeConstants
+}
+
+/** native/reactor.cc: an epoll instance watched by libuv. */
+export interface NativeReactor {
+  add(fd: number, token: number, writable: boolean): void
+  wantWritable(fd: number, token: number, writable: boolean): void
+  remove(fd: number): void
+  ref(): void
+  unref(): void
+  close(): void
 }
 
 export interface NativeConstants {
@@ -49,6 +70,15 @@ export interface NativeConstants {
   readonly F_GETPIPE_SZ: number
   readonly F_SETPIPE_SZ: number
   readonly IOV_MAX: number
+  readonly AF_INET: number
+  readonly AF_INET6: number
+  readonly AF_UNIX: number
+  readonly SOCK_STREAM: number
+  readonly SOCK_DGRAM: number
+  readonly EPOLLIN: number
+  readonly EPOLLOUT: number
+  readonly EPOLLERR: number
+  readonly EPOLLHUP: number
 }
 
 function load(): NativeBinding {

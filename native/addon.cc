@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <linux/errqueue.h>
 #include <netinet/in.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 
 #include "exports.h"
@@ -31,6 +32,15 @@ void ExportConstants(Napi::Env env, Napi::Object exports) {
   set("F_GETPIPE_SZ", F_GETPIPE_SZ);
   set("F_SETPIPE_SZ", F_SETPIPE_SZ);
   set("IOV_MAX", IOV_MAX);
+  set("AF_INET", AF_INET);
+  set("AF_INET6", AF_INET6);
+  set("AF_UNIX", AF_UNIX);
+  set("SOCK_STREAM", SOCK_STREAM);
+  set("SOCK_DGRAM", SOCK_DGRAM);
+  set("EPOLLIN", EPOLLIN);
+  set("EPOLLOUT", EPOLLOUT);
+  set("EPOLLERR", EPOLLERR);
+  set("EPOLLHUP", EPOLLHUP);
   c.Freeze();
   exports.Set("constants", c);
 }
@@ -41,6 +51,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   zc::ExportSplice(env, exports);
   zc::ExportPipes(env, exports);
   zc::ExportMemory(env, exports);
+  zc::ExportSocket(env, exports);
+  zc::ExportReactor(env, exports);
   zc::ExportConstants(env, exports);
   return exports;
 }

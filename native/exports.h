@@ -8,6 +8,8 @@ namespace zc {
 void ExportSplice(Napi::Env env, Napi::Object exports);     // splice.cc
 void ExportPipes(Napi::Env env, Napi::Object exports);      // pipes.cc
 void ExportMemory(Napi::Env env, Napi::Object exports);     // memory.cc
+void ExportSocket(Napi::Env env, Napi::Object exports);     // socket.cc
+void ExportReactor(Napi::Env env, Napi::Object exports);    // reactor.cc
 void ExportConstants(Napi::Env env, Napi::Object exports);  // addon.cc
 
 }  // namespace zc

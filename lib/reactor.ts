@@ -1,0 +1,56 @@
+// The process-wide reactor (native/reactor.cc): one epoll instance that libuv
+// watches, into which every attached socket's private fd is registered. It wakes the
+// owning ZeroCopySocket when completions arrive or, on request, when there is room to
+// write. It keeps the process alive only while some socket has work outstanding.
+import { native, type NativeReactor } from './native'
+
+/** What a registered socket does with its events. */
+export interface ReactorClient {
+  /** Called with the epoll bits (EPOLLERR, EPOLLOUT, EPOLLHUP) that fired. */
+  onEvents(events: number): void
+}
+
+let reactor: NativeReactor | undefined
+const clients = new Map<number, ReactorClient>()
+let nextToken = 1
+let busy = 0
+
+function dispatch(events: Uint32Array, count: number): void {
+  for (let i = 0; i < count; i++) {
+    const client = clients.get(events[2 * i]!)
+    if (client !== undefined) client.onEvents(events[2 * i + 1]!)
+  }
+}
+
+function instance(): NativeReactor {
+  reactor ??= new native.Reactor(dispatch)
+  return reactor
+}
+
+/** Registers an fd the caller owns; returns the token that names it. */
+export function register(fd: number, client: ReactorClient): number {
+  const token = nextToken
+  nextToken = nextToken >= 0xfffffffe ? 1 : nextToken + 1
+  instance().add(fd, token, false)
+  clients.set(token, client)
+  return token
+}
+
+/** Asks for (or stops asking for) one EPOLLOUT wake-up when `fd` has room. */
+export function wantWritable(fd: number, token: number, writable: boolean): void {
+  instance().wantWritable(fd, token, writable)
+}
+
+/** Unregisters; call before closing the fd. */
+export function unregister(fd: number, token: number): void {
+  clients.delete(token)
+  instance().remove(fd)
+}
+
+/** A socket has work outstanding (the process must not exit), or no longer has. */
+export function setBusy(isBusy: boolean): void {
+  const before = busy
+  busy += isBusy ? 1 : -1
+  if (before === 0 && busy > 0) instance().ref()
+  else if (before > 0 && busy === 0) instance().unref()
+}

@@ -1,0 +1,178 @@
+// Sockets for MSG_ZEROCOPY: enabling SO_ZEROCOPY, sendmsg with any flags, reading the
+// error queue, and the few fd operations the completion layer needs on the private
+// duplicate it owns (dup, close, shutdown, linger).
+#include <fcntl.h>
+#include <linux/errqueue.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "args.h"
+#include "errors.h"
+#include "exports.h"
+#include "syscall.h"
+
+namespace zc {
+
+namespace {
+
+// sendmsg(fd, data, flags) over the iovecs of `data`, retrying EINTR: bytes or -errno.
+ssize_t SendViews(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0, "fd");
+  unsigned flags = FlagsArg(info, 2, "flags");
+  std::vector<iovec> iov;
+  ByteViewsArg(info, 1, "data", iov);
+  msghdr msg{};
+  msg.msg_iov = iov.data();
+  msg.msg_iovlen = iov.size();
+  ssize_t r;
+  do {
+    r = OrErrno(sendmsg(fd, &msg, static_cast<int>(flags)));
+  } while (r == -EINTR);
+  return r;
+}
+
+// send(fd, data, flags) -> bytes; throws a SystemError.
+Napi::Value Send(const Napi::CallbackInfo& info) {
+  ssize_t r = SendViews(info);
+  if (r < 0) throw SystemError(info.Env(), static_cast<int>(-r), "sendmsg");
+  return Napi::Number::New(info.Env(), static_cast<double>(r));
+}
+
+// trySend(fd, data, flags) -> bytes, or -errno. The completion layer's hot path: an
+// EAGAIN or ENOBUFS is routine there, and building an Error for it would cost more
+// than the send.
+Napi::Value TrySend(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(SendViews(info)));
+}
+
+// readErrorQueue(fd, out: Uint32Array) -> entries written (0 when the queue is empty),
+// or -errno. Each entry is 4 words: origin | code << 8, ee_errno, ee_info, ee_data.
+// For MSG_ZEROCOPY (origin 5) [ee_info, ee_data] is the inclusive range of completed
+// send ids and code bit 0 (SO_EE_CODE_ZEROCOPY_COPIED) says the kernel copied.
+Napi::Value ReadErrorQueue(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0, "fd");
+  Napi::Value outValue = info[1];
+  if (!outValue.IsTypedArray() || outValue.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
+    ThrowTypeError(env, "ERR_INVALID_ARG_TYPE", "The \"out\" argument must be an instance of Uint32Array");
+  }
+  Napi::Uint32Array out = outValue.As<Napi::Uint32Array>();
+  const size_t capacity = out.ElementLength() / 4;
+  uint32_t* words = out.Data();
+  size_t entries = 0;
+  while (entries < capacity) {
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(sock_extended_err) + sizeof(sockaddr_in6))];
+    msghdr msg{};
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t r = recvmsg(fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (entries > 0) break;  // report what was read; the error shows next time
+      return Napi::Number::New(env, -errno);
+    }
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      const bool isRecvErr = (c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR) ||
+                             (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_RECVERR);
+      if (!isRecvErr || c->cmsg_len < CMSG_LEN(sizeof(sock_extended_err))) continue;
+      sock_extended_err ee;
+      std::memcpy(&ee, CMSG_DATA(c), sizeof ee);
+      uint32_t* w = words + entries * 4;
+      w[0] = static_cast<uint32_t>(ee.ee_origin) | (static_cast<uint32_t>(ee.ee_code) << 8);
+      w[1] = ee.ee_errno;
+      w[2] = ee.ee_info;
+      w[3] = ee.ee_data;
+      entries++;
+      break;  // one extended error per message
+    }
+  }
+  return Napi::Number::New(env, static_cast<double>(entries));
+}
+
+// setZeroCopy(fd, on): SO_ZEROCOPY. Throws (EOPNOTSUPP for AF_UNIX, ...).
+Napi::Value SetZeroCopy(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0, "fd");
+  if (!info[1].IsBoolean()) ThrowTypeError(info.Env(), "ERR_INVALID_ARG_TYPE", "The \"on\" argument must be of type boolean");
+  int on = info[1].As<Napi::Boolean>().Value() ? 1 : 0;
+  if (setsockopt(fd, SOL_SOCKET, SO_ZEROCOPY, &on, sizeof on) != 0) throw SystemError(info.Env(), errno, "setsockopt");
+  return info.Env().Undefined();
+}
+
+// socketKind(fd) -> { domain, type } (SO_DOMAIN, SO_TYPE); ENOTSOCK for non-sockets.
+Napi::Value SocketKind(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0, "fd");
+  int domain = 0, type = 0;
+  socklen_t len = sizeof domain;
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) throw SystemError(info.Env(), errno, "getsockopt");
+  len = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) throw SystemError(info.Env(), errno, "getsockopt");
+  Napi::Object kind = Napi::Object::New(info.Env());
+  kind.Set("domain", domain);
+  kind.Set("type", type);
+  return kind;
+}
+
+// dupFd(fd) -> a close-on-exec duplicate that the caller owns.
+Napi::Value DupFd(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0, "fd");
+  int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) throw SystemError(info.Env(), errno, "fcntl");
+  return Napi::Number::New(info.Env(), dup);
+}
+
+// closeFd(fd): close(2). EINTR is not retried (Linux has closed the fd anyway).
+Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0, "fd");
+  if (close(fd) != 0 && errno != EINTR) throw SystemError(info.Env(), errno, "close");
+  return info.Env().Undefined();
+}
+
+// shutdownSocket(fd, how): how is 0 (SHUT_RD), 1 (SHUT_WR) or 2 (SHUT_RDWR).
+Napi::Value ShutdownSocket(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0, "fd");
+  uint32_t how = FlagsArg(info, 1, "how");
+  if (how > SHUT_RDWR) ThrowRangeError(info.Env(), "ERR_OUT_OF_RANGE", "The value of \"how\" must be 0, 1 or 2");
+  if (shutdown(fd, static_cast<int>(how)) != 0) throw SystemError(info.Env(), errno, "shutdown");
+  return info.Env().Undefined();
+}
+
+// abortiveClose(fd): SO_LINGER {1, 0} then close: the kernel drops unsent data and
+// resets the connection, freeing (and so releasing the pages of) every queued skb.
+Napi::Value AbortiveClose(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0, "fd");
+  linger lg{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);  // not a socket: plain close
+  if (close(fd) != 0 && errno != EINTR) throw SystemError(info.Env(), errno, "close");
+  return info.Env().Undefined();
+}
+
+// systemError(errno, syscall): the Error a failed syscall throws, for callers that got
+// -errno from trySend (positive errno in, like the kernel's).
+Napi::Value MakeSystemError(const Napi::CallbackInfo& info) {
+  int err = static_cast<int>(FlagsArg(info, 0, "errno"));
+  if (!info[1].IsString()) ThrowTypeError(info.Env(), "ERR_INVALID_ARG_TYPE", "The \"syscall\" argument must be of type string");
+  std::string syscall = info[1].As<Napi::String>().Utf8Value();
+  return SystemError(info.Env(), err, syscall.c_str()).Value();
+}
+
+}  // namespace
+
+void ExportSocket(Napi::Env env, Napi::Object exports) {
+  exports.Set("send", Napi::Function::New(env, Send, "send"));
+  exports.Set("trySend", Napi::Function::New(env, TrySend, "trySend"));
+  exports.Set("readErrorQueue", Napi::Function::New(env, ReadErrorQueue, "readErrorQueue"));
+  exports.Set("setZeroCopy", Napi::Function::New(env, SetZeroCopy, "setZeroCopy"));
+  exports.Set("socketKind", Napi::Function::New(env, SocketKind, "socketKind"));
+  exports.Set("dupFd", Napi::Function::New(env, DupFd, "dupFd"));
+  exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
+  exports.Set("shutdownSocket", Napi::Function::New(env, ShutdownSocket, "shutdownSocket"));
+  exports.Set("systemError", Napi::Function::New(env, MakeSystemError, "systemError"));
+  exports.Set("abortiveClose", Napi::Function::New(env, AbortiveClose, "abortiveClose"));
+}
+
+}  // namespace zc
