@@ -238,7 +238,8 @@ export class ZeroCopySocket {
     if (typeof target === 'number') {
       nodeFd = target
     } else if (target instanceof net.Socket) {
-      if (target.connecting || target.destroyed) throw codedError('ERR_SOCKET_NOT_CONNECTED', 'The socket is not connected')
+      if (target.destroyed) throw codedError('ERR_SOCKET_CLOSED', 'The socket is closed')
+      if (target.pending || target.connecting) throw codedError('ERR_SOCKET_NOT_CONNECTED', 'The socket is not connected')
       nodeFd = netSocketFd(target)
       this.stream = target as net.Socket & StreamInternals
       this.source = target
