@@ -390,7 +390,17 @@ export class ZeroCopySocket {
         continue
       }
       if (r === -EINTR) continue
-      this.failUnsent(native.systemError(-r, 'sendmsg'))
+      const err = native.systemError(-r, 'sendmsg')
+      if (this.isDatagram) {
+        // A datagram fails alone (EMSGSIZE, or ECONNREFUSED from an earlier ICMP
+        // error); the socket and the datagrams behind it go on.
+        this.unsent.shift()
+        req.settled = true
+        req.reject(err)
+        this.updateBusy()
+        continue
+      }
+      this.failUnsent(err)
       return
     }
   }

@@ -2,7 +2,10 @@
 // and every Promise settling when the connection dies.
 import * as assert from 'node:assert/strict'
 import * as crypto from 'node:crypto'
+import * as fs from 'node:fs'
 import * as net from 'node:net'
+import * as os from 'node:os'
+import * as path from 'node:path'
 import { test } from 'node:test'
 import { outputQueueBytes, ZeroCopySocket, type SendResult } from '../lib'
 import { collect, randomBytes, sha256, tcpPair } from './helpers'
@@ -248,4 +251,33 @@ test('a send rejects after the socket ended, and bad data is a TypeError', async
   pair.client.end()
   await assert.rejects(zc.send(Buffer.from('late')), { code: 'ERR_STREAM_WRITE_AFTER_END' })
   assert.throws(() => ZeroCopySocket.from(new net.Socket()), { code: 'ERR_SOCKET_NOT_CONNECTED' })
+})
+
+test('a Unix-domain socket (no SO_ZEROCOPY) falls back to copies, visibly', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zerocopy-unix-'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const server = net.createServer()
+  await new Promise<void>((resolve) => server.listen(path.join(dir, 's'), resolve))
+  const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve))
+  const client = net.connect(path.join(dir, 's'))
+  await new Promise<void>((resolve) => client.once('connect', resolve))
+  const peer = await accepted
+  server.close()
+  t.after(() => {
+    client.destroy()
+    peer.destroy()
+  })
+  const received = collect(peer)
+  const zc = ZeroCopySocket.from(client)
+  assert.equal(zc.stats.mode, 'copy')
+  assert.match(zc.stats.fallbackReason ?? '', /SO_ZEROCOPY is not supported on this socket \(ENOTSUP\)/)
+  const r = await zc.send(Buffer.from('over a unix socket'))
+  assert.deepEqual(
+    { mechanism: r.mechanism, copied: r.copied, zeroCopy: r.zeroCopy },
+    { mechanism: 'copy', copied: true, zeroCopy: false },
+  )
+  assert.match(r.fallback ?? '', /SO_ZEROCOPY/)
+  client.end()
+  assert.equal((await received).toString(), 'over a unix socket')
+  await zc.close()
 })

@@ -1,0 +1,70 @@
+// Network namespaces for tests: the NIC-like sink from shared/kernel-facts.md. Host A
+// sends over a veth (MTU 65535) to host B, which forwards a sink prefix into a
+// blackhole route: MSG_ZEROCOPY datagrams leave A without being copied, as they
+// would to a real NIC. Names are unique per run and everything is removed afterwards.
+import { execFileSync } from 'node:child_process'
+
+export const SINK_ADDRESS = '198.18.0.7'
+
+export interface SinkTopology {
+  /** The sending namespace. */
+  sender: string
+  remove(): void
+}
+
+/** Why namespaces cannot be made here, or undefined when they can. */
+export function netnsUnavailable(): string | undefined {
+  if (process.getuid?.() !== 0) return 'needs root (ip netns)'
+  try {
+    execFileSync('ip', ['-V'], { stdio: 'ignore' })
+  } catch {
+    return 'needs iproute2 (ip)'
+  }
+  return undefined
+}
+
+function ip(...args: string[]): void {
+  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] })
+}
+
+export function createSink(): SinkTopology {
+  const id = `${process.pid.toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`
+  const a = `zc-a-${id}`
+  const b = `zc-b-${id}`
+  const remove = () => {
+    for (const ns of [a, b]) {
+      try {
+        ip('netns', 'del', ns)
+      } catch {
+        // not created, or already gone
+      }
+    }
+  }
+  try {
+    ip('netns', 'add', a)
+    ip('netns', 'add', b)
+    ip('link', 'add', 'va', 'netns', a, 'type', 'veth', 'peer', 'name', 'vb', 'netns', b)
+    ip('-n', a, 'link', 'set', 'lo', 'up')
+    ip('-n', b, 'link', 'set', 'lo', 'up')
+    ip('-n', a, 'link', 'set', 'va', 'mtu', '65535', 'up')
+    ip('-n', b, 'link', 'set', 'vb', 'mtu', '65535', 'up')
+    ip('-n', a, 'addr', 'add', '10.231.1.1/24', 'dev', 'va')
+    ip('-n', b, 'addr', 'add', '10.231.1.2/24', 'dev', 'vb')
+    execFileSync('ip', ['netns', 'exec', b, 'sysctl', '-qw', 'net.ipv4.ip_forward=1'])
+    ip('-n', b, 'route', 'add', 'blackhole', '198.18.0.0/24')
+    ip('-n', a, 'route', 'add', '198.18.0.0/24', 'via', '10.231.1.2')
+  } catch (err) {
+    remove()
+    throw err
+  }
+  return { sender: a, remove }
+}
+
+/** Namespaces whose names this module made and that still exist. */
+export function leftoverNamespaces(): string[] {
+  const out = execFileSync('ip', ['netns', 'list']).toString()
+  return out
+    .split('\n')
+    .map((l) => l.split(' ')[0]!)
+    .filter((n) => /^zc-[ab]-/.test(n))
+}
