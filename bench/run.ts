@@ -49,7 +49,7 @@ function ratio(a: number, b: number | undefined): string {
 
 /** One line per row; ratios compare throughput within the row's group. */
 export function formatTable(rows: Row[]): string {
-  const header = ['benchmark', 'group', 'variant', 'GB/s', 'CPU s/GB', 'vs stock Node', 'vs same loop in C']
+  const header = ['benchmark', 'group', 'variant', 'GB/s', 'CPU s/GB', 'CPU us/call', 'vs stock Node', 'vs same loop in C']
   const lines: string[][] = [header]
   for (const r of rows) {
     const peers = rows.filter((x) => x.bench === r.bench && x.group === r.group)
@@ -61,6 +61,7 @@ export function formatTable(rows: Row[]): string {
       r.variant,
       gbps(r).toFixed(2),
       cpuPerGB(r).toFixed(3),
+      r.calls > 0 ? ((r.cpuSeconds / r.calls) * 1e6).toFixed(2) : '',
       r.role === 'stock-node' ? 'baseline' : ratio(gbps(r), stock && gbps(stock)),
       r.role === 'c' ? 'baseline' : ratio(gbps(r), twin && gbps(twin)),
     ])

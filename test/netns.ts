@@ -9,6 +9,8 @@ export const SINK_ADDRESS = '198.18.0.7'
 export interface SinkTopology {
   /** The sending namespace. */
   sender: string
+  /** Both namespaces' names. */
+  names: string[]
   remove(): void
 }
 
@@ -57,14 +59,14 @@ export function createSink(): SinkTopology {
     remove()
     throw err
   }
-  return { sender: a, remove }
+  return { sender: a, names: [a, b], remove }
 }
 
-/** Namespaces whose names this module made and that still exist. */
-export function leftoverNamespaces(): string[] {
-  const out = execFileSync('ip', ['netns', 'list']).toString()
-  return out
+/** Which of `names` still exist as namespaces. */
+export function leftoverNamespaces(names: string[]): string[] {
+  const existing = execFileSync('ip', ['netns', 'list'])
+    .toString()
     .split('\n')
     .map((l) => l.split(' ')[0]!)
-    .filter((n) => /^zc-[ab]-/.test(n))
+  return names.filter((n) => existing.includes(n))
 }

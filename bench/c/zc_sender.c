@@ -1,0 +1,104 @@
+/* The C baseline for bench/zerocopy-send.bench.ts: the same sends as the Node sender,
+ * in the style of the kernel's msg_zerocopy selftest.
+ *   zc_sender tcp|udp <ipv4 address> <port> <bytes per send> <seconds> copy|zerocopy
+ * Sends one buffer over and over on a blocking socket. With zerocopy, it reads the
+ * error queue every 8 sends, and on ENOBUFS waits for completions (poll POLLERR);
+ * at the end it waits until every id has completed. Prints
+ * {"bytes","calls","seconds","cpuSeconds","completions","copied"} on stdout. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/errqueue.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "bench_common.h"
+
+static unsigned long long completed_ids, copied_ids;
+
+/* Reads every pending notification; returns how many ids completed. */
+static unsigned long long drain(int fd) {
+  unsigned long long done = 0;
+  for (;;) {
+    char control[128];
+    struct msghdr msg = {0};
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    if (recvmsg(fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) {
+      if (errno == EAGAIN || errno == EINTR) return done;
+      die("recvmsg MSG_ERRQUEUE");
+    }
+    for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+      struct sock_extended_err* ee = (struct sock_extended_err*)CMSG_DATA(c);
+      if (ee->ee_origin != SO_EE_ORIGIN_ZEROCOPY) continue;
+      unsigned long long n = (unsigned long long)(ee->ee_data - ee->ee_info) + 1;
+      done += n;
+      if (ee->ee_code & SO_EE_CODE_ZEROCOPY_COPIED) copied_ids += n;
+    }
+  }
+}
+
+static void wait_err(int fd) {
+  struct pollfd p = {fd, 0, 0};
+  if (poll(&p, 1, 1000) < 0 && errno != EINTR) die("poll");
+}
+
+int main(int argc, char** argv) {
+  if (argc != 7) {
+    fprintf(stderr, "usage: %s tcp|udp <addr> <port> <size> <seconds> copy|zerocopy\n", argv[0]);
+    return 2;
+  }
+  const int tcp = strcmp(argv[1], "tcp") == 0;
+  const size_t size = strtoull(argv[4], NULL, 10);
+  const double duration = atof(argv[5]);
+  const int zerocopy = strcmp(argv[6], "zerocopy") == 0;
+
+  struct sockaddr_in addr = {0};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons((unsigned short)atoi(argv[3]));
+  if (inet_pton(AF_INET, argv[2], &addr.sin_addr) != 1) die("inet_pton");
+  int fd = socket(AF_INET, tcp ? SOCK_STREAM : SOCK_DGRAM, 0);
+  if (fd < 0) die("socket");
+  int one = 1;
+  if (zerocopy && setsockopt(fd, SOL_SOCKET, SO_ZEROCOPY, &one, sizeof one)) die("SO_ZEROCOPY");
+  if (connect(fd, (struct sockaddr*)&addr, sizeof addr)) die("connect");
+
+  char* buf = aligned_alloc(4096, (size + 4095) / 4096 * 4096);
+  memset(buf, 'c', size);
+  const int flags = zerocopy ? MSG_ZEROCOPY : 0;
+  unsigned long long bytes = 0, calls = 0, ids = 0;
+  const double cpu0 = cpu_seconds();
+  const double t0 = now_seconds(), end = t0 + duration;
+  while (now_seconds() < end) {
+    ssize_t n = send(fd, buf, size, flags);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ENOBUFS && zerocopy) {
+        completed_ids += drain(fd);
+        if (completed_ids == ids) die("ENOBUFS with nothing in flight");
+        wait_err(fd);
+        continue;
+      }
+      die("send");
+    }
+    bytes += (unsigned long long)n;
+    calls++;
+    if (zerocopy) {
+      ids++;
+      if (calls % 8 == 0) completed_ids += drain(fd);
+    }
+  }
+  while (zerocopy && completed_ids < ids) {
+    wait_err(fd);
+    completed_ids += drain(fd);
+  }
+  const double seconds = now_seconds() - t0;
+  const double cpu = cpu_seconds() - cpu0;
+  printf("{\"bytes\":%llu,\"calls\":%llu,\"seconds\":%.6f,\"cpuSeconds\":%.6f,\"completions\":%llu,\"copied\":%llu}\n",
+         bytes, calls, seconds, cpu, completed_ids, copied_ids);
+  close(fd);
+  free(buf);
+  return 0;
+}

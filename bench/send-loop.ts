@@ -1,0 +1,77 @@
+// One sending process for bench/zerocopy-send.bench.ts, so Node senders are measured
+// exactly like the C one (own process, own CPU time), also inside a namespace.
+//   node dist/bench/send-loop.js tcp|udp <address> <port> <bytes per send> <seconds> <mode> <window>
+// mode: zerocopy (default copy policy) | zerocopy-forced (never switches to copies) |
+//       write (stock Node: socket.write / dgram send). `window` sends are kept in
+// flight, each from its own buffer, reused only when its send has settled.
+// Prints {"bytes","calls","seconds","cpuSeconds","zeroCopy","copied"} on stdout.
+import * as dgram from 'node:dgram'
+import * as net from 'node:net'
+import { allocPageAligned, ZeroCopySocket } from '../lib'
+
+type Mode = 'zerocopy' | 'zerocopy-forced' | 'write'
+
+async function connect(proto: string, address: string, port: number): Promise<net.Socket | dgram.Socket> {
+  if (proto === 'tcp') {
+    const s = net.connect(port, address)
+    await new Promise<void>((resolve, reject) => {
+      s.once('connect', resolve)
+      s.once('error', reject)
+    })
+    return s
+  }
+  const s = dgram.createSocket('udp4')
+  await new Promise<void>((resolve) => s.connect(port, address, resolve))
+  return s
+}
+
+function plainSend(socket: net.Socket | dgram.Socket, buf: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error | null) => (err ? reject(err) : resolve())
+    if (socket instanceof net.Socket) socket.write(buf, done)
+    else socket.send(buf, done)
+  })
+}
+
+async function main(): Promise<void> {
+  const [proto, address, port, size, seconds, mode, window] = process.argv.slice(2)
+  const socket = await connect(proto!, address!, Number(port))
+  const zc =
+    mode === 'write' ? undefined : ZeroCopySocket.from(socket, mode === 'zerocopy-forced' ? { copiedThreshold: Infinity } : {})
+  const buffers = Array.from({ length: Number(window) }, () => allocPageAligned(Number(size)).fill(0x6e))
+  let bytes = 0
+  let calls = 0
+  let zeroCopy = 0
+  let copied = 0
+  const cpu0 = process.cpuUsage()
+  const t0 = performance.now()
+  const end = t0 + Number(seconds) * 1000
+  await Promise.all(
+    buffers.map(async (buf) => {
+      while (performance.now() < end) {
+        if (zc !== undefined) {
+          const r = await zc.send(buf)
+          if (r.zeroCopy) zeroCopy++
+          if (r.copied) copied++
+        } else {
+          await plainSend(socket, buf)
+          copied++
+        }
+        bytes += buf.length
+        calls++
+      }
+    }),
+  )
+  const elapsed = (performance.now() - t0) / 1000
+  const cpu = process.cpuUsage(cpu0)
+  if (zc !== undefined) await zc.close()
+  if (socket instanceof net.Socket) socket.destroy()
+  else socket.close()
+  const m = { bytes, calls, seconds: elapsed, cpuSeconds: (cpu.user + cpu.system) / 1e6, zeroCopy, copied, mode: mode as Mode }
+  console.log(JSON.stringify(m))
+}
+
+main().catch((err) => {
+  console.error(err)
+  process.exit(1)
+})

@@ -1,0 +1,78 @@
+// MSG_ZEROCOPY sends that await their completions, against socket.write and against
+// the same loop in C (bench/c/zc_sender.c), on loopback TCP and, as root, UDP into the
+// namespace sink (forwarded to a blackhole: true zero-copy, like a real NIC). Every
+// sender runs in its own process; the TCP reader is bench/c/tcp_sink.c.
+import { execFileSync } from 'node:child_process'
+import * as path from 'node:path'
+import { createSink, netnsUnavailable, SINK_ADDRESS } from '../test/netns'
+import { cBinary, formatBytes, parseResult, start, type BenchContext, type Measured, type Row } from './harness'
+
+const SIZES = [64 * 1024, 1024 * 1024]
+const UDP_SIZE = 60000 // one 64 KB-class datagram under the 65535 MTU
+const WINDOW = 4 // sends in flight per Node sender; more only adds cache pressure on loopback
+
+interface Path {
+  name: string
+  proto: 'tcp' | 'udp'
+  address: string
+  port: number
+  /** Prefix that runs a command inside the path's network namespace. */
+  wrap: string[]
+}
+
+function runSender(wrap: string[], file: string, args: string[]): Measured {
+  const [cmd, ...rest] = [...wrap, file, ...args]
+  return parseResult(execFileSync(cmd!, rest, { timeout: 120000 }).toString())
+}
+
+function measurePath(p: Path, size: number, ctx: BenchContext): Row[] {
+  const bench = `send ${p.name}`
+  const group = `${formatBytes(size)} sends`
+  const args = [p.proto, p.address, String(p.port), String(size), String(ctx.seconds)]
+  const node = (mode: string) => runSender(p.wrap, process.execPath, [path.join(__dirname, 'send-loop.js'), ...args, mode, String(WINDOW)])
+  const c = (mode: string) => runSender(p.wrap, cBinary('zc_sender'), [...args, mode])
+  const row = (variant: string, role: Row['role'], m: Measured, cTwin?: string): Row => ({
+    bench,
+    group,
+    variant,
+    role,
+    ...(cTwin ? { cTwin } : {}),
+    bytes: m.bytes,
+    seconds: m.seconds,
+    cpuSeconds: m.cpuSeconds,
+    calls: m.calls,
+  })
+  return [
+    row('ZeroCopySocket.send (MSG_ZEROCOPY kept)', 'zerocopy', node('zerocopy-forced'), 'C send MSG_ZEROCOPY'),
+    row('ZeroCopySocket.send (default policy)', 'zerocopy', node('zerocopy'), 'C send'),
+    row(p.proto === 'tcp' ? 'socket.write' : 'dgram send', 'stock-node', node('write'), 'C send'),
+    row('C send MSG_ZEROCOPY', 'c', c('zerocopy')),
+    row('C send', 'c', c('copy')),
+  ]
+}
+
+export async function run(ctx: BenchContext): Promise<Row[]> {
+  const rows: Row[] = []
+  const sink = start(cBinary('tcp_sink'), ['0'], ['ignore', 'pipe', 'inherit'])
+  try {
+    const port = await new Promise<number>((resolve) => sink.child.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))))
+    const loopback: Path = { name: 'TCP loopback', proto: 'tcp', address: '127.0.0.1', port, wrap: [] }
+    for (const size of SIZES) rows.push(...measurePath(loopback, size, ctx))
+  } finally {
+    sink.done.catch(() => {}) // killed on purpose
+    sink.child.kill()
+  }
+  const why = netnsUnavailable()
+  if (why !== undefined) {
+    process.stderr.write(`zerocopy-send: skipping the namespace sink (${why})\n`)
+    return rows
+  }
+  const topology = createSink()
+  try {
+    const udp: Path = { name: 'UDP netns sink', proto: 'udp', address: SINK_ADDRESS, port: 9, wrap: ['ip', 'netns', 'exec', topology.sender] }
+    rows.push(...measurePath(udp, UDP_SIZE, ctx))
+  } finally {
+    topology.remove()
+  }
+  return rows
+}
