@@ -7,9 +7,12 @@ export {
   inputQueueBytes,
   outputQueueBytes,
   pipe,
+  readErrorQueue,
+  send,
   sendfile,
   sendfileAsync,
   setPipeSize,
+  setZeroCopy,
   splice,
   spliceAsync,
   tee,
@@ -19,4 +22,4 @@ export {
 export { allocPageAligned, pageOffsetOf, pageSize } from './memory'
 export { ZeroCopySocket, sendZeroCopy } from './zerocopy-socket'
 export type { SendOptions, SendResult, ZeroCopyOptions, ZeroCopyStats } from './zerocopy-socket'
-export type { ByteView, Length, Offset, PipeEnds, PipeOptions } from './raw'
+export type { ByteView, ErrorQueueEntry, Length, Offset, PipeEnds, PipeOptions } from './raw'

@@ -4,6 +4,8 @@
 import { native, type ByteView, type Length, type Offset } from './native'
 
 export type { ByteView, Length, Offset }
+// (ZeroCopySocket is referenced by TSDoc links below.)
+import type { ZeroCopySocket } from './zerocopy-socket'
 
 /**
  * Flags and option values from the system headers.
@@ -154,4 +156,56 @@ export function inputQueueBytes(fd: number): number {
  */
 export function outputQueueBytes(fd: number): number {
   return native.outputQueueBytes(fd)
+}
+
+/**
+ * Sends the bytes of `data` on a socket (`sendmsg(2)`, one iovec per view) with any
+ * `MSG_*` flags, e.g. `constants.MSG_ZEROCOPY` after {@link setZeroCopy}. The raw
+ * call: with MSG_ZEROCOPY the caller must keep `data` unchanged until the kernel's
+ * completion arrives ({@link readErrorQueue}); {@link ZeroCopySocket} does that for you.
+ *
+ * @returns The bytes sent (a stream socket may take fewer than offered).
+ */
+export function send(fd: number, data: ByteView | readonly ByteView[], flags?: number): number {
+  return native.send(fd, data, flags)
+}
+
+/** Enables or disables `SO_ZEROCOPY` on a socket (`ENOTSUP` for AF_UNIX and others). */
+export function setZeroCopy(fd: number, on: boolean): void {
+  native.setZeroCopy(fd, on)
+}
+
+/** One entry of a socket's error queue (`struct sock_extended_err`). */
+export interface ErrorQueueEntry {
+  /** `ee_origin`: `constants.SO_EE_ORIGIN_ZEROCOPY` (5) for MSG_ZEROCOPY completions. */
+  origin: number
+  /** `ee_code`: for completions, bit `SO_EE_CODE_ZEROCOPY_COPIED` says the kernel copied. */
+  code: number
+  /** `ee_errno`: 0 for completions. */
+  errno: number
+  /** `ee_info`: for completions, the first completed send id. */
+  info: number
+  /** `ee_data`: for completions, the last completed send id (inclusive; ids wrap at 2^32). */
+  data: number
+}
+
+/**
+ * Reads up to `max` entries from a socket's error queue (`recvmsg(MSG_ERRQUEUE)`)
+ * without blocking; an empty queue gives an empty array.
+ */
+export function readErrorQueue(fd: number, max = 64): ErrorQueueEntry[] {
+  const words = new Uint32Array(4 * max)
+  const n = native.readErrorQueue(fd, words)
+  if (n < 0) throw native.systemError(-n, 'recvmsg')
+  const out: ErrorQueueEntry[] = []
+  for (let i = 0; i < n; i++) {
+    out.push({
+      origin: words[4 * i]! & 0xff,
+      code: words[4 * i]! >>> 8,
+      errno: words[4 * i + 1]!,
+      info: words[4 * i + 2]!,
+      data: words[4 * i + 3]!,
+    })
+  }
+  return out
 }
