@@ -161,6 +161,7 @@ class SendRequest {
 function toBytes(data: ByteView | readonly ByteView[]): Uint8Array[] {
   const list = Array.isArray(data) ? data : [data as ByteView]
   return list.map((v) => {
+    if (v instanceof Uint8Array) return v // Buffers too: no new view needed
     if (v instanceof ArrayBuffer) return new Uint8Array(v)
     if (ArrayBuffer.isView(v)) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength)
     throw Object.assign(new TypeError('The "data" argument must be a Buffer, TypedArray, DataView or ArrayBuffer, or an Array of them'), {
@@ -302,8 +303,12 @@ export class ZeroCopySocket {
     return new Promise<SendResult>((resolve, reject) => {
       // Node's own buffered bytes go first: queue a marker behind them and send only
       // when Node hands it to _write (all earlier chunks are in the kernel by then).
+      // Behind a request that still waits for its marker, a request waits too: ready
+      // requests are always a prefix of the queue.
       const behindNode = this.stream !== undefined && this.stream.writableLength > 0
-      const req = new SendRequest(views, total, options.copy === true, resolve, reject, !behindNode)
+      const last = this.unsent[this.unsent.length - 1]
+      const ready = !behindNode && (last === undefined || last.ready)
+      const req = new SendRequest(views, total, options.copy === true, resolve, reject, ready)
       if (behindNode) {
         req.marker = Buffer.alloc(0)
         this.stream!.write(req.marker)
@@ -410,7 +415,12 @@ export class ZeroCopySocket {
     this.unsent.shift()
     req.fullySent = true
     this.maybeSettle(req)
-    if (!this.unsent.some((r) => r.ready)) this.releaseNodeCalls()
+    if (!this.hasReadyUnsent()) this.releaseNodeCalls()
+  }
+
+  /** Ready requests form a prefix of the queue, so the head says it all. */
+  private hasReadyUnsent(): boolean {
+    return this.unsent.length > 0 && this.unsent[0]!.ready
   }
 
   private maybeSettle(req: SendRequest): void {
@@ -508,16 +518,17 @@ export class ZeroCopySocket {
     const final = stream._final
     const gated = stream as unknown as Record<string, unknown>
     gated._write = (chunk: unknown, encoding: string, cb: (err?: Error | null) => void) => {
-      const req = this.unsent.find((r) => r.marker === chunk)
-      if (req !== undefined) {
-        // Node's earlier bytes are all in the kernel: this send may go now.
-        req.ready = true
-        req.marker = undefined
+      const at = (chunk as Buffer).length === 0 ? this.unsent.findIndex((r) => r.marker === chunk) : -1
+      if (at >= 0) {
+        // Node's earlier bytes are all in the kernel: this send may go now, and so may
+        // the requests queued behind it without a marker of their own.
+        this.unsent[at]!.marker = undefined
+        for (let i = at; i < this.unsent.length && this.unsent[i]!.marker === undefined; i++) this.unsent[i]!.ready = true
         cb()
         this.pump()
         return
       }
-      if (this.unsent.some((r) => r.ready)) this.heldNodeCalls.push(() => write.call(stream, chunk, encoding, cb))
+      if (this.hasReadyUnsent()) this.heldNodeCalls.push(() => write.call(stream, chunk, encoding, cb))
       else write.call(stream, chunk, encoding, cb)
     }
     // Chunks one at a time through _write, so a marker is never inside a batch.

@@ -281,3 +281,22 @@ test('a Unix-domain socket (no SO_ZEROCOPY) falls back to copies, visibly', asyn
   assert.equal((await received).toString(), 'over a unix socket')
   await zc.close()
 })
+
+test('a corked socket: sends queue behind the corked bytes and keep their order', async (t) => {
+  const pair = await tcpPair()
+  t.after(() => pair.close())
+  const received = collect(pair.server)
+  const zc = ZeroCopySocket.from(pair.client, { copiedThreshold: Infinity })
+  pair.client.cork()
+  pair.client.write('one|') // buffered by the cork: writableLength > 0
+  const a = zc.send(Buffer.from('two|')) // waits behind a marker, also corked
+  pair.client.write(Buffer.alloc(0)) // nothing: writableLength may read 0 now
+  const b = zc.send(Buffer.from('three|'))
+  await sleep(20)
+  assert.equal(zc.stats.unsent, 2, 'neither send overtook the corked bytes')
+  pair.client.uncork()
+  await Promise.all([a, b])
+  pair.client.write('four')
+  pair.client.end()
+  assert.equal((await received).toString(), 'one|two|three|four')
+})
