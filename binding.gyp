@@ -9,6 +9,7 @@
         "native/addon.cc",
         "native/args.cc",
         "native/errors.cc",
+        "native/mapping.cc",
         "native/memory.cc",
         "native/pipes.cc",
         "native/reactor.cc",

@@ -20,6 +20,8 @@ export {
   vmsplice,
 } from './raw'
 export { allocPageAligned, pageOffsetOf, pageSize } from './memory'
+export { sendFileZeroCopy } from './send-file'
+export type { FileSource, SendFileOptions, SendFileResult } from './send-file'
 export { ZeroCopySocket, sendZeroCopy } from './zerocopy-socket'
 export type { SendOptions, SendResult, ZeroCopyOptions, ZeroCopyStats } from './zerocopy-socket'
 export type { ByteView, ErrorQueueEntry, Length, Offset, PipeEnds, PipeOptions } from './raw'

@@ -36,6 +36,8 @@ export interface NativeBinding {
   abortiveClose(fd: number): void
   systemError(errno: number, syscall: string): NodeJS.ErrnoException
   Reactor: new (onEvents: (events: Uint32Array, count: number) => void) => NativeReactor
+  Mapping: new (fd: number, offset: number | bigint, length: number) => NativeMapping
+  trySendMapped(fd: number, mapping: NativeMapping, offset: number, length: number, flags: number): number
   pageOffsetOf(view: ByteView): number
   pageSize: number
   constants: NativeConstants
@@ -49,6 +51,16 @@ export interface NativeReactor {
   ref(): void
   unref(): void
   close(): void
+}
+
+/** native/mapping.cc: a read-only MAP_SHARED file window that only the kernel reads. */
+export interface NativeMapping {
+  readonly length: number
+  readonly mapped: boolean
+  /** Faults [offset, offset + length) in on the thread pool; EFAULT past end of file. */
+  populate(offset: number, length: number): Promise<void>
+  /** Unmaps (deferred while a populate runs). Only once the kernel released the pages. */
+  unmap(): void
 }
 
 export interface NativeConstants {

@@ -13,7 +13,7 @@ import * as dgram from 'node:dgram'
 import * as net from 'node:net'
 import * as os from 'node:os'
 import { CompletionTracker } from './completions'
-import { native, type ByteView } from './native'
+import { native, type ByteView, type NativeMapping } from './native'
 import * as reactor from './reactor'
 import { dgramSocketFd, netSocketFd } from './socket-fd'
 
@@ -115,6 +115,8 @@ class SendRequest {
   ready: boolean
   /** The empty chunk written into Node's stream behind its buffered data. */
   marker: Buffer | undefined
+  /** Instead of views: bytes [offset, offset + total) of a file mapping (held likewise). */
+  mapped: { mapping: NativeMapping; offset: number } | undefined
 
   constructor(
     /** Held until settled: the kernel may read these pages until then. */
@@ -292,13 +294,31 @@ export class ZeroCopySocket {
     } catch (err) {
       return Promise.reject(err)
     }
+    return this.enqueue(views, views.reduce((n, v) => n + v.length, 0), options.copy === true, undefined)
+  }
+
+  /**
+   * Sends `length` bytes of a file mapping from `offset` (lib/send-file.ts). Same
+   * ordering and Promise rules as {@link send}; the kernel reads the mapping, so a
+   * truncated file is an EFAULT rejection, never a SIGBUS.
+   * @internal
+   */
+  sendMapped(mapping: NativeMapping, offset: number, length: number, copy: boolean): Promise<SendResult> {
+    return this.enqueue([], length, copy, { mapping, offset })
+  }
+
+  private enqueue(
+    views: Uint8Array[],
+    total: number,
+    copy: boolean,
+    mapped: SendRequest['mapped'],
+  ): Promise<SendResult> {
     if (this.closing) {
       return Promise.reject(this.socketError ?? codedError('ERR_SOCKET_CLOSED', 'The socket is closed'))
     }
     if (this.stream?.writableEnded) {
       return Promise.reject(codedError('ERR_STREAM_WRITE_AFTER_END', 'write after end'))
     }
-    const total = views.reduce((n, v) => n + v.length, 0)
     this.counters.sends++
     return new Promise<SendResult>((resolve, reject) => {
       // Node's own buffered bytes go first: queue a marker behind them and send only
@@ -308,7 +328,8 @@ export class ZeroCopySocket {
       const behindNode = this.stream !== undefined && this.stream.writableLength > 0
       const last = this.unsent[this.unsent.length - 1]
       const ready = !behindNode && (last === undefined || last.ready)
-      const req = new SendRequest(views, total, options.copy === true, resolve, reject, ready)
+      const req = new SendRequest(views, total, copy, resolve, reject, ready)
+      req.mapped = mapped
       if (behindNode) {
         req.marker = Buffer.alloc(0)
         this.stream!.write(req.marker)
@@ -354,7 +375,11 @@ export class ZeroCopySocket {
       }
       const zeroCopy = this.mode === 'zerocopy' && !req.copy && req.fallback === undefined
       const flags = MSG_DONTWAIT | MSG_NOSIGNAL | (zeroCopy ? MSG_ZEROCOPY : 0)
-      const r = native.trySend(this.fd, req.remaining(), flags)
+      const m = req.mapped
+      const r =
+        m === undefined
+          ? native.trySend(this.fd, req.remaining(), flags)
+          : native.trySendMapped(this.fd, m.mapping, m.offset + req.sent, req.total - req.sent, flags)
       if (r > 0) {
         // A datagram is all or nothing; a stream may take part of the bytes.
         const n = this.isDatagram ? req.total - req.sent : r

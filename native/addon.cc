@@ -53,6 +53,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   zc::ExportMemory(env, exports);
   zc::ExportSocket(env, exports);
   zc::ExportReactor(env, exports);
+  zc::ExportMapping(env, exports);
   zc::ExportConstants(env, exports);
   return exports;
 }

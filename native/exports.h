@@ -10,6 +10,7 @@ void ExportPipes(Napi::Env env, Napi::Object exports);      // pipes.cc
 void ExportMemory(Napi::Env env, Napi::Object exports);     // memory.cc
 void ExportSocket(Napi::Env env, Napi::Object exports);     // socket.cc
 void ExportReactor(Napi::Env env, Napi::Object exports);    // reactor.cc
+void ExportMapping(Napi::Env env, Napi::Object exports);    // mapping.cc
 void ExportConstants(Napi::Env env, Napi::Object exports);  // addon.cc
 
 }  // namespace zc

@@ -1,0 +1,185 @@
+// Read-only file mappings that only the kernel ever reads.
+//
+// sendFileZeroCopy sends a file from MAP_SHARED, PROT_READ windows with MSG_ZEROCOPY:
+// the completion then tells when the kernel let go of the pages, which sendfile never
+// does. The mapping's memory is never handed to JS (no ArrayBuffer): reading a mapped
+// page past a truncated end of file raises SIGBUS and kills the process, whereas the
+// kernel reading it on our behalf just fails with EFAULT. Page faults (disk reads) are
+// taken off the JS thread by populate(), which uses MADV_POPULATE_READ: it fails with
+// EFAULT where a read would have raised SIGBUS.
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+
+#include "args.h"
+#include "errors.h"
+#include "exports.h"
+#include "syscall.h"
+
+namespace zc {
+
+namespace {
+
+class Mapping final : public Napi::ObjectWrap<Mapping> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Mapping",
+                       {
+                           InstanceMethod<&Mapping::Populate>("populate"),
+                           InstanceMethod<&Mapping::Unmap>("unmap"),
+                           InstanceAccessor<&Mapping::Length>("length"),
+                           InstanceAccessor<&Mapping::Mapped>("mapped"),
+                       });
+  }
+
+  // new Mapping(fd, offset, length): offset must be page-aligned.
+  explicit Mapping(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Mapping>(info) {
+    Napi::Env env = info.Env();
+    int fd = FdArg(info, 0, "fd");
+    std::optional<int64_t> offset = OffsetArg(info, 1, "offset");
+    uint64_t length = LengthArg(info, 2, "length");
+    const long page = sysconf(_SC_PAGESIZE);
+    if (!offset || *offset % page != 0) {
+      ThrowRangeError(env, "ERR_OUT_OF_RANGE", "The \"offset\" of a mapping must be a multiple of the page size");
+    }
+    if (length == 0 || length > (uint64_t(1) << 40)) {
+      ThrowRangeError(env, "ERR_OUT_OF_RANGE", "The \"length\" of a mapping must be > 0 and <= 2^40");
+    }
+    void* addr = mmap(nullptr, length, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(*offset));
+    if (addr == MAP_FAILED) throw SystemError(env, errno, "mmap");
+    addr_ = static_cast<char*>(addr);
+    length_ = length;
+  }
+
+  ~Mapping() override { Release(); }
+
+  // Bytes [offset, offset + length) of the mapping, or nullptr when out of bounds or
+  // unmapped. The only way a mapped address leaves this class.
+  const char* Range(uint64_t offset, uint64_t length) const {
+    if (addr_ == nullptr || offset > length_ || length > length_ - offset) return nullptr;
+    return addr_ + offset;
+  }
+
+ private:
+  // populate(offset, length) -> Promise<void>: faults the range in on the thread pool.
+  // Rejects with EFAULT when part of it lies past the end of the file.
+  Napi::Value Populate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t offset = LengthArg(info, 0, "offset");
+    uint64_t length = LengthArg(info, 1, "length");
+    const char* start = Range(offset, length);
+    if (start == nullptr) ThrowRangeError(env, "ERR_OUT_OF_RANGE", "The range is outside the mapping, or it is unmapped");
+    auto* worker = new PopulateWorker(env, this, const_cast<char*>(start), length);
+    Napi::Promise promise = worker->Promise();
+    worker->Queue();
+    return promise;
+  }
+
+  // unmap(): the caller guarantees the kernel holds none of its pages any more (every
+  // send from it completed). Deferred while a populate() still runs on it.
+  Napi::Value Unmap(const Napi::CallbackInfo& info) {
+    unmapRequested_ = true;
+    if (populating_ == 0) Release();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Length(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(length_)); }
+  Napi::Value Mapped(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), addr_ != nullptr); }
+
+  void Release() {
+    if (addr_ != nullptr) {
+      munmap(addr_, length_);
+      addr_ = nullptr;
+    }
+  }
+
+  class PopulateWorker final : public Napi::AsyncWorker {
+   public:
+    PopulateWorker(Napi::Env env, Mapping* owner, char* start, uint64_t length)
+        : Napi::AsyncWorker(env, "zerocopy.populate"),
+          deferred_(Napi::Promise::Deferred::New(env)),
+          owner_(owner),
+          start_(start),
+          length_(length) {
+      owner_->populating_++;
+      ownerRef_ = Napi::Persistent(owner_->Value());  // the mapping outlives the worker
+    }
+    Napi::Promise Promise() const { return deferred_.Promise(); }
+    void Execute() override {
+      // Align to pages for madvise; the mapping starts on a page boundary.
+      const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+      uintptr_t begin = reinterpret_cast<uintptr_t>(start_) & ~(page - 1);
+      uintptr_t end = reinterpret_cast<uintptr_t>(start_) + length_;
+      int r;
+      do {
+        r = madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_READ);
+      } while (r != 0 && (errno == EINTR || errno == EAGAIN));
+      err_ = r == 0 ? 0 : errno;
+      if (err_ == EINVAL) {
+        // Kernels before 5.14: start readahead instead, and let the send fault.
+        madvise(reinterpret_cast<void*>(begin), end - begin, MADV_WILLNEED);
+        err_ = 0;
+      }
+    }
+    void OnOK() override {
+      Napi::Env env = Env();
+      if (--owner_->populating_ == 0 && owner_->unmapRequested_) owner_->Release();
+      if (err_ != 0) deferred_.Reject(SystemError(env, err_, "madvise").Value());
+      else deferred_.Resolve(env.Undefined());
+    }
+
+   private:
+    Napi::Promise::Deferred deferred_;
+    Mapping* owner_;
+    Napi::ObjectReference ownerRef_;
+    char* start_;
+    uint64_t length_;
+    int err_ = 0;
+  };
+
+  char* addr_ = nullptr;
+  uint64_t length_ = 0;
+  int populating_ = 0;
+  bool unmapRequested_ = false;
+
+  friend Napi::Value TrySendMapped(const Napi::CallbackInfo& info);
+};
+
+}  // namespace
+
+// trySendMapped(fd, mapping, offset, length, flags) -> bytes, or -errno. The kernel
+// reads the mapping; past a truncated end of file that is EFAULT, never SIGBUS.
+Napi::Value TrySendMapped(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0, "fd");
+  if (!info[1].IsObject() || !info[1].As<Napi::Object>().InstanceOf(env.GetInstanceData<Napi::FunctionReference>()->Value())) {
+    ThrowTypeError(env, "ERR_INVALID_ARG_TYPE", "The \"mapping\" argument must be a Mapping");
+  }
+  Mapping* mapping = Mapping::Unwrap(info[1].As<Napi::Object>());
+  uint64_t offset = LengthArg(info, 2, "offset");
+  uint64_t length = LengthArg(info, 3, "length");
+  unsigned flags = FlagsArg(info, 4, "flags");
+  const char* start = mapping->Range(offset, length);
+  if (start == nullptr) ThrowRangeError(env, "ERR_OUT_OF_RANGE", "The range is outside the mapping, or it is unmapped");
+  iovec iov{const_cast<char*>(start), length};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  ssize_t r;
+  do {
+    r = OrErrno(sendmsg(fd, &msg, static_cast<int>(flags)));
+  } while (r == -EINTR);
+  return Napi::Number::New(env, static_cast<double>(r));
+}
+
+void ExportMapping(Napi::Env env, Napi::Object exports) {
+  Napi::Function ctor = Mapping::Define(env);
+  env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(ctor)));
+  exports.Set("Mapping", ctor);
+  exports.Set("trySendMapped", Napi::Function::New(env, TrySendMapped, "trySendMapped"));
+}
+
+}  // namespace zc
