@@ -4,8 +4,9 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
-/** Where a row stands in its group: the package, or a baseline to compare it with. */
-export type Role = 'zerocopy' | 'stock-node' | 'c'
+/** Where a row stands in its group: the package, the stock-Node baseline (one per group)
+ * or another stock-Node way, or a C baseline. */
+export type Role = 'zerocopy' | 'stock-node' | 'stock-node-variant' | 'c'
 
 export interface Row {
   /** The benchmark (file) it belongs to, e.g. "vmsplice -> pipe". */

@@ -59,6 +59,8 @@ export interface NativeMapping {
   readonly mapped: boolean
   /** Faults [offset, offset + length) in on the thread pool; EFAULT past end of file. */
   populate(offset: number, length: number): Promise<void>
+  /** True when every page of the range is in the page cache (mincore). */
+  resident(offset: number, length: number): boolean
   /** Unmaps (deferred while a populate runs). Only once the kernel released the pages. */
   unmap(): void
 }

@@ -5,7 +5,8 @@
 // mappings through ZeroCopySocket instead, where every byte has a kernel completion.
 //
 // The file goes in windows: each is mapped (native/mapping.cc), faulted in on the
-// thread pool (disk reads never block the event loop), queued on the socket, and
+// thread pool unless already in the page cache (disk reads never block the event
+// loop), queued on the socket, and
 // unmapped only once its send settled. At most `maxWindows` are mapped at a time, so
 // memory and address space stay bounded whatever the file size.
 import * as fs from 'node:fs'
@@ -132,7 +133,9 @@ export async function sendFileZeroCopy(
       const mapping = new native.Mapping(fd, mapStart, mapLength)
       windows++
       try {
-        await mapping.populate(pos - mapStart, sendLength)
+        // Pages not in the page cache mean disk reads: fault them in on the thread
+        // pool. Cached pages cost the kernel only page-table work when it takes them.
+        if (!mapping.resident(pos - mapStart, sendLength)) await mapping.populate(pos - mapStart, sendLength)
       } catch (err) {
         mapping.unmap()
         throw (err as NodeJS.ErrnoException).code === 'EFAULT' ? truncated(pos, end, err) : err

@@ -21,6 +21,9 @@ const { MSG_ZEROCOPY, MSG_DONTWAIT, MSG_NOSIGNAL, SO_EE_ORIGIN_ZEROCOPY, SO_EE_C
 const { EPOLLERR, EPOLLOUT, SOCK_DGRAM } = native.constants
 const { EAGAIN, ENOBUFS, EINTR } = os.constants.errno
 const SHUT_WR = 1
+// Bytes per sendmsg from a file mapping. Measured here (1 GiB cached file, loopback):
+// MSG_ZEROCOPY sends of 256 KiB run about twice as fast as 4 MiB ones, in C too.
+const MAPPED_CHUNK = 256 * 1024
 
 /** Options for {@link ZeroCopySocket.from}. */
 export interface ZeroCopyOptions {
@@ -379,7 +382,7 @@ export class ZeroCopySocket {
       const r =
         m === undefined
           ? native.trySend(this.fd, req.remaining(), flags)
-          : native.trySendMapped(this.fd, m.mapping, m.offset + req.sent, req.total - req.sent, flags)
+          : native.trySendMapped(this.fd, m.mapping, m.offset + req.sent, Math.min(req.total - req.sent, MAPPED_CHUNK), flags)
       if (r > 0) {
         // A datagram is all or nothing; a stream may take part of the bytes.
         const n = this.isDatagram ? req.total - req.sent : r

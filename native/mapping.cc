@@ -11,8 +11,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
+#include <vector>
 
 #include "args.h"
 #include "errors.h"
@@ -30,6 +30,7 @@ class Mapping final : public Napi::ObjectWrap<Mapping> {
                        {
                            InstanceMethod<&Mapping::Populate>("populate"),
                            InstanceMethod<&Mapping::Unmap>("unmap"),
+                           InstanceMethod<&Mapping::Resident>("resident"),
                            InstanceAccessor<&Mapping::Length>("length"),
                            InstanceAccessor<&Mapping::Mapped>("mapped"),
                        });
@@ -76,6 +77,26 @@ class Mapping final : public Napi::ObjectWrap<Mapping> {
     Napi::Promise promise = worker->Promise();
     worker->Queue();
     return promise;
+  }
+
+  // resident(offset, length) -> true when every page of the range is in the page cache
+  // (mincore): then faulting it in costs no disk read and can stay on the JS thread.
+  Napi::Value Resident(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t offset = LengthArg(info, 0, "offset");
+    uint64_t length = LengthArg(info, 1, "length");
+    const char* start = Range(offset, length);
+    if (start == nullptr) ThrowRangeError(env, "ERR_OUT_OF_RANGE", "The range is outside the mapping, or it is unmapped");
+    const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    uintptr_t begin = reinterpret_cast<uintptr_t>(start) & ~(page - 1);
+    uintptr_t end = reinterpret_cast<uintptr_t>(start) + length;
+    std::vector<unsigned char> vec((end - begin + page - 1) / page);
+    if (vec.empty()) return Napi::Boolean::New(env, true);
+    if (mincore(reinterpret_cast<void*>(begin), end - begin, vec.data()) != 0) return Napi::Boolean::New(env, false);
+    for (unsigned char v : vec) {
+      if (!(v & 1)) return Napi::Boolean::New(env, false);
+    }
+    return Napi::Boolean::New(env, true);
   }
 
   // unmap(): the caller guarantees the kernel holds none of its pages any more (every

@@ -1,0 +1,110 @@
+/* The C baselines for bench/send-file.bench.ts: a file to a TCP reader on 127.0.0.1.
+ *   file_sender <port> <file> sendfile|mmap-send|mmap-zerocopy [chunk bytes]
+ * sendfile: sendfile(2) in a loop (no release notice: not an honest "done").
+ * mmap-send: read-only mapping, plain send() of each chunk (copies; done on return).
+ * mmap-zerocopy: read-only mapping, send(MSG_ZEROCOPY) of each chunk, reading the
+ *   error queue as it goes and at the end until every id completed (done = released).
+ * Prints {"bytes","calls","seconds","cpuSeconds"} on stdout. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/errqueue.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bench_common.h"
+
+static unsigned long long drain(int fd) {
+  unsigned long long done = 0;
+  for (;;) {
+    char control[128];
+    struct msghdr msg = {0};
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    if (recvmsg(fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) return done;
+    for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+      struct sock_extended_err* ee = (struct sock_extended_err*)CMSG_DATA(c);
+      if (ee->ee_origin == SO_EE_ORIGIN_ZEROCOPY) done += (unsigned long long)(ee->ee_data - ee->ee_info) + 1;
+    }
+  }
+}
+
+int main(int argc, char** argv) {
+  if (argc < 4) {
+    fprintf(stderr, "usage: %s <port> <file> sendfile|mmap-send|mmap-zerocopy [chunk]\n", argv[0]);
+    return 2;
+  }
+  const char* mode = argv[3];
+  const size_t chunk = argc > 4 ? strtoull(argv[4], NULL, 10) : 256 * 1024;
+  int file = open(argv[2], O_RDONLY | O_CLOEXEC);
+  if (file < 0) die("open");
+  struct stat st;
+  fstat(file, &st);
+  const size_t size = (size_t)st.st_size;
+
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in addr = {0};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons((unsigned short)atoi(argv[1]));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, (struct sockaddr*)&addr, sizeof addr)) die("connect");
+  const int zerocopy = strcmp(mode, "mmap-zerocopy") == 0;
+  int one = 1;
+  if (zerocopy && setsockopt(fd, SOL_SOCKET, SO_ZEROCOPY, &one, sizeof one)) die("SO_ZEROCOPY");
+
+  unsigned long long calls = 0, ids = 0, completed = 0;
+  size_t sent = 0;
+  const double cpu0 = cpu_seconds();
+  const double t0 = now_seconds();
+  if (strcmp(mode, "sendfile") == 0) {
+    off_t off = 0;
+    while ((size_t)off < size) {
+      ssize_t n = sendfile(fd, file, &off, size - (size_t)off);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        die("sendfile");
+      }
+      calls++;
+    }
+    sent = (size_t)off;
+  } else {
+    char* map = mmap(NULL, size, PROT_READ, MAP_SHARED, file, 0);
+    if (map == MAP_FAILED) die("mmap");
+    while (sent < size) {
+      size_t len = size - sent < chunk ? size - sent : chunk;
+      ssize_t n = send(fd, map + sent, len, zerocopy ? MSG_ZEROCOPY : 0);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == ENOBUFS && zerocopy) {
+          struct pollfd p = {fd, 0, 0};
+          poll(&p, 1, 100);
+          completed += drain(fd);
+          continue;
+        }
+        die("send");
+      }
+      sent += (size_t)n;
+      calls++;
+      if (zerocopy) {
+        ids++;
+        if (ids % 8 == 0) completed += drain(fd);
+      }
+    }
+    while (zerocopy && completed < ids) {
+      struct pollfd p = {fd, 0, 0};
+      poll(&p, 1, 100);
+      completed += drain(fd);
+    }
+    munmap(map, size);
+  }
+  const double seconds = now_seconds() - t0;
+  print_result(stdout, sent, calls, seconds, cpu_seconds() - cpu0);
+  close(fd);
+  return 0;
+}

@@ -1,0 +1,67 @@
+// A cached file (1 GiB by default; ZEROCOPY_BENCH_FILE_MB to change) to a loopback TCP
+// reader (bench/c/tcp_sink.c): sendFileZeroCopy against fs.createReadStream().pipe()
+// (default and 1 MiB chunks) and against C loops over the same file: sendfile (fast,
+// but gives no release notice), read-only mapping + send, and read-only mapping +
+// MSG_ZEROCOPY with completions. Every sender is its own process.
+import { execFileSync } from 'node:child_process'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { cBinary, formatBytes, parseResult, start, type BenchContext, type Measured, type Row } from './harness'
+
+const FILE_MB = Number(process.env.ZEROCOPY_BENCH_FILE_MB ?? 1024)
+
+/** A file of FILE_MB MiB in the temp directory, read once so it is in the page cache. */
+function cachedFile(): string {
+  const file = path.join(os.tmpdir(), `zerocopy-bench-${FILE_MB}m.bin`)
+  if (!fs.existsSync(file) || fs.statSync(file).size !== FILE_MB * 1024 * 1024) {
+    const fd = fs.openSync(file, 'w')
+    const block = Buffer.alloc(1024 * 1024)
+    for (let i = 0; i < FILE_MB; i++) {
+      block.fill(i & 0xff)
+      fs.writeSync(fd, block)
+    }
+    fs.closeSync(fd)
+  }
+  const fd = fs.openSync(file, 'r')
+  const block = Buffer.alloc(4 * 1024 * 1024)
+  while (fs.readSync(fd, block) > 0);
+  fs.closeSync(fd)
+  return file
+}
+
+export async function run(_ctx: BenchContext): Promise<Row[]> {
+  const file = cachedFile()
+  const sink = start(cBinary('tcp_sink'), ['0'], ['ignore', 'pipe', 'inherit'])
+  sink.done.catch(() => {}) // killed on purpose
+  try {
+    const port = await new Promise<string>((resolve) => sink.child.stdout!.once('data', (d: Buffer) => resolve(d.toString().trim())))
+    const node = (mode: string): Measured =>
+      parseResult(execFileSync(process.execPath, [path.join(__dirname, 'file-send-loop.js'), port, file, mode]).toString())
+    const c = (mode: string): Measured => parseResult(execFileSync(cBinary('file_sender'), [port, file, mode]).toString())
+    const bench = 'file -> loopback TCP'
+    const group = `${formatBytes(FILE_MB * 1024 * 1024)} cached`
+    const row = (variant: string, role: Row['role'], m: Measured, cTwin?: string): Row => ({
+      bench,
+      group,
+      variant,
+      role,
+      ...(cTwin ? { cTwin } : {}),
+      bytes: m.bytes,
+      seconds: m.seconds,
+      cpuSeconds: m.cpuSeconds,
+      calls: m.calls,
+    })
+    return [
+      row('sendFileZeroCopy (default policy)', 'zerocopy', node('zerocopy'), 'C mmap + send'),
+      row('sendFileZeroCopy (MSG_ZEROCOPY kept)', 'zerocopy', node('zerocopy-forced'), 'C mmap + MSG_ZEROCOPY'),
+      row('createReadStream().pipe()', 'stock-node', node('stream'), 'C mmap + send'),
+      row('createReadStream({1 MiB}).pipe()', 'stock-node-variant', node('stream-1m'), 'C mmap + send'),
+      row('C sendfile (no release notice)', 'c', c('sendfile')),
+      row('C mmap + send', 'c', c('mmap-send')),
+      row('C mmap + MSG_ZEROCOPY', 'c', c('mmap-zerocopy')),
+    ]
+  } finally {
+    sink.child.kill()
+  }
+}
