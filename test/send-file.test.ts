@@ -3,6 +3,7 @@
 import * as assert from 'node:assert/strict'
 import * as fs from 'node:fs'
 import * as http from 'node:http'
+import * as net from 'node:net'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { outputQueueBytes, sendfile, sendFileZeroCopy } from '../lib'
@@ -238,4 +239,30 @@ test('bad arguments reject before anything is sent', async (t) => {
   assert.equal(r.bytes, 1)
   pair.client.end()
   assert.equal((await collect(pair.server)).toString(), 'b')
+})
+
+test('where SO_ZEROCOPY is refused (AF_UNIX) the copying path sends the file and says so', async (t) => {
+  const dir = tempDir(t)
+  const data = randomBytes(3 * MiB, 57)
+  fs.writeFileSync(path.join(dir, 'f'), data)
+  const server = net.createServer()
+  await new Promise<void>((resolve) => server.listen(path.join(dir, 's'), resolve))
+  const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve))
+  const client = net.connect(path.join(dir, 's'))
+  await new Promise<void>((resolve) => client.once('connect', resolve))
+  const peer = await accepted
+  server.close()
+  t.after(() => {
+    client.destroy()
+    peer.destroy()
+  })
+  const received = collect(peer)
+  const r = await sendFileZeroCopy(client, path.join(dir, 'f'), { windowSize: MiB })
+  assert.deepEqual(
+    { bytes: r.bytes, mechanism: r.mechanism, copied: r.copied, zeroCopy: r.zeroCopy },
+    { bytes: data.length, mechanism: 'mmap+copy', copied: true, zeroCopy: false },
+  )
+  assert.match(r.fallback ?? '', /SO_ZEROCOPY is not supported/)
+  client.end()
+  assert.equal(sha256(await received), sha256(data))
 })
