@@ -1,8 +1,7 @@
 // One Node process sending a file once to a TCP reader, for bench/send-file.bench.ts.
 //   node dist/bench/file-send-loop.js <port> <file> <mode>
-// mode: zerocopy (sendFileZeroCopy, default copy policy) | zerocopy-forced (keeps
-//       MSG_ZEROCOPY) | stream (fs.createReadStream().pipe(socket)) | stream-1m (the
-//       same with 1 MiB chunks).
+// mode: zerocopy (sendFileZeroCopy) | stream (fs.createReadStream().pipe(socket)) |
+//       stream-1m (the same with 1 MiB chunks).
 // Prints {"bytes","calls","seconds","cpuSeconds","mechanism"} on stdout.
 import * as fs from 'node:fs'
 import * as net from 'node:net'
@@ -20,8 +19,8 @@ async function main(): Promise<void> {
   const t0 = performance.now()
   let calls = 0
   let mechanism: string = mode!
-  if (mode === 'zerocopy' || mode === 'zerocopy-forced') {
-    const r = await sendFileZeroCopy(socket, file!, mode === 'zerocopy-forced' ? { socketOptions: { copiedThreshold: Infinity } } : {})
+  if (mode === 'zerocopy') {
+    const r = await sendFileZeroCopy(socket, file!)
     calls = r.calls
     mechanism = r.mechanism
   } else {
