@@ -182,6 +182,18 @@ function codedError(code: string, message: string): Error {
 const attached = new WeakMap<object, ZeroCopySocket>()
 
 /**
+ * Whether this process's libuv drains the error queue of the UDP sockets it watches
+ * (libuv 1.52 and later, so Node 24+): it would consume the MSG_ZEROCOPY completions of
+ * a dgram.Socket, and Node would emit each one as an empty 'message'. Such sockets
+ * send copies instead.
+ * @internal
+ */
+export function libuvReadsUdpErrorQueue(uvVersion = process.versions.uv ?? '0.0.0'): boolean {
+  const [major = 0, minor = 0] = uvVersion.split('.').map(Number)
+  return major > 1 || (major === 1 && minor >= 52)
+}
+
+/**
  * MSG_ZEROCOPY sends on one socket: a connected `net.Socket`, a connected
  * `dgram.Socket`, or a socket fd. Get one with {@link ZeroCopySocket.from}.
  */
@@ -266,11 +278,18 @@ export class ZeroCopySocket {
     const kind = native.socketKind(nodeFd) // ENOTSOCK for anything else
     this.isDatagram = kind.type === SOCK_DGRAM
     this.fd = native.dupFd(nodeFd)
-    try {
-      native.setZeroCopy(this.fd, true)
-    } catch (err) {
+    if (target instanceof dgram.Socket && libuvReadsUdpErrorQueue()) {
       this.zeroCopyEnabled = false
-      this.switchToCopy(`SO_ZEROCOPY is not supported on this socket (${(err as NodeJS.ErrnoException).code})`)
+      this.switchToCopy(
+        `libuv ${process.versions.uv} reads this dgram socket's error queue (it would take the MSG_ZEROCOPY completions and Node would emit them as empty messages); sending copies`,
+      )
+    } else {
+      try {
+        native.setZeroCopy(this.fd, true)
+      } catch (err) {
+        this.zeroCopyEnabled = false
+        this.switchToCopy(`SO_ZEROCOPY is not supported on this socket (${(err as NodeJS.ErrnoException).code})`)
+      }
     }
     this.token = reactor.register(this.fd, this)
     this.detachFromSource = this.followSource()
