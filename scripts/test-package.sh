@@ -45,3 +45,23 @@ PATH="$work/nocc:$PATH" node smoke.cjs
 PATH="$work/nocc:$PATH" node smoke.mjs
 test ! -e node_modules/zerocopy/build || { echo "the installed copy was built, not prebuilt"; exit 1; }
 echo "test:package: the packed tarball installs without scripts or compilers and works from CommonJS and ESM"
+
+# Where no prebuild matches, the install step compiles with node-gyp and says so.
+mkdir -p "$work/noprebuild" && tar -xzf "$work/$tarball" -C "$work/noprebuild"
+rm -rf "$work/noprebuild/package/prebuilds"
+(cd "$work/noprebuild" && tar -czf "$work/noprebuild.tgz" package)
+mkdir -p "$work/app2" && cd "$work/app2"
+echo '{"name":"app2","version":"1.0.0","private":true}' >package.json
+npm install --foreground-scripts --no-audit --no-fund "$work/noprebuild.tgz" >"$work/install2.log" 2>&1 || {
+  cat "$work/install2.log"
+  exit 1
+}
+grep -q "zerocopy: no prebuilt binary for linux-x64; compiling with node-gyp" "$work/install2.log" || {
+  cat "$work/install2.log"
+  echo "the fallback build did not say so"
+  exit 1
+}
+test -f node_modules/zerocopy/build/Release/zerocopy.node || { echo "the fallback build left no binary"; exit 1; }
+cp "$root"/test/smoke/smoke.cjs "$root"/test/smoke/smoke-body.cjs .
+node smoke.cjs
+echo "test:package: without a prebuild, npm install compiled the addon and said so"
