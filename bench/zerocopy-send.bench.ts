@@ -4,7 +4,7 @@
 // sender runs in its own process; the TCP reader is bench/c/tcp_sink.c.
 import { execFileSync } from 'node:child_process'
 import * as path from 'node:path'
-import { createSink, netnsUnavailable, SINK_ADDRESS } from '../test/netns'
+import { createSink, netnsUnavailable, SINK_ADDRESS } from '../examples/netns-topology'
 import { cBinary, formatBytes, parseResult, start, type BenchContext, type Measured, type Row } from './harness'
 
 const SIZES = [64 * 1024, 1024 * 1024]

@@ -16,3 +16,17 @@ test('examples/splice-copy copies a file byte for byte', (t) => {
   assert.match(out.toString(), new RegExp(`copied ${data.length} bytes`))
   assert.equal(sha256(fs.readFileSync(path.join(dir, 'out'))), sha256(data))
 })
+
+test('examples/demo runs its three transfers on loopback and prints the comparison', () => {
+  const started = Date.now()
+  const out = execFileSync(process.execPath, [path.join(examples, 'demo.js')], {
+    env: { ...process.env, ZEROCOPY_DEMO_SECONDS: '1' },
+    timeout: 30000,
+  }).toString()
+  assert.match(out, /^transfer\s+GB\/s\s+CPU s\/GB\s+completions\s+copied$/m)
+  assert.match(out, /^socket\.write\s+\d+\.\d+\s+\d+\.\d+\s+0\s+yes/m)
+  assert.match(out, /^ZeroCopySocket\.send\s+\d+\.\d+\s+\d+\.\d+\s+[1-9]\d*\s+yes, the kernel said COPIED/m)
+  assert.match(out, /^sendFileZeroCopy\s+\d+\.\d+\s+\d+\.\d+\s+[1-9]\d*\s+yes/m)
+  assert.match(out, /local socket, and the kernel copies/)
+  assert.ok(Date.now() - started < 30000)
+})

@@ -7,7 +7,7 @@ import * as path from 'node:path'
 import { test } from 'node:test'
 import { ZeroCopySocket, type SendResult } from '../lib'
 import { libuvReadsUdpErrorQueue } from '../lib/zerocopy-socket'
-import { createSink, leftoverNamespaces, netnsUnavailable, SINK_ADDRESS } from './netns'
+import { createSink, leftoverNamespaces, netnsUnavailable, SINK_ADDRESS } from '../examples/netns-topology'
 import { randomBytes } from './helpers'
 
 async function udpPair(): Promise<{ sender: dgram.Socket; receiver: dgram.Socket; close(): void }> {

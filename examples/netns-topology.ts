@@ -1,14 +1,18 @@
-// Network namespaces for tests: the NIC-like sink from shared/kernel-facts.md. Host A
+// Network namespaces: the NIC-like sink from the project notes (kernel facts). Host A
 // sends over a veth (MTU 65535) to host B, which forwards a sink prefix into a
 // blackhole route: MSG_ZEROCOPY datagrams leave A without being copied, as they
 // would to a real NIC. Names are unique per run and everything is removed afterwards.
 import { execFileSync } from 'node:child_process'
 
 export const SINK_ADDRESS = '198.18.0.7'
+/** Host B's address on the veth: where a receiver in B listens. */
+export const RECEIVER_ADDRESS = '10.231.1.2'
 
 export interface SinkTopology {
-  /** The sending namespace. */
+  /** The sending namespace (host A). */
   sender: string
+  /** The forwarding namespace (host B), where a receiver can run. */
+  receiver: string
   /** Both namespaces' names. */
   names: string[]
   remove(): void
@@ -59,7 +63,7 @@ export function createSink(): SinkTopology {
     remove()
     throw err
   }
-  return { sender: a, names: [a, b], remove }
+  return { sender: a, receiver: b, names: [a, b], remove }
 }
 
 /** Which of `names` still exist as namespaces. */

@@ -1,0 +1,42 @@
+// examples/netns-testbed: the table shows true zero-copy into the sink, and no
+// namespace survives the run, also when a step fails.
+import * as assert from 'node:assert/strict'
+import { execFileSync, spawnSync } from 'node:child_process'
+import * as path from 'node:path'
+import { test } from 'node:test'
+import { netnsUnavailable } from '../examples/netns-topology'
+
+const TESTBED = path.join(__dirname, '..', 'examples', 'netns-testbed.js')
+
+function namespaces(): string[] {
+  return execFileSync('ip', ['netns', 'list'])
+    .toString()
+    .split('\n')
+    .map((l) => l.split(' ')[0]!)
+    .filter((n) => n.length > 0)
+}
+
+test('the test bed prints its table with zc=y for UDP into the sink and cleans up', (t) => {
+  const why = netnsUnavailable()
+  if (why !== undefined) return t.skip(why)
+  const before = namespaces()
+  const r = spawnSync(process.execPath, [TESTBED, '1'], { timeout: 120000 })
+  assert.equal(r.status, 0, r.stderr.toString())
+  const table = r.stdout.toString()
+  assert.match(table, /^test\s+mode\s+MB\/s\s+completions\s+zc\s+why$/m)
+  for (const mode of ['tcp\\s+copy', 'tcp\\s+-z', 'tcp\\s+-f file', 'udp\\s+copy']) assert.match(table, new RegExp(`^${mode}\\s`, 'm'))
+  assert.match(table, /^tcp\s+-z\s+\d+\s+[1-9]\d*\s+n\s+TCP needs a receiving socket/m)
+  // Node 24+ dgram sockets send copies, and the table then says why.
+  assert.match(table, /^udp\s+-z\s+\d+\s+(?:[1-9]\d*\s+y\s+forwarded to a blackhole|0\s+n\s+libuv)/m)
+  assert.deepEqual(namespaces(), before, 'no namespace left behind')
+})
+
+test('a step that fails still removes the namespaces', (t) => {
+  const why = netnsUnavailable()
+  if (why !== undefined) return t.skip(why)
+  const before = namespaces()
+  const r = spawnSync(process.execPath, [TESTBED, '1'], { timeout: 60000, env: { ...process.env, ZEROCOPY_TESTBED_FAIL_AT: '1' } })
+  assert.equal(r.status, 1)
+  assert.match(r.stderr.toString(), /step 1 failed on request/)
+  assert.deepEqual(namespaces(), before, 'no namespace left behind')
+})
