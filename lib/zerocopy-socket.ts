@@ -599,6 +599,7 @@ export class ZeroCopySocket {
   }
 
   private releaseNodeCalls(): void {
+    if (this.heldNodeCalls.length === 0) return // the common case, on every send
     const calls = this.heldNodeCalls.splice(0)
     for (const call of calls) call()
   }
