@@ -32,6 +32,21 @@ export interface Measured {
   calls: number
 }
 
+/** A result row from a measurement; `cTwin` names the same loop in C, if any. */
+export function toRow(bench: string, group: string, variant: string, role: Role, m: Measured, cTwin?: string): Row {
+  return {
+    bench,
+    group,
+    variant,
+    role,
+    ...(cTwin ? { cTwin } : {}),
+    bytes: m.bytes,
+    seconds: m.seconds,
+    cpuSeconds: m.cpuSeconds,
+    calls: m.calls,
+  }
+}
+
 /** Options every benchmark receives from bench/run.ts. */
 export interface BenchContext {
   /** Seconds each variant runs. */

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { cBinary, formatBytes, parseResult, start, type BenchContext, type Measured, type Row } from './harness'
+import { cBinary, formatBytes, parseResult, start, toRow, type BenchContext, type Measured, type Row } from './harness'
 
 const FILE_MB = Number(process.env.ZEROCOPY_BENCH_FILE_MB ?? 1024)
 
@@ -52,17 +52,8 @@ export async function run(_ctx: BenchContext): Promise<Row[]> {
     }
     const bench = 'file -> loopback TCP'
     const group = `${formatBytes(FILE_MB * 1024 * 1024)} cached`
-    const row = (variant: string, role: Row['role'], m: Measured, cTwin?: string): Row => ({
-      bench,
-      group,
-      variant,
-      role,
-      ...(cTwin ? { cTwin } : {}),
-      bytes: m.bytes,
-      seconds: m.seconds,
-      cpuSeconds: m.cpuSeconds,
-      calls: m.calls,
-    })
+    const row = (variant: string, role: Row['role'], m: Measured, cTwin?: string): Row =>
+      toRow(bench, group, variant, role, m, cTwin)
     return [
       row('sendFileZeroCopy', 'zerocopy', node('zerocopy'), 'C mmap + MSG_ZEROCOPY'),
       row('createReadStream().pipe()', 'stock-node', node('stream'), 'C mmap + send'),

@@ -3,7 +3,7 @@
 // loops in C. The reader is the same C program (bench/c/splice_sink.c) every time.
 import * as fs from 'node:fs'
 import { allocPageAligned, pipe, setPipeSize, vmsplice } from '../lib'
-import { cBinary, formatBytes, measureLoop, parseResult, start, type BenchContext, type Measured, type Row } from './harness'
+import { cBinary, formatBytes, measureLoop, parseResult, start, toRow, type BenchContext, type Measured, type Row } from './harness'
 
 const PIPE_SIZE = 1024 * 1024
 const CHUNKS = [64 * 1024, 1024 * 1024]
@@ -42,7 +42,7 @@ export async function run(ctx: BenchContext): Promise<Row[]> {
     const group = `${formatBytes(chunk)} chunks`
     const bench = 'vmsplice -> pipe -> splice to /dev/null'
     const add = (variant: string, role: Row['role'], m: Measured, cTwin?: string) =>
-      rows.push({ bench, group, variant, role, ...(cTwin ? { cTwin } : {}), ...m })
+      rows.push(toRow(bench, group, variant, role, m, cTwin))
 
     // Each step writes one whole chunk, looping over partial transfers like C does.
     add('zerocopy.vmsplice()', 'zerocopy', await nodeWriter(ctx.seconds, (fd) => {

@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process'
 import * as path from 'node:path'
 import { createSink, netnsUnavailable, SINK_ADDRESS } from '../examples/netns-topology'
-import { cBinary, formatBytes, parseResult, start, type BenchContext, type Measured, type Row } from './harness'
+import { cBinary, formatBytes, parseResult, start, toRow, type BenchContext, type Measured, type Row } from './harness'
 
 const SIZES = [64 * 1024, 1024 * 1024]
 const UDP_SIZE = 60000 // one 64 KB-class datagram under the 65535 MTU
@@ -31,17 +31,8 @@ function measurePath(p: Path, size: number, ctx: BenchContext): Row[] {
   const args = [p.proto, p.address, String(p.port), String(size), String(ctx.seconds)]
   const node = (mode: string) => runSender(p.wrap, process.execPath, [path.join(__dirname, 'send-loop.js'), ...args, mode, String(WINDOW)])
   const c = (mode: string) => runSender(p.wrap, cBinary('zc_sender'), [...args, mode])
-  const row = (variant: string, role: Row['role'], m: Measured, cTwin?: string): Row => ({
-    bench,
-    group,
-    variant,
-    role,
-    ...(cTwin ? { cTwin } : {}),
-    bytes: m.bytes,
-    seconds: m.seconds,
-    cpuSeconds: m.cpuSeconds,
-    calls: m.calls,
-  })
+  const row = (variant: string, role: Row['role'], m: Measured, cTwin?: string): Row =>
+    toRow(bench, group, variant, role, m, cTwin)
   return [
     row('ZeroCopySocket.send (MSG_ZEROCOPY kept)', 'zerocopy', node('zerocopy-forced'), 'C send MSG_ZEROCOPY'),
     row('ZeroCopySocket.send (default policy)', 'zerocopy', node('zerocopy'), 'C send'),

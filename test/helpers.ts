@@ -96,6 +96,31 @@ export async function tcpPair(): Promise<TcpPair> {
   }
 }
 
+/** A connected pair over a Unix-domain socket (no SO_ZEROCOPY there), closed after the test. */
+export async function unixPair(t: { after(fn: () => void): void }): Promise<{ client: net.Socket; peer: net.Socket }> {
+  const sockPath = path.join(tempDir(t), 's')
+  const server = net.createServer()
+  await new Promise<void>((resolve) => server.listen(sockPath, resolve))
+  const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve))
+  const client = net.connect(sockPath)
+  await new Promise<void>((resolve) => client.once('connect', resolve))
+  const peer = await accepted
+  server.close()
+  t.after(() => {
+    client.destroy()
+    peer.destroy()
+  })
+  return { client, peer }
+}
+
+/** What a promise settled to, without throwing. */
+export function outcome<T>(p: Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: NodeJS.ErrnoException }> {
+  return p.then(
+    (value) => ({ ok: true as const, value }),
+    (error: NodeJS.ErrnoException) => ({ ok: false as const, error }),
+  )
+}
+
 /** Collects everything a socket receives until it ends. */
 export function collect(socket: net.Socket): Promise<Buffer> {
   const chunks: Buffer[] = []

@@ -3,12 +3,11 @@
 import * as assert from 'node:assert/strict'
 import * as fs from 'node:fs'
 import * as http from 'node:http'
-import * as net from 'node:net'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { outputQueueBytes, sendfile, sendFileZeroCopy } from '../lib'
 import { fileHandler } from '../examples/http-file-server'
-import { collect, randomBytes, sha256, tcpPair, tempDir } from './helpers'
+import { collect, outcome, randomBytes, sha256, tcpPair, tempDir, unixPair } from './helpers'
 
 const MiB = 1024 * 1024
 // Small enough that the paused reader's socket keeps the sender's pages as they are:
@@ -16,13 +15,6 @@ const MiB = 1024 * 1024
 // raw sendfile would then look safe by accident.
 const STALE_SIZE = 16 * 1024
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-function outcome<T>(p: Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: NodeJS.ErrnoException }> {
-  return p.then(
-    (value) => ({ ok: true as const, value }),
-    (error: NodeJS.ErrnoException) => ({ ok: false as const, error }),
-  )
-}
 
 /** Overwrites a file in place (same page-cache pages, no truncation). */
 function overwriteInPlace(file: string, byte: string, length: number): void {
@@ -245,17 +237,7 @@ test('where SO_ZEROCOPY is refused (AF_UNIX) the copying path sends the file and
   const dir = tempDir(t)
   const data = randomBytes(3 * MiB, 57)
   fs.writeFileSync(path.join(dir, 'f'), data)
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(path.join(dir, 's'), resolve))
-  const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve))
-  const client = net.connect(path.join(dir, 's'))
-  await new Promise<void>((resolve) => client.once('connect', resolve))
-  const peer = await accepted
-  server.close()
-  t.after(() => {
-    client.destroy()
-    peer.destroy()
-  })
+  const { client, peer } = await unixPair(t)
   const received = collect(peer)
   const r = await sendFileZeroCopy(client, path.join(dir, 'f'), { windowSize: MiB })
   assert.deepEqual(

@@ -2,24 +2,13 @@
 // and every Promise settling when the connection dies.
 import * as assert from 'node:assert/strict'
 import * as crypto from 'node:crypto'
-import * as fs from 'node:fs'
 import * as net from 'node:net'
-import * as os from 'node:os'
-import * as path from 'node:path'
 import { test } from 'node:test'
 import { outputQueueBytes, ZeroCopySocket, type SendResult } from '../lib'
-import { collect, randomBytes, sha256, tcpPair } from './helpers'
+import { collect, outcome, randomBytes, sha256, tcpPair, unixPair } from './helpers'
 
 const MiB = 1024 * 1024
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** Resolves with what a promise settled to, without throwing. */
-function outcome<T>(p: Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: NodeJS.ErrnoException }> {
-  return p.then(
-    (value) => ({ ok: true as const, value }),
-    (error: NodeJS.ErrnoException) => ({ ok: false as const, error }),
-  )
-}
 
 async function waitFor(what: string, cond: () => boolean, ms = 5000): Promise<void> {
   const deadline = Date.now() + ms
@@ -254,19 +243,7 @@ test('a send rejects after the socket ended, and bad data is a TypeError', async
 })
 
 test('a Unix-domain socket (no SO_ZEROCOPY) falls back to copies, visibly', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'zerocopy-unix-'))
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(path.join(dir, 's'), resolve))
-  const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve))
-  const client = net.connect(path.join(dir, 's'))
-  await new Promise<void>((resolve) => client.once('connect', resolve))
-  const peer = await accepted
-  server.close()
-  t.after(() => {
-    client.destroy()
-    peer.destroy()
-  })
+  const { client, peer } = await unixPair(t)
   const received = collect(peer)
   const zc = ZeroCopySocket.from(client)
   assert.equal(zc.stats.mode, 'copy')

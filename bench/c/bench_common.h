@@ -3,7 +3,9 @@
 #ifndef ZEROCOPY_BENCH_COMMON_H
 #define ZEROCOPY_BENCH_COMMON_H
 
+#include <linux/errqueue.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -25,6 +27,26 @@ static inline void print_result(FILE* out, unsigned long long bytes, unsigned lo
                                 double cpu) {
   fprintf(out, "{\"bytes\":%llu,\"calls\":%llu,\"seconds\":%.6f,\"cpuSeconds\":%.6f}\n", bytes, calls, seconds, cpu);
   fflush(out);
+}
+
+/* Reads every pending MSG_ZEROCOPY notification without blocking; returns how many
+ * send ids completed and adds those the kernel copied to *copied (may be NULL). */
+static inline unsigned long long drain_completions(int fd, unsigned long long* copied) {
+  unsigned long long done = 0;
+  for (;;) {
+    char control[128];
+    struct msghdr msg = {0};
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    if (recvmsg(fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) return done;
+    for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+      struct sock_extended_err* ee = (struct sock_extended_err*)CMSG_DATA(c);
+      if (ee->ee_origin != SO_EE_ORIGIN_ZEROCOPY) continue;
+      unsigned long long n = (unsigned long long)(ee->ee_data - ee->ee_info) + 1;
+      done += n;
+      if (copied && (ee->ee_code & SO_EE_CODE_ZEROCOPY_COPIED)) *copied += n;
+    }
+  }
 }
 
 static inline void die(const char* what) {

@@ -20,20 +20,6 @@
 
 #include "bench_common.h"
 
-static unsigned long long drain(int fd) {
-  unsigned long long done = 0;
-  for (;;) {
-    char control[128];
-    struct msghdr msg = {0};
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    if (recvmsg(fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) return done;
-    for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-      struct sock_extended_err* ee = (struct sock_extended_err*)CMSG_DATA(c);
-      if (ee->ee_origin == SO_EE_ORIGIN_ZEROCOPY) done += (unsigned long long)(ee->ee_data - ee->ee_info) + 1;
-    }
-  }
-}
 
 int main(int argc, char** argv) {
   if (argc < 4) {
@@ -84,7 +70,7 @@ int main(int argc, char** argv) {
         if (errno == ENOBUFS && zerocopy) {
           struct pollfd p = {fd, 0, 0};
           poll(&p, 1, 100);
-          completed += drain(fd);
+          completed += drain_completions(fd, NULL);
           continue;
         }
         die("send");
@@ -93,13 +79,13 @@ int main(int argc, char** argv) {
       calls++;
       if (zerocopy) {
         ids++;
-        if (ids % 8 == 0) completed += drain(fd);
+        if (ids % 8 == 0) completed += drain_completions(fd, NULL);
       }
     }
     while (zerocopy && completed < ids) {
       struct pollfd p = {fd, 0, 0};
       poll(&p, 1, 100);
-      completed += drain(fd);
+      completed += drain_completions(fd, NULL);
     }
     munmap(map, size);
   }

@@ -18,27 +18,6 @@
 
 static unsigned long long completed_ids, copied_ids;
 
-/* Reads every pending notification; returns how many ids completed. */
-static unsigned long long drain(int fd) {
-  unsigned long long done = 0;
-  for (;;) {
-    char control[128];
-    struct msghdr msg = {0};
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    if (recvmsg(fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) {
-      if (errno == EAGAIN || errno == EINTR) return done;
-      die("recvmsg MSG_ERRQUEUE");
-    }
-    for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-      struct sock_extended_err* ee = (struct sock_extended_err*)CMSG_DATA(c);
-      if (ee->ee_origin != SO_EE_ORIGIN_ZEROCOPY) continue;
-      unsigned long long n = (unsigned long long)(ee->ee_data - ee->ee_info) + 1;
-      done += n;
-      if (ee->ee_code & SO_EE_CODE_ZEROCOPY_COPIED) copied_ids += n;
-    }
-  }
-}
 
 static void wait_err(int fd) {
   struct pollfd p = {fd, 0, 0};
@@ -76,7 +55,7 @@ int main(int argc, char** argv) {
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == ENOBUFS && zerocopy) {
-        completed_ids += drain(fd);
+        completed_ids += drain_completions(fd, &copied_ids);
         if (completed_ids == ids) die("ENOBUFS with nothing in flight");
         wait_err(fd);
         continue;
@@ -87,12 +66,12 @@ int main(int argc, char** argv) {
     calls++;
     if (zerocopy) {
       ids++;
-      if (calls % 8 == 0) completed_ids += drain(fd);
+      if (calls % 8 == 0) completed_ids += drain_completions(fd, &copied_ids);
     }
   }
   while (zerocopy && completed_ids < ids) {
     wait_err(fd);
-    completed_ids += drain(fd);
+    completed_ids += drain_completions(fd, &copied_ids);
   }
   const double seconds = now_seconds() - t0;
   const double cpu = cpu_seconds() - cpu0;
