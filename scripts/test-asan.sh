@@ -28,5 +28,5 @@ libasan=$(gcc -print-file-name=libasan.so)
 export ZEROCOPY_NATIVE=build-asan/zerocopy.node
 export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=0:exitcode=86
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-LD_PRELOAD="$libasan" node --test --test-concurrency=1 dist/test/*.test.js
+LD_PRELOAD="$libasan" node scripts/run-tests.js
 echo "test:asan: the suite passed against the ASan/UBSan build (build-asan/zerocopy.node)"
