@@ -642,7 +642,7 @@ export class ZeroCopySocket {
     this.finished = true
     if (this.lingerTimer !== undefined) clearTimeout(this.lingerTimer)
     reactor.unregister(this.fd, this.token)
-    if (this.waitingWritable) this.waitingWritable = false
+    this.waitingWritable = false
     if (abortError !== undefined) native.abortiveClose(this.fd)
     else native.closeFd(this.fd)
     // After close (abortive or not) the kernel holds no page of ours any more.

@@ -23,6 +23,20 @@ namespace zc {
 
 namespace {
 
+// [start, start + length) widened to whole pages, as madvise and mincore want it.
+struct PageSpan {
+  void* begin;
+  size_t length;
+  size_t pages;
+};
+
+PageSpan PagesOf(const char* start, uint64_t length) {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(start) & ~(page - 1);
+  const uintptr_t end = reinterpret_cast<uintptr_t>(start) + length;
+  return PageSpan{reinterpret_cast<void*>(begin), end - begin, (end - begin + page - 1) / page};
+}
+
 class Mapping final : public Napi::ObjectWrap<Mapping> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -64,16 +78,25 @@ class Mapping final : public Napi::ObjectWrap<Mapping> {
     return addr_ + offset;
   }
 
+  // The (offset, length) arguments at `index` and `index + 1`, checked against the
+  // mapping: the range's first byte, or a RangeError.
+  const char* RangeArg(const Napi::CallbackInfo& info, size_t index, uint64_t& length) const {
+    uint64_t offset = LengthArg(info, index, "offset");
+    length = LengthArg(info, index + 1, "length");
+    const char* start = Range(offset, length);
+    if (start == nullptr) {
+      ThrowRangeError(info.Env(), "ERR_OUT_OF_RANGE", "The range is outside the mapping, or it is unmapped");
+    }
+    return start;
+  }
+
  private:
   // populate(offset, length) -> Promise<void>: faults the range in on the thread pool.
   // Rejects with EFAULT when part of it lies past the end of the file.
   Napi::Value Populate(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    uint64_t offset = LengthArg(info, 0, "offset");
-    uint64_t length = LengthArg(info, 1, "length");
-    const char* start = Range(offset, length);
-    if (start == nullptr) ThrowRangeError(env, "ERR_OUT_OF_RANGE", "The range is outside the mapping, or it is unmapped");
-    auto* worker = new PopulateWorker(env, this, const_cast<char*>(start), length);
+    uint64_t length = 0;
+    const char* start = RangeArg(info, 0, length);
+    auto* worker = new PopulateWorker(info.Env(), this, start, length);
     Napi::Promise promise = worker->Promise();
     worker->Queue();
     return promise;
@@ -83,16 +106,11 @@ class Mapping final : public Napi::ObjectWrap<Mapping> {
   // (mincore): then faulting it in costs no disk read and can stay on the JS thread.
   Napi::Value Resident(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    uint64_t offset = LengthArg(info, 0, "offset");
-    uint64_t length = LengthArg(info, 1, "length");
-    const char* start = Range(offset, length);
-    if (start == nullptr) ThrowRangeError(env, "ERR_OUT_OF_RANGE", "The range is outside the mapping, or it is unmapped");
-    const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-    uintptr_t begin = reinterpret_cast<uintptr_t>(start) & ~(page - 1);
-    uintptr_t end = reinterpret_cast<uintptr_t>(start) + length;
-    std::vector<unsigned char> vec((end - begin + page - 1) / page);
+    uint64_t length = 0;
+    const PageSpan span = PagesOf(RangeArg(info, 0, length), length);
+    std::vector<unsigned char> vec(span.pages);
     if (vec.empty()) return Napi::Boolean::New(env, true);
-    if (mincore(reinterpret_cast<void*>(begin), end - begin, vec.data()) != 0) return Napi::Boolean::New(env, false);
+    if (mincore(span.begin, span.length, vec.data()) != 0) return Napi::Boolean::New(env, false);
     for (unsigned char v : vec) {
       if (!(v & 1)) return Napi::Boolean::New(env, false);
     }
@@ -119,29 +137,24 @@ class Mapping final : public Napi::ObjectWrap<Mapping> {
 
   class PopulateWorker final : public Napi::AsyncWorker {
    public:
-    PopulateWorker(Napi::Env env, Mapping* owner, char* start, uint64_t length)
+    PopulateWorker(Napi::Env env, Mapping* owner, const char* start, uint64_t length)
         : Napi::AsyncWorker(env, "zerocopy.populate"),
           deferred_(Napi::Promise::Deferred::New(env)),
           owner_(owner),
-          start_(start),
-          length_(length) {
+          span_(PagesOf(start, length)) {
       owner_->populating_++;
       ownerRef_ = Napi::Persistent(owner_->Value());  // the mapping outlives the worker
     }
     Napi::Promise Promise() const { return deferred_.Promise(); }
     void Execute() override {
-      // Align to pages for madvise; the mapping starts on a page boundary.
-      const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-      uintptr_t begin = reinterpret_cast<uintptr_t>(start_) & ~(page - 1);
-      uintptr_t end = reinterpret_cast<uintptr_t>(start_) + length_;
       int r;
       do {
-        r = madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_READ);
+        r = madvise(span_.begin, span_.length, MADV_POPULATE_READ);
       } while (r != 0 && (errno == EINTR || errno == EAGAIN));
       err_ = r == 0 ? 0 : errno;
       if (err_ == EINVAL) {
         // Kernels before 5.14: start readahead instead, and let the send fault.
-        madvise(reinterpret_cast<void*>(begin), end - begin, MADV_WILLNEED);
+        madvise(span_.begin, span_.length, MADV_WILLNEED);
         err_ = 0;
       }
     }
@@ -156,8 +169,7 @@ class Mapping final : public Napi::ObjectWrap<Mapping> {
     Napi::Promise::Deferred deferred_;
     Mapping* owner_;
     Napi::ObjectReference ownerRef_;
-    char* start_;
-    uint64_t length_;
+    PageSpan span_;  // whole pages, as madvise wants them
     int err_ = 0;
   };
 
@@ -180,11 +192,9 @@ Napi::Value TrySendMapped(const Napi::CallbackInfo& info) {
     ThrowTypeError(env, "ERR_INVALID_ARG_TYPE", "The \"mapping\" argument must be a Mapping");
   }
   Mapping* mapping = Mapping::Unwrap(info[1].As<Napi::Object>());
-  uint64_t offset = LengthArg(info, 2, "offset");
-  uint64_t length = LengthArg(info, 3, "length");
   unsigned flags = FlagsArg(info, 4, "flags");
-  const char* start = mapping->Range(offset, length);
-  if (start == nullptr) ThrowRangeError(env, "ERR_OUT_OF_RANGE", "The range is outside the mapping, or it is unmapped");
+  uint64_t length = 0;
+  const char* start = mapping->RangeArg(info, 2, length);
   iovec iov{const_cast<char*>(start), length};
   msghdr msg{};
   msg.msg_iov = &iov;
