@@ -2,14 +2,17 @@
 // exactly like the C one (own process, own CPU time), also inside a namespace.
 //   node dist/bench/send-loop.js tcp|udp <address> <port> <bytes per send> <seconds> <mode> <window>
 // mode: zerocopy (default copy policy) | zerocopy-forced (never switches to copies) |
-//       write (stock Node: socket.write / dgram send). `window` sends are kept in
-// flight, each from its own buffer, reused only when its send has settled.
+//       zerocopy-batch (sendEach of BATCH sends of one buffer, MSG_ZEROCOPY kept) |
+//       write (stock Node: socket.write / dgram send). `window` sends (batches) are
+// kept in flight, each from its own buffer, reused only when its send has settled.
 // Prints {"bytes","calls","seconds","cpuSeconds","zeroCopy","copied"} on stdout.
 import * as dgram from 'node:dgram'
 import * as net from 'node:net'
 import { allocPageAligned, ZeroCopySocket } from '../lib'
 
-type Mode = 'zerocopy' | 'zerocopy-forced' | 'write'
+type Mode = 'zerocopy' | 'zerocopy-forced' | 'zerocopy-batch' | 'write'
+/** Sends per sendEach call in zerocopy-batch mode. */
+export const BATCH = 32
 
 async function connect(proto: string, address: string, port: number): Promise<net.Socket | dgram.Socket> {
   if (proto === 'tcp') {
@@ -37,8 +40,9 @@ async function main(): Promise<void> {
   const [proto, address, port, size, seconds, mode, window] = process.argv.slice(2)
   const socket = await connect(proto!, address!, Number(port))
   const zc =
-    mode === 'write' ? undefined : ZeroCopySocket.from(socket, mode === 'zerocopy-forced' ? { copiedThreshold: Infinity } : {})
+    mode === 'write' ? undefined : ZeroCopySocket.from(socket, mode === 'zerocopy' ? {} : { copiedThreshold: Infinity })
   const buffers = Array.from({ length: Number(window) }, () => allocPageAligned(Number(size)).fill(0x6e))
+  const batches = new Map(buffers.map((b) => [b, Array.from({ length: BATCH }, () => b)]))
   let bytes = 0
   let calls = 0
   let zeroCopy = 0
@@ -49,6 +53,14 @@ async function main(): Promise<void> {
   await Promise.all(
     buffers.map(async (buf) => {
       while (performance.now() < end) {
+        if (zc !== undefined && mode === 'zerocopy-batch') {
+          const r = await zc.sendEach(batches.get(buf)!)
+          if (r.zeroCopy) zeroCopy += BATCH
+          if (r.copied) copied += BATCH
+          bytes += r.bytes
+          calls += BATCH
+          continue
+        }
         if (zc !== undefined) {
           const r = await zc.send(buf)
           if (r.zeroCopy) zeroCopy++
@@ -71,7 +83,9 @@ async function main(): Promise<void> {
   console.log(JSON.stringify(m))
 }
 
-main().catch((err) => {
-  console.error(err)
-  process.exit(1)
-})
+if (require.main === module) {
+  main().catch((err) => {
+    console.error(err)
+    process.exit(1)
+  })
+}

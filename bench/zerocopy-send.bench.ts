@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process'
 import * as path from 'node:path'
 import { createSink, netnsUnavailable, SINK_ADDRESS } from '../examples/netns-topology'
+import { BATCH } from './send-loop'
 import { cBinary, formatBytes, parseResult, start, toRow, type BenchContext, type Measured, type Row } from './harness'
 
 const SIZES = [64 * 1024, 1024 * 1024]
@@ -35,6 +36,7 @@ function measurePath(p: Path, size: number, ctx: BenchContext): Row[] {
     toRow(bench, group, variant, role, m, cTwin)
   return [
     row('ZeroCopySocket.send (MSG_ZEROCOPY kept)', 'zerocopy', node('zerocopy-forced'), 'C send MSG_ZEROCOPY'),
+    row(`ZeroCopySocket.sendEach (${BATCH} per call, kept)`, 'zerocopy', node('zerocopy-batch'), 'C send MSG_ZEROCOPY'),
     row('ZeroCopySocket.send (default policy)', 'zerocopy', node('zerocopy'), 'C send'),
     row(p.proto === 'tcp' ? 'socket.write' : 'dgram send', 'stock-node', node('write'), 'C send'),
     row('C send MSG_ZEROCOPY', 'c', c('zerocopy')),

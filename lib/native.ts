@@ -27,6 +27,15 @@ export interface NativeBinding {
   outputQueueBytes(fd: number): number
   send(fd: number, data: ByteView | readonly ByteView[], flags?: number): number
   trySend(fd: number, data: ByteView | readonly ByteView[], flags?: number): number
+  trySendEach(
+    fd: number,
+    messages: readonly ByteView[],
+    first: number,
+    firstOffset: number,
+    flags: number,
+    datagram: boolean,
+    out: Float64Array,
+  ): number
   readErrorQueue(fd: number, out: Uint32Array): number
   setZeroCopy(fd: number, on: boolean): void
   socketKind(fd: number): { domain: number; type: number }

@@ -41,6 +41,17 @@ export function wantWritable(fd: number, token: number, writable: boolean): void
   instance().wantWritable(fd, token, writable)
 }
 
+/**
+ * Takes a registered fd out of the epoll set for a while, or puts it back (with
+ * EPOLLOUT interest if `writable`). While out, the kernel's completion wake-ups skip
+ * it, which is what a sender in a tight loop wants (see ZeroCopySocket.pump). Putting it
+ * back reports whatever is already pending: nothing is missed in between.
+ */
+export function setWatched(fd: number, token: number, watched: boolean, writable: boolean): void {
+  if (watched) instance().add(fd, token, writable)
+  else instance().remove(fd)
+}
+
 /** Unregisters; call before closing the fd. */
 export function unregister(fd: number, token: number): void {
   clients.delete(token)

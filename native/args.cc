@@ -2,6 +2,7 @@
 
 #include <limits.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -107,6 +108,27 @@ iovec ViewBytes(const Napi::Value& v, const char* name) {
   return iovec{static_cast<char*>(base) + byteOffset, byteLength};
 }
 
+// Elements [first, first + count) of `list` as iovecs. Every element is read first (a
+// getter or proxy may run user code here), then the iovecs are taken without running
+// any JS: no element can be swapped or its buffer detached between the check and the
+// syscall.
+void ViewsOf(Napi::Array list, uint32_t first, uint32_t count, const char* name, std::vector<iovec>& out) {
+  std::vector<Napi::Value> items;
+  items.reserve(count);
+  for (uint32_t i = 0; i < count; i++) items.push_back(list.Get(first + i));
+  out.reserve(out.size() + count);
+  for (uint32_t i = 0; i < count; i++) {
+    try {
+      out.push_back(ViewBytes(items[i], name));
+    } catch (const Napi::Error&) {
+      // Only now build the element's name, so that the error says which one.
+      std::string itemName = std::string(name) + "[" + std::to_string(first + i) + "]";
+      out.push_back(ViewBytes(items[i], itemName.c_str()));
+      throw;
+    }
+  }
+}
+
 }  // namespace
 
 int FdArg(const Napi::CallbackInfo& info, size_t index, const char* name) {
@@ -154,17 +176,23 @@ void ByteViewsArg(const Napi::CallbackInfo& info, size_t index, const char* name
                     std::string("The \"") + name + "\" array must hold at most " + std::to_string(IOV_MAX) +
                         " views. Received " + std::to_string(count));
   }
-  // Read every element first (a getter or proxy may run user code here), then take
-  // the iovecs without running any JS: no element can be swapped or its buffer
-  // detached between the check and the syscall.
-  std::vector<Napi::Value> items;
-  items.reserve(count);
-  for (uint32_t i = 0; i < count; i++) items.push_back(list.Get(i));
-  out.reserve(out.size() + count);
-  for (uint32_t i = 0; i < count; i++) {
-    std::string itemName = std::string(name) + "[" + std::to_string(i) + "]";
-    out.push_back(ViewBytes(items[i], itemName.c_str()));
+  ViewsOf(list, 0, count, name, out);
+}
+
+uint32_t ByteViewListArg(const Napi::CallbackInfo& info, size_t index, const char* name, uint32_t first,
+                         uint32_t max, std::vector<iovec>& out) {
+  Napi::Value v = info[index];
+  if (!v.IsArray()) InvalidType(v, name, "an instance of Array");
+  Napi::Array list = v.As<Napi::Array>();
+  const uint32_t count = list.Length();
+  if (first > count) {
+    ThrowRangeError(v.Env(), "ERR_OUT_OF_RANGE",
+                    std::string("The index ") + std::to_string(first) + " is past the end of \"" + name + "\" (" +
+                        std::to_string(count) + " views)");
   }
+  const uint32_t take = std::min(max, count - first);
+  ViewsOf(list, first, take, name, out);
+  return take;
 }
 
 }  // namespace zc

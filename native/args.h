@@ -35,4 +35,10 @@ bool BoolOption(Napi::Object options, const char* key, bool fallback);
 void ByteViewsArg(const Napi::CallbackInfo& info, size_t index, const char* name,
                   std::vector<iovec>& out);
 
+// Elements [first, first + max) of an Array of views (fewer at its end), one iovec per
+// view, read as ByteViewsArg reads them; returns how many were taken. The same rule:
+// read this argument last.
+uint32_t ByteViewListArg(const Napi::CallbackInfo& info, size_t index, const char* name, uint32_t first,
+                         uint32_t max, std::vector<iovec>& out);
+
 }  // namespace zc

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "args.h"
 #include "errors.h"
@@ -47,6 +48,90 @@ Napi::Value Send(const Napi::CallbackInfo& info) {
 // than the send.
 Napi::Value TrySend(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(SendViews(info)));
+}
+
+// At most this many messages per trySendEach call (the kernel's own cap for sendmmsg
+// is UIO_MAXIOV, 1024): bounds the iovec array and the time spent in one call.
+constexpr uint32_t kMaxMessagesPerCall = 256;
+
+// trySendEach(fd, messages, first, firstOffset, flags, datagram, out: Float64Array)
+//   -> messages completed (>= 0), or -errno when the first call sent nothing.
+// Sends messages[first] (from byte firstOffset), messages[first + 1], ... each with its
+// own send call, so each takes its own MSG_ZEROCOPY id, as a loop of send() would, but
+// in one crossing from JS. Datagram sockets use sendmmsg (each message one datagram,
+// all or nothing). Stream sockets loop on sendmsg and stop at the first short send,
+// which `out` reveals: out[0] = bytes sent, out[1] = send calls that sent bytes (the
+// ids taken, with MSG_ZEROCOPY). An error after some sends stops the loop and is left
+// for the next call to meet.
+Napi::Value TrySendEach(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0, "fd");
+  uint32_t first = FlagsArg(info, 2, "first");
+  uint64_t firstOffset = LengthArg(info, 3, "firstOffset");
+  unsigned flags = FlagsArg(info, 4, "flags");
+  if (!info[5].IsBoolean()) ThrowTypeError(env, "ERR_INVALID_ARG_TYPE", "The \"datagram\" argument must be of type boolean");
+  const bool datagram = info[5].As<Napi::Boolean>().Value();
+  Napi::Value outValue = info[6];
+  if (!outValue.IsTypedArray() || outValue.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      outValue.As<Napi::TypedArray>().ElementLength() < 2) {
+    ThrowTypeError(env, "ERR_INVALID_ARG_TYPE", "The \"out\" argument must be a Float64Array of 2 or more elements");
+  }
+  double* out = outValue.As<Napi::Float64Array>().Data();
+  std::vector<iovec> iov;
+  const uint32_t count = ByteViewListArg(info, 1, "messages", first, kMaxMessagesPerCall, iov);
+  if (count > 0 && firstOffset > iov[0].iov_len) {
+    ThrowRangeError(env, "ERR_OUT_OF_RANGE", "The \"firstOffset\" is past the end of the first message");
+  }
+  if (count > 0) {
+    iov[0].iov_base = static_cast<char*>(iov[0].iov_base) + firstOffset;
+    iov[0].iov_len -= firstOffset;
+  }
+  uint64_t bytes = 0;
+  uint32_t calls = 0;
+  uint32_t done = 0;
+  int error = 0;
+  if (datagram && count > 0) {
+    std::vector<mmsghdr> msgs(count);
+    for (uint32_t i = 0; i < count; i++) {
+      msgs[i].msg_hdr.msg_iov = &iov[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    int r;
+    do {
+      r = sendmmsg(fd, msgs.data(), count, static_cast<int>(flags));
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) {
+      error = errno;
+    } else {
+      done = static_cast<uint32_t>(r);
+      // Every datagram sent is a call that took an id, an empty one too: the kernel
+      // counts the UDP header in the length it checks (tested).
+      calls = done;
+      for (uint32_t i = 0; i < done; i++) bytes += msgs[i].msg_len;
+    }
+  } else {
+    for (; done < count; done++) {
+      if (iov[done].iov_len == 0) continue;  // nothing to send, no call, no id
+      msghdr msg{};
+      msg.msg_iov = &iov[done];
+      msg.msg_iovlen = 1;
+      ssize_t r;
+      do {
+        r = sendmsg(fd, &msg, static_cast<int>(flags));
+      } while (r < 0 && errno == EINTR);
+      if (r < 0) {
+        error = errno;
+        break;
+      }
+      bytes += static_cast<uint64_t>(r);
+      calls++;
+      if (static_cast<size_t>(r) < iov[done].iov_len) break;  // short: the rest waits for room
+    }
+  }
+  out[0] = static_cast<double>(bytes);
+  out[1] = calls;
+  if (bytes == 0 && calls == 0 && done == 0 && error != 0) return Napi::Number::New(env, -error);
+  return Napi::Number::New(env, done);
 }
 
 // readErrorQueue(fd, out: Uint32Array) -> entries written (0 when the queue is empty),
@@ -165,6 +250,7 @@ Napi::Value MakeSystemError(const Napi::CallbackInfo& info) {
 void ExportSocket(Napi::Env env, Napi::Object exports) {
   exports.Set("send", Napi::Function::New(env, Send, "send"));
   exports.Set("trySend", Napi::Function::New(env, TrySend, "trySend"));
+  exports.Set("trySendEach", Napi::Function::New(env, TrySendEach, "trySendEach"));
   exports.Set("readErrorQueue", Napi::Function::New(env, ReadErrorQueue, "readErrorQueue"));
   exports.Set("setZeroCopy", Napi::Function::New(env, SetZeroCopy, "setZeroCopy"));
   exports.Set("socketKind", Napi::Function::New(env, SocketKind, "socketKind"));
