@@ -1,6 +1,6 @@
 // The public API. Zero-copy sends live in zerocopy-socket.ts (on top of completions.ts
-// and reactor.ts), raw syscalls in raw.ts, page-aligned memory in memory.ts, the addon
-// loader in native.ts.
+// and reactor.ts), raw syscalls in raw.ts, batched datagram reads in receive.ts,
+// page-aligned memory in memory.ts, the addon loader in native.ts.
 export {
   constants,
   getPipeSize,
@@ -20,6 +20,7 @@ export {
   vmsplice,
 } from './raw'
 export { allocPageAligned, pageOffsetOf, pageSize } from './memory'
+export { receiveDatagrams, setReceiveBuffer } from './receive'
 export { sendFileZeroCopy } from './send-file'
 export type { FileSource, SendFileOptions, SendFileResult } from './send-file'
 export { ZeroCopySocket, sendZeroCopy } from './zerocopy-socket'

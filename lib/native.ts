@@ -36,6 +36,8 @@ export interface NativeBinding {
     datagram: boolean,
     out: Float64Array,
   ): number
+  receiveMany(fd: number, buffers: readonly ByteView[], lengths: Uint32Array): number
+  setReceiveBuffer(fd: number, bytes: number): number
   readErrorQueue(fd: number, out: Uint32Array): number
   setZeroCopy(fd: number, on: boolean): void
   socketKind(fd: number): { domain: number; type: number }

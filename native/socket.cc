@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -134,6 +135,56 @@ Napi::Value TrySendEach(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, done);
 }
 
+// receiveMany(fd, buffers, lengths: Uint32Array) -> datagrams read (0 when none is
+// queued), or -errno. One non-blocking recvmmsg: datagram i lands in buffers[i] (cut to
+// fit) and lengths[i] gets its full length (MSG_TRUNC), so small or empty buffers count
+// datagrams without copying their payloads.
+Napi::Value ReceiveMany(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0, "fd");
+  Napi::Value lengthsValue = info[2];
+  if (!lengthsValue.IsTypedArray() || lengthsValue.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
+    ThrowTypeError(env, "ERR_INVALID_ARG_TYPE", "The \"lengths\" argument must be an instance of Uint32Array");
+  }
+  Napi::Uint32Array lengths = lengthsValue.As<Napi::Uint32Array>();
+  const uint32_t max = static_cast<uint32_t>(std::min<size_t>(lengths.ElementLength(), kMaxMessagesPerCall));
+  std::vector<iovec> iov;
+  const uint32_t count = ByteViewListArg(info, 1, "buffers", 0, max, iov);
+  if (count == 0) return Napi::Number::New(env, 0);
+  std::vector<mmsghdr> msgs(count);
+  for (uint32_t i = 0; i < count; i++) {
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+  }
+  int r;
+  do {
+    r = recvmmsg(fd, msgs.data(), count, MSG_DONTWAIT | MSG_TRUNC, nullptr);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) return Napi::Number::New(env, errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno);
+  uint32_t* out = lengths.Data();
+  for (int i = 0; i < r; i++) out[i] = msgs[i].msg_len;
+  return Napi::Number::New(env, r);
+}
+
+// setReceiveBuffer(fd, bytes) -> the receive buffer the kernel now gives the socket.
+// SO_RCVBUFFORCE first (CAP_NET_ADMIN may go past net.core.rmem_max), else SO_RCVBUF,
+// which the kernel caps there. The kernel doubles the request for its bookkeeping, and
+// the size read back says so.
+Napi::Value SetReceiveBuffer(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0, "fd");
+  uint64_t bytes = LengthArg(info, 1, "bytes");
+  int size = static_cast<int>(std::min<uint64_t>(bytes, INT32_MAX / 2));
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0) {
+    if (errno != EPERM || setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size) != 0) {
+      throw SystemError(info.Env(), errno, "setsockopt");
+    }
+  }
+  int now = 0;
+  socklen_t len = sizeof now;
+  if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &now, &len) != 0) throw SystemError(info.Env(), errno, "getsockopt");
+  return Napi::Number::New(info.Env(), now);
+}
+
 // readErrorQueue(fd, out: Uint32Array) -> entries written (0 when the queue is empty),
 // or -errno. Each entry is 4 words: origin | code << 8, ee_errno, ee_info, ee_data.
 // For MSG_ZEROCOPY (origin 5) [ee_info, ee_data] is the inclusive range of completed
@@ -251,6 +302,8 @@ void ExportSocket(Napi::Env env, Napi::Object exports) {
   exports.Set("send", Napi::Function::New(env, Send, "send"));
   exports.Set("trySend", Napi::Function::New(env, TrySend, "trySend"));
   exports.Set("trySendEach", Napi::Function::New(env, TrySendEach, "trySendEach"));
+  exports.Set("receiveMany", Napi::Function::New(env, ReceiveMany, "receiveMany"));
+  exports.Set("setReceiveBuffer", Napi::Function::New(env, SetReceiveBuffer, "setReceiveBuffer"));
   exports.Set("readErrorQueue", Napi::Function::New(env, ReadErrorQueue, "readErrorQueue"));
   exports.Set("setZeroCopy", Napi::Function::New(env, SetZeroCopy, "setZeroCopy"));
   exports.Set("socketKind", Napi::Function::New(env, SocketKind, "socketKind"));
