@@ -16,8 +16,9 @@ export interface Row {
   /** What ran, e.g. "zerocopy.vmsplice" or "C write()". */
   variant: string
   role: Role
-  /** For a zerocopy or stock-node row: the variant name of the same loop in C. */
-  cTwin?: string
+  /** For a zerocopy or stock-node row: the variant name of the same loop in C, or
+   * several, of which the table compares with the fastest. */
+  cTwin?: string | string[]
   bytes: number
   seconds: number
   /** CPU seconds of the sending process (user + system). */
@@ -32,8 +33,8 @@ export interface Measured {
   calls: number
 }
 
-/** A result row from a measurement; `cTwin` names the same loop in C, if any. */
-export function toRow(bench: string, group: string, variant: string, role: Role, m: Measured, cTwin?: string): Row {
+/** A result row from a measurement; `cTwin` names the same loop(s) in C, if any. */
+export function toRow(bench: string, group: string, variant: string, role: Role, m: Measured, cTwin?: string | string[]): Row {
   return {
     bench,
     group,
@@ -51,6 +52,22 @@ export function toRow(bench: string, group: string, variant: string, role: Role,
 export interface BenchContext {
   /** Seconds each variant runs. */
   seconds: number
+  /** Which round this is (0, 1, ...): see {@link inRotation}. */
+  round: number
+}
+
+/**
+ * Runs every measurement once, starting at a different one each round (whatever runs
+ * first or right after another may find the machine warmer or busier), and returns
+ * the results in the order given.
+ */
+export function inRotation<T>(round: number, measurements: Array<() => T>): T[] {
+  const out = new Array<T>(measurements.length)
+  for (let k = 0; k < measurements.length; k++) {
+    const i = (round + k) % measurements.length
+    out[i] = measurements[i]!()
+  }
+  return out
 }
 
 export const repoRoot = path.join(__dirname, '..', '..')

@@ -36,25 +36,70 @@ function parseArgs(argv: string[]): Args {
 function medianRows(rounds: Row[][]): Row[] {
   return rounds[0]!.map((first) => {
     const same = rounds
-      .map((round) => round.find((r) => r.bench === first.bench && r.group === first.group && r.variant === first.variant))
+      .map((round) => round.find((r) => sameVariant(r, first)))
       .filter((r): r is Row => r !== undefined)
       .sort((a, b) => gbps(a) - gbps(b))
     return same[Math.floor(same.length / 2)]!
   })
 }
 
-function ratio(a: number, b: number | undefined): string {
-  return b === undefined || !(b > 0) ? '' : `${(a / b).toFixed(2)}x`
+function sameVariant(a: Row, b: Row): boolean {
+  return a.bench === b.bench && a.group === b.group && a.variant === b.variant
 }
 
-/** One line per row; ratios compare throughput within the row's group. */
-export function formatTable(rows: Row[]): string {
+/** A row's ratios to its baselines, one per round, each within its own round. */
+interface Paired {
+  vsStock: number[]
+  vsC: number[]
+}
+
+/** Throughput of `row` over its stock-Node baseline and over its fastest C twin. */
+function ratiosIn(row: Row, peers: Row[]): { vsStock?: number; vsC?: number } {
+  const stock = peers.find((x) => x.role === 'stock-node')
+  const twinNames = row.cTwin === undefined ? [] : [row.cTwin].flat()
+  const twin = peers.filter((x) => twinNames.includes(x.variant)).sort((a, b) => gbps(b) - gbps(a))[0]
+  return {
+    ...(stock && row.role !== 'stock-node' ? { vsStock: gbps(row) / gbps(stock) } : {}),
+    ...(twin && row.role !== 'c' ? { vsC: gbps(row) / gbps(twin) } : {}),
+  }
+}
+
+/**
+ * Ratios paired by round: the machine drifts (here by +-20% between runs), and a
+ * variant compared with its baseline from the same round cancels most of that.
+ */
+function pairedRatios(rounds: Row[][], row: Row): Paired {
+  const out: Paired = { vsStock: [], vsC: [] }
+  for (const round of rounds) {
+    const mine = round.find((r) => sameVariant(r, row))
+    if (mine === undefined) continue
+    const r = ratiosIn(mine, round.filter((x) => x.bench === row.bench && x.group === row.group))
+    if (r.vsStock !== undefined) out.vsStock.push(r.vsStock)
+    if (r.vsC !== undefined) out.vsC.push(r.vsC)
+  }
+  return out
+}
+
+function median(xs: number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)]!
+}
+
+/** "0.93x", and over several rounds the median with the range: "0.93x (0.85-1.02)". */
+function ratioCell(xs: number[] | undefined): string {
+  if (xs === undefined || xs.length === 0) return ''
+  const m = `${median(xs).toFixed(2)}x`
+  return xs.length === 1 ? m : `${m} (${Math.min(...xs).toFixed(2)}-${Math.max(...xs).toFixed(2)})`
+}
+
+/** One line per row; ratios compare throughput within the row's group and round. */
+export function formatTable(rows: Array<Row & { paired?: Paired }>): string {
   const header = ['benchmark', 'group', 'variant', 'GB/s', 'CPU s/GB', 'CPU us/call', 'vs stock Node', 'vs same loop in C']
   const lines: string[][] = [header]
   for (const r of rows) {
-    const peers = rows.filter((x) => x.bench === r.bench && x.group === r.group)
-    const stock = peers.find((x) => x.role === 'stock-node')
-    const twin = r.cTwin === undefined ? undefined : peers.find((x) => x.variant === r.cTwin)
+    // Without per-round pairs (a single table of rows), ratios of the rows themselves.
+    const single = ratiosIn(r, rows.filter((x) => x.bench === r.bench && x.group === r.group))
+    const paired = r.paired ?? { vsStock: single.vsStock === undefined ? [] : [single.vsStock], vsC: single.vsC === undefined ? [] : [single.vsC] }
     lines.push([
       r.bench,
       r.group,
@@ -62,8 +107,8 @@ export function formatTable(rows: Row[]): string {
       gbps(r).toFixed(2),
       cpuPerGB(r).toFixed(3),
       r.calls > 0 ? ((r.cpuSeconds / r.calls) * 1e6).toFixed(2) : '',
-      r.role === 'stock-node' ? 'baseline' : ratio(gbps(r), stock && gbps(stock)),
-      r.role === 'c' ? 'baseline' : ratio(gbps(r), twin && gbps(twin)),
+      r.role === 'stock-node' ? 'baseline' : ratioCell(paired.vsStock),
+      r.role === 'c' ? 'baseline' : ratioCell(paired.vsC),
     ])
   }
   const widths = header.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)))
@@ -76,17 +121,20 @@ async function main(): Promise<void> {
     .readdirSync(__dirname)
     .filter((f) => f.endsWith('.bench.js') && (args.only === undefined || f.includes(args.only)))
     .sort()
-  const rows: Row[] = []
+  const rows: Array<Row & { paired: Paired }> = []
   for (const file of files) {
     const mod = (await import(path.join(__dirname, file))) as BenchModule
     const rounds: Row[][] = []
     for (let round = 1; round <= args.rounds; round++) {
       process.stderr.write(`${file}: round ${round}/${args.rounds}, ${args.seconds} s per variant\n`)
-      rounds.push(await mod.run({ seconds: args.seconds }))
+      rounds.push(await mod.run({ seconds: args.seconds, round: round - 1 }))
     }
-    rows.push(...medianRows(rounds))
+    rows.push(...medianRows(rounds).map((row) => ({ ...row, paired: pairedRatios(rounds, row) })))
   }
   console.log(formatTable(rows))
+  if (args.rounds > 1) {
+    console.log(`\nRatios: the median over ${args.rounds} rounds of each round's own ratio (lowest-highest), to the fastest C loop named for the row.`)
+  }
   const out = path.join(repoRoot, 'bench', 'results', 'latest.json')
   fs.mkdirSync(path.dirname(out), { recursive: true })
   const machine = { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, kernel: os.release(), node: process.version }

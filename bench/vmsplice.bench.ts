@@ -41,7 +41,7 @@ export async function run(ctx: BenchContext): Promise<Row[]> {
     const buf = allocPageAligned(chunk).fill('z')
     const group = `${formatBytes(chunk)} chunks`
     const bench = 'vmsplice -> pipe -> splice to /dev/null'
-    const add = (variant: string, role: Row['role'], m: Measured, cTwin?: string) =>
+    const add = (variant: string, role: Row['role'], m: Measured, cTwin?: string | string[]) =>
       rows.push(toRow(bench, group, variant, role, m, cTwin))
 
     // Each step writes one whole chunk, looping over partial transfers like C does.

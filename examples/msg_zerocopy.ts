@@ -196,6 +196,8 @@ async function send(cfg: Config): Promise<number> {
       }
     }
   }
+  const cpu0 = process.cpuUsage()
+  const t0 = performance.now()
   const end = Date.now() + cfg.seconds * 1000
   let error: unknown
   try {
@@ -222,7 +224,12 @@ async function send(cfg: Config): Promise<number> {
     error = err
   }
   const stats = zc.stats
-  if (cfg.verbose > 0) console.error(`stats: ${JSON.stringify(stats)}`)
+  if (cfg.verbose > 0) {
+    // For scripts (bench/zerocopy-send.bench.ts): exact counters, wall and CPU time of the sending.
+    const cpu = process.cpuUsage(cpu0)
+    console.error(`stats: ${JSON.stringify(stats)}`)
+    console.error(`time: ${JSON.stringify({ seconds: (performance.now() - t0) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6 })}`)
+  }
   await zc.close()
   if (socket instanceof net.Socket) {
     await new Promise<void>((resolve) => socket.end(resolve))
