@@ -17,6 +17,12 @@ import { pageSize } from './memory'
 import { native, type NativeMapping } from './native'
 import { ZeroCopySocket, type SendResult, type ZeroCopyOptions } from './zerocopy-socket'
 
+// 32 MiB windows, 4 at a time (128 MiB of address space, page-cache pages only):
+// measured here (1 GiB cached file, loopback, 7 interleaved rounds) 3.39 GB/s against
+// 3.08 with 4 MiB windows and 3.41 for C sending from one whole-file mapping. Fewer
+// windows mean fewer mmap/mincore/munmap calls and more bytes queued while the oldest
+// window waits for its completion.
+const DEFAULT_WINDOW = 32 << 20
 const fstat = promisify(fs.fstat)
 const open = promisify(fs.open)
 const close = promisify(fs.close)
@@ -32,7 +38,7 @@ export interface SendFileOptions {
   length?: number
   /** Stops queuing further bytes; the Promise still settles only once the kernel released what was queued. */
   signal?: AbortSignal
-  /** Bytes mapped per window (rounded to pages). Default 4 MiB. */
+  /** Bytes mapped per window (rounded to pages). Default 32 MiB. */
   windowSize?: number
   /** Windows mapped at once. Default 4. */
   maxWindows?: number
@@ -103,7 +109,7 @@ export async function sendFileZeroCopy(
   options: SendFileOptions = {},
 ): Promise<SendFileResult> {
   const zc = ZeroCopySocket.from(socket, options.socketOptions)
-  const windowSize = Math.max(pageSize, Math.ceil(checkInteger('windowSize', options.windowSize, 4 << 20) / pageSize) * pageSize)
+  const windowSize = Math.max(pageSize, Math.ceil(checkInteger('windowSize', options.windowSize, DEFAULT_WINDOW) / pageSize) * pageSize)
   const maxWindows = Math.max(1, checkInteger('maxWindows', options.maxWindows, 4))
   const offset = checkInteger('offset', options.offset, 0)
   const fd = await ownFd(file)
