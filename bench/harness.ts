@@ -2,6 +2,7 @@
 // result row format that bench/run.ts prints as a table and writes as JSON.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import * as fs from 'node:fs'
+import * as os from 'node:os'
 import * as path from 'node:path'
 
 /** Where a row stands in its group: the package, the stock-Node baseline (one per group)
@@ -73,6 +74,18 @@ export function inRotation<T>(round: number, measurements: Array<() => T>): T[] 
 export const repoRoot = path.join(__dirname, '..', '..')
 const cDir = path.join(repoRoot, 'bench', 'c')
 const binDir = path.join(cDir, 'bin')
+
+/**
+ * The command prefix that runs a process on one CPU (`taskset -c <cpu>`), or nothing
+ * where that is not possible (one CPU, no taskset). The senders run on CPU 0 and the
+ * receiver on CPU 1, so that every variant, Node or C, gets the same placement: left
+ * to the scheduler, sender and receiver sometimes shared a CPU, and the same variant
+ * moved by 2x between runs.
+ */
+export function onCpu(cpu: number): string[] {
+  if (os.cpus().length < 2 || !fs.existsSync('/usr/bin/taskset')) return []
+  return ['/usr/bin/taskset', '-c', String(cpu)]
+}
 
 /** Compiles bench/c/<name>.c (when its binary is missing or older) and returns its path. */
 export function cBinary(name: string): string {

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { cBinary, formatBytes, inRotation, parseResult, start, toRow, type BenchContext, type Measured, type Row } from './harness'
+import { cBinary, formatBytes, inRotation, onCpu, parseResult, start, toRow, type BenchContext, type Measured, type Row } from './harness'
 
 const FILE_MB = Number(process.env.ZEROCOPY_BENCH_FILE_MB ?? 1024)
 
@@ -36,7 +36,8 @@ function cachedFile(): string {
 
 export async function run(ctx: BenchContext): Promise<Row[]> {
   const file = cachedFile()
-  const sink = start(cBinary('tcp_sink'), ['0'], ['ignore', 'pipe', 'inherit'])
+  const [pin, ...pinArgs] = [...onCpu(1), cBinary('tcp_sink')]
+  const sink = start(pin!, [...pinArgs, '0'], ['ignore', 'pipe', 'inherit'])
   sink.done.catch(() => {}) // killed on purpose
   try {
     const port = await new Promise<string>((resolve) => sink.child.stdout!.once('data', (d: Buffer) => resolve(d.toString().trim())))
@@ -44,11 +45,13 @@ export async function run(ctx: BenchContext): Promise<Row[]> {
     // partly evicted file would measure the disk instead of the send path.
     const node = (mode: string): Measured => {
       warm(file)
-      return parseResult(execFileSync(process.execPath, [path.join(__dirname, 'file-send-loop.js'), port, file, mode]).toString())
+      const [cmd, ...args] = [...onCpu(0), process.execPath, path.join(__dirname, 'file-send-loop.js'), port, file, mode]
+      return parseResult(execFileSync(cmd!, args).toString())
     }
     const c = (mode: string): Measured => {
       warm(file)
-      return parseResult(execFileSync(cBinary('file_sender'), [port, file, mode]).toString())
+      const [cmd, ...args] = [...onCpu(0), cBinary('file_sender'), port, file, mode]
+      return parseResult(execFileSync(cmd!, args).toString())
     }
     const bench = 'file -> loopback TCP'
     const group = `${formatBytes(FILE_MB * 1024 * 1024)} cached`

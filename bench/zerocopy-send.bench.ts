@@ -6,7 +6,7 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import * as path from 'node:path'
 import { createSink, netnsUnavailable, SINK_ADDRESS } from '../examples/netns-topology'
 import { BATCH } from './send-loop'
-import { cBinary, formatBytes, inRotation, parseResult, start, toRow, type BenchContext, type Measured, type Row } from './harness'
+import { cBinary, formatBytes, inRotation, onCpu, parseResult, start, toRow, type BenchContext, type Measured, type Row } from './harness'
 
 const SIZES = [64 * 1024, 1024 * 1024]
 const UDP_SIZE = 60000 // one 64 KB-class datagram under the 65535 MTU
@@ -74,10 +74,11 @@ function measurePath(p: Path, size: number, ctx: BenchContext): Row[] {
 
 export async function run(ctx: BenchContext): Promise<Row[]> {
   const rows: Row[] = []
-  const sink = start(cBinary('tcp_sink'), ['0'], ['ignore', 'pipe', 'inherit'])
+  const [pin, ...pinArgs] = [...onCpu(1), cBinary('tcp_sink')]
+  const sink = start(pin!, [...pinArgs, '0'], ['ignore', 'pipe', 'inherit'])
   try {
     const port = await new Promise<number>((resolve) => sink.child.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))))
-    const loopback: Path = { name: 'TCP loopback', proto: 'tcp', address: '127.0.0.1', port, wrap: [] }
+    const loopback: Path = { name: 'TCP loopback', proto: 'tcp', address: '127.0.0.1', port, wrap: onCpu(0) }
     for (const size of SIZES) rows.push(...measurePath(loopback, size, ctx))
   } finally {
     sink.done.catch(() => {}) // killed on purpose
@@ -90,7 +91,7 @@ export async function run(ctx: BenchContext): Promise<Row[]> {
   }
   const topology = createSink()
   try {
-    const udp: Path = { name: 'UDP netns sink', proto: 'udp', address: SINK_ADDRESS, port: 9, wrap: ['ip', 'netns', 'exec', topology.sender] }
+    const udp: Path = { name: 'UDP netns sink', proto: 'udp', address: SINK_ADDRESS, port: 9, wrap: ['ip', 'netns', 'exec', topology.sender, ...onCpu(0)] }
     rows.push(...measurePath(udp, UDP_SIZE, ctx))
   } finally {
     topology.remove()
