@@ -179,6 +179,18 @@ void ByteViewsArg(const Napi::CallbackInfo& info, size_t index, const char* name
   ViewsOf(list, 0, count, name, out);
 }
 
+Napi::TypedArray TypedArrayArg(const Napi::CallbackInfo& info, size_t index, const char* name,
+                               napi_typedarray_type type, const char* typeName, size_t minLength) {
+  Napi::Value v = info[index];
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type ||
+      v.As<Napi::TypedArray>().ElementLength() < minLength) {
+    std::string expected = std::string("an instance of ") + typeName;
+    if (minLength > 1) expected += " of " + std::to_string(minLength) + " or more elements";
+    InvalidType(v, name, expected.c_str());
+  }
+  return v.As<Napi::TypedArray>();
+}
+
 uint32_t ByteViewListArg(const Napi::CallbackInfo& info, size_t index, const char* name, uint32_t first,
                          uint32_t max, std::vector<iovec>& out) {
   Napi::Value v = info[index];

@@ -35,6 +35,11 @@ bool BoolOption(Napi::Object options, const char* key, bool fallback);
 void ByteViewsArg(const Napi::CallbackInfo& info, size_t index, const char* name,
                   std::vector<iovec>& out);
 
+// A TypedArray of one element type (e.g. napi_uint32_array, named "Uint32Array") with
+// at least `minLength` elements, for the out-parameters native calls fill in.
+Napi::TypedArray TypedArrayArg(const Napi::CallbackInfo& info, size_t index, const char* name,
+                               napi_typedarray_type type, const char* typeName, size_t minLength);
+
 // Elements [first, first + max) of an Array of views (fewer at its end), one iovec per
 // view, read as ByteViewsArg reads them; returns how many were taken. The same rule:
 // read this argument last.

@@ -51,6 +51,16 @@ Napi::Value TrySend(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(SendViews(info)));
 }
 
+// One message per iovec, for sendmmsg/recvmmsg; `iov` must outlive the result.
+std::vector<mmsghdr> OneMessageEach(std::vector<iovec>& iov) {
+  std::vector<mmsghdr> msgs(iov.size());
+  for (size_t i = 0; i < iov.size(); i++) {
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+  }
+  return msgs;
+}
+
 // At most this many messages per trySendEach call (the kernel's own cap for sendmmsg
 // is UIO_MAXIOV, 1024): bounds the iovec array and the time spent in one call.
 constexpr uint32_t kMaxMessagesPerCall = 256;
@@ -72,12 +82,7 @@ Napi::Value TrySendEach(const Napi::CallbackInfo& info) {
   unsigned flags = FlagsArg(info, 4, "flags");
   if (!info[5].IsBoolean()) ThrowTypeError(env, "ERR_INVALID_ARG_TYPE", "The \"datagram\" argument must be of type boolean");
   const bool datagram = info[5].As<Napi::Boolean>().Value();
-  Napi::Value outValue = info[6];
-  if (!outValue.IsTypedArray() || outValue.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
-      outValue.As<Napi::TypedArray>().ElementLength() < 2) {
-    ThrowTypeError(env, "ERR_INVALID_ARG_TYPE", "The \"out\" argument must be a Float64Array of 2 or more elements");
-  }
-  double* out = outValue.As<Napi::Float64Array>().Data();
+  double* out = TypedArrayArg(info, 6, "out", napi_float64_array, "Float64Array", 2).As<Napi::Float64Array>().Data();
   std::vector<iovec> iov;
   const uint32_t count = ByteViewListArg(info, 1, "messages", first, kMaxMessagesPerCall, iov);
   if (count > 0 && firstOffset > iov[0].iov_len) {
@@ -92,11 +97,7 @@ Napi::Value TrySendEach(const Napi::CallbackInfo& info) {
   uint32_t done = 0;
   int error = 0;
   if (datagram && count > 0) {
-    std::vector<mmsghdr> msgs(count);
-    for (uint32_t i = 0; i < count; i++) {
-      msgs[i].msg_hdr.msg_iov = &iov[i];
-      msgs[i].msg_hdr.msg_iovlen = 1;
-    }
+    std::vector<mmsghdr> msgs = OneMessageEach(iov);
     int r;
     do {
       r = sendmmsg(fd, msgs.data(), count, static_cast<int>(flags));
@@ -142,20 +143,12 @@ Napi::Value TrySendEach(const Napi::CallbackInfo& info) {
 Napi::Value ReceiveMany(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = FdArg(info, 0, "fd");
-  Napi::Value lengthsValue = info[2];
-  if (!lengthsValue.IsTypedArray() || lengthsValue.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
-    ThrowTypeError(env, "ERR_INVALID_ARG_TYPE", "The \"lengths\" argument must be an instance of Uint32Array");
-  }
-  Napi::Uint32Array lengths = lengthsValue.As<Napi::Uint32Array>();
+  Napi::Uint32Array lengths = TypedArrayArg(info, 2, "lengths", napi_uint32_array, "Uint32Array", 0).As<Napi::Uint32Array>();
   const uint32_t max = static_cast<uint32_t>(std::min<size_t>(lengths.ElementLength(), kMaxMessagesPerCall));
   std::vector<iovec> iov;
   const uint32_t count = ByteViewListArg(info, 1, "buffers", 0, max, iov);
   if (count == 0) return Napi::Number::New(env, 0);
-  std::vector<mmsghdr> msgs(count);
-  for (uint32_t i = 0; i < count; i++) {
-    msgs[i].msg_hdr.msg_iov = &iov[i];
-    msgs[i].msg_hdr.msg_iovlen = 1;
-  }
+  std::vector<mmsghdr> msgs = OneMessageEach(iov);
   int r;
   do {
     r = recvmmsg(fd, msgs.data(), count, MSG_DONTWAIT | MSG_TRUNC, nullptr);
@@ -192,11 +185,7 @@ Napi::Value SetReceiveBuffer(const Napi::CallbackInfo& info) {
 Napi::Value ReadErrorQueue(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = FdArg(info, 0, "fd");
-  Napi::Value outValue = info[1];
-  if (!outValue.IsTypedArray() || outValue.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
-    ThrowTypeError(env, "ERR_INVALID_ARG_TYPE", "The \"out\" argument must be an instance of Uint32Array");
-  }
-  Napi::Uint32Array out = outValue.As<Napi::Uint32Array>();
+  Napi::Uint32Array out = TypedArrayArg(info, 1, "out", napi_uint32_array, "Uint32Array", 0).As<Napi::Uint32Array>();
   const size_t capacity = out.ElementLength() / 4;
   uint32_t* words = out.Data();
   size_t entries = 0;
