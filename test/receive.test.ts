@@ -5,13 +5,14 @@ import * as os from 'node:os'
 import { test } from 'node:test'
 import { inputQueueBytes, receiveDatagrams, setReceiveBuffer } from '../lib'
 import { native } from '../lib/native'
+import { dgramSocketFd } from '../lib/socket-fd'
 
 /** A bound UDP socket that only the test reads: a duplicate of a dgram socket's fd, kept
  * after Node closed its own (so Node's reads cannot take the datagrams first). */
 async function quietPair(t: { after(fn: () => void): void }) {
   const receiver = dgram.createSocket('udp4')
   await new Promise<void>((resolve) => receiver.bind(0, '127.0.0.1', resolve))
-  const fd = native.dupFd((receiver as unknown as { _handle: { fd: number } })._handle.fd)
+  const fd = native.dupFd(dgramSocketFd(receiver)!)
   const port = receiver.address().port
   await new Promise<void>((resolve) => receiver.close(resolve))
   const sender = dgram.createSocket('udp4')
