@@ -38,5 +38,25 @@ module.exports = async function smoke(zc, assert, flavour) {
   await ended
   assert.equal(Buffer.concat(chunks).length, 100000)
   peer.destroy()
-  console.log(`smoke (${flavour}): splice, vmsplice and sendZeroCopy work from ${require.resolve('zerocopy')}`)
+
+  // A batch of datagrams, read back in one recvmmsg.
+  const dgram = require('node:dgram')
+  const rx = dgram.createSocket('udp4')
+  await new Promise((resolve) => rx.bind(0, '127.0.0.1', resolve))
+  const tx = dgram.createSocket('udp4')
+  await new Promise((resolve) => tx.connect(rx.address().port, '127.0.0.1', resolve))
+  let seen = 0
+  rx.on('message', () => seen++) // Node may read some first: count both ways
+  const batch = await zc.ZeroCopySocket.from(tx).sendEach([Buffer.from('a'), Buffer.from('bc'), Buffer.from('def')])
+  assert.equal(batch.calls, 3)
+  const lengths = new Uint32Array(8)
+  const deadline = Date.now() + 2000
+  while (seen < 3 && Date.now() < deadline) {
+    seen += zc.receiveDatagrams(rx, [Buffer.alloc(0), Buffer.alloc(0), Buffer.alloc(0)], lengths)
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  assert.equal(seen, 3)
+  tx.close()
+  rx.close()
+  console.log(`smoke (${flavour}): splice, vmsplice, sendZeroCopy, sendEach and receiveDatagrams work from ${require.resolve('zerocopy')}`)
 }
