@@ -104,7 +104,7 @@ const mb = (bytes: number) => Math.floor(bytes / (1 << 20))
 // the C sender (bench/zerocopy-send.bench.ts):
 // - With -z, a batch waits for the kernel's completions; four in flight keep the
 //   socket busy meanwhile. Datagrams go 32 per sendmmsg: one send() Promise each
-//   costs about 3 us of CPU more per datagram than C, a batch of 32 about 0.3.
+//   costs about 3 us of CPU more per datagram than C, a batch of 32 about 0.6.
 // - Without -z, a send settles as soon as the kernel has the copy, so one batch in
 //   flight is enough. For TCP, one 64 KiB send at a time ran at C's speed; batches of
 //   32 back to back ran at 0.65-0.8x, as more data queued behind a busy sender did.
