@@ -106,8 +106,8 @@ const mb = (bytes: number) => Math.floor(bytes / (1 << 20))
 //   socket busy meanwhile. Datagrams go 32 per sendmmsg: one send() Promise each
 //   costs about 3 us of CPU more per datagram than C, a batch of 32 about 0.6.
 // - Without -z, a send settles as soon as the kernel has the copy, so one batch in
-//   flight is enough. For TCP, one 64 KiB send at a time ran at C's speed; batches of
-//   32 back to back ran at 0.65-0.8x, as more data queued behind a busy sender did.
+//   flight is enough. For TCP, one 64 KiB send at a time ran at C's speed, batches of
+//   32 back to back at 0.65-0.8x (why is not pinned down; the kernel does the work).
 const batchesInFlight = (cfg: Config) => (cfg.zerocopy ? 4 : 1)
 // What the UDP receiver asks for as its receive buffer: room for the moments it loses
 // its CPU, since UDP drops what does not fit. Root gets it all; others get
