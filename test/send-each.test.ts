@@ -179,3 +179,17 @@ test('the native batch call checks every argument before a send', async (t) => {
   await new Promise((r) => setTimeout(r, 50))
   assert.equal(got.length, 0, 'no datagram left')
 })
+
+test('TCP: a peer reset in the middle of a batch rejects it once the kernel let go, nothing left outstanding', async (t) => {
+  const pair = await tcpPair()
+  t.after(() => pair.close())
+  pair.server.pause()
+  const zc = ZeroCopySocket.from(pair.client, { copiedThreshold: Infinity })
+  const big = allocPageAligned(256 * 1024).fill(3)
+  const sending = zc.sendEach(Array.from({ length: 200 }, () => big)) // 50 MiB: far more than the buffers hold
+  await new Promise((r) => setTimeout(r, 100))
+  assert.ok(zc.stats.unsent > 0 && zc.stats.outstandingIds > 0, 'the batch is part sent, part waiting for room')
+  pair.server.resetAndDestroy()
+  await assert.rejects(sending, { code: 'ECONNRESET' })
+  assert.equal(zc.stats.outstandingIds, 0, 'every id completed before the rejection')
+})
