@@ -162,17 +162,21 @@ class SendRequest {
     return out
   }
 
-  /** sendEach on a stream: moves index/offset over `bytes` sent. */
+  /**
+   * sendEach on a stream: moves index/offset over `bytes` sent, and past every message
+   * that is finished or empty (the native call skips empty ones without a send, so
+   * they must not hold the batch: bytes alone would never move past them).
+   */
   advance(bytes: number): void {
-    while (bytes > 0) {
-      const left = this.views[this.index]!.length - this.offset
-      if (bytes < left) {
-        this.offset += bytes
-        return
+    for (;;) {
+      while (this.index < this.views.length && this.offset === this.views[this.index]!.length) {
+        this.index++
+        this.offset = 0
       }
-      bytes -= left
-      this.index++
-      this.offset = 0
+      if (bytes === 0 || this.index >= this.views.length) return
+      const take = Math.min(bytes, this.views[this.index]!.length - this.offset)
+      this.offset += take
+      bytes -= take
     }
   }
 

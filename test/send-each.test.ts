@@ -193,3 +193,29 @@ test('TCP: a peer reset in the middle of a batch rejects it once the kernel let 
   await assert.rejects(sending, { code: 'ECONNRESET' })
   assert.equal(zc.stats.outstandingIds, 0, 'every id completed before the rejection')
 })
+
+test('TCP: empty messages anywhere in a batch are skipped without a send, also behind EAGAIN', async (t) => {
+  const pair = await tcpPair()
+  t.after(() => pair.close())
+  const zc = ZeroCopySocket.from(pair.client, { copiedThreshold: Infinity })
+  const none = Buffer.alloc(0)
+  const small = await zc.sendEach([none, Buffer.from('ab'), none, none, Buffer.from('c'), none])
+  assert.deepEqual([small.bytes, small.calls], [3, 2], 'two sends, for the two non-empty messages')
+  // Against a paused reader the batch stops at EAGAIN with empty messages next in line.
+  pair.server.pause()
+  const big = allocPageAligned(1 << 20)
+  randomBytes(big.length, 4).copy(big)
+  const messages = Array.from({ length: 64 }, (_, i) => (i % 2 === 0 ? none : big.subarray(0, 500_000)))
+  const sending = zc.sendEach([...messages, none])
+  await new Promise((r) => setTimeout(r, 100))
+  assert.ok(zc.stats.eagain > 0, 'it waited for room')
+  const received = collect(pair.server)
+  pair.server.resume()
+  const r = await sending
+  assert.equal(r.bytes, 32 * 500_000)
+  pair.client.end()
+  const got = await received
+  assert.equal(got.length, 3 + 32 * 500_000)
+  assert.equal(sha256(got), sha256(Buffer.concat([Buffer.from('abc'), ...messages])))
+  assert.equal(zc.stats.completedIds, zc.stats.zeroCopyCalls)
+})
