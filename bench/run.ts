@@ -86,20 +86,17 @@ function median(xs: number[]): number {
 }
 
 /** "0.93x", and over several rounds the median with the range: "0.93x (0.85-1.02)". */
-function ratioCell(xs: number[] | undefined): string {
-  if (xs === undefined || xs.length === 0) return ''
+function ratioCell(xs: number[]): string {
+  if (xs.length === 0) return ''
   const m = `${median(xs).toFixed(2)}x`
   return xs.length === 1 ? m : `${m} (${Math.min(...xs).toFixed(2)}-${Math.max(...xs).toFixed(2)})`
 }
 
 /** One line per row; ratios compare throughput within the row's group and round. */
-export function formatTable(rows: Array<Row & { paired?: Paired }>): string {
+export function formatTable(rows: Array<Row & { paired: Paired }>): string {
   const header = ['benchmark', 'group', 'variant', 'GB/s', 'CPU s/GB', 'CPU us/call', 'vs stock Node', 'vs same loop in C']
   const lines: string[][] = [header]
   for (const r of rows) {
-    // Without per-round pairs (a single table of rows), ratios of the rows themselves.
-    const single = ratiosIn(r, rows.filter((x) => x.bench === r.bench && x.group === r.group))
-    const paired = r.paired ?? { vsStock: single.vsStock === undefined ? [] : [single.vsStock], vsC: single.vsC === undefined ? [] : [single.vsC] }
     lines.push([
       r.bench,
       r.group,
@@ -107,8 +104,8 @@ export function formatTable(rows: Array<Row & { paired?: Paired }>): string {
       gbps(r).toFixed(2),
       cpuPerGB(r).toFixed(3),
       r.calls > 0 ? ((r.cpuSeconds / r.calls) * 1e6).toFixed(2) : '',
-      r.role === 'stock-node' ? 'baseline' : ratioCell(paired.vsStock),
-      r.role === 'c' ? 'baseline' : ratioCell(paired.vsC),
+      r.role === 'stock-node' ? 'baseline' : ratioCell(r.paired.vsStock),
+      r.role === 'c' ? 'baseline' : ratioCell(r.paired.vsC),
     ])
   }
   const widths = header.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)))

@@ -25,11 +25,11 @@ const SHUT_WR = 1
 // MSG_ZEROCOPY sends of 256 KiB run about twice as fast as 4 MiB ones, in C too.
 const MAPPED_CHUNK = 256 * 1024
 // A request with at least this many send calls to go (a sendEach batch, a file window)
-// is sent with the socket out of the reactor's epoll set. The kernel wakes every waiter on the socket for every completion
-// (sk_error_report runs even when the notification merges into a queued one), and with
-// our epoll registered that cost about 0.7 us per datagram into the namespace sink,
-// where completions fire inside the send call itself. The completions are read right
-// after the burst instead, as a C loop reads them.
+// is sent with the socket out of the reactor's epoll set. The kernel wakes every waiter
+// on the socket for every completion (sk_error_report runs even when the notification
+// merges into a queued one), and with our epoll registered that cost about 0.7 us per
+// datagram into the namespace sink, where completions fire inside the send call
+// itself. The completions are read right after the burst instead, as a C loop does.
 const BURST_MESSAGES = 16
 
 /** Options for {@link ZeroCopySocket.from}. */
@@ -208,16 +208,21 @@ class SendRequest {
   }
 }
 
-function toBytes(data: ByteView | readonly ByteView[]): Uint8Array[] {
-  const list = Array.isArray(data) ? data : [data as ByteView]
+const DATA_TYPES = 'a Buffer, TypedArray, DataView or ArrayBuffer, or an Array of them'
+const MESSAGES_TYPES = 'an Array of Buffers, TypedArrays, DataViews or ArrayBuffers'
+
+/** Uint8Array views of a list of byte views; `expected` completes the TypeError. */
+function toBytes(list: readonly unknown[], name: string, expected: string): Uint8Array[] {
   return list.map((v) => {
     if (v instanceof Uint8Array) return v // Buffers too: no new view needed
     if (v instanceof ArrayBuffer) return new Uint8Array(v)
     if (ArrayBuffer.isView(v)) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength)
-    throw Object.assign(new TypeError('The "data" argument must be a Buffer, TypedArray, DataView or ArrayBuffer, or an Array of them'), {
-      code: 'ERR_INVALID_ARG_TYPE',
-    })
+    throw invalidType(name, expected)
   })
+}
+
+function invalidType(name: string, expected: string): Error {
+  return Object.assign(new TypeError(`The "${name}" argument must be ${expected}`), { code: 'ERR_INVALID_ARG_TYPE' })
 }
 
 function codedError(code: string, message: string): Error {
@@ -364,7 +369,7 @@ export class ZeroCopySocket {
   send(data: ByteView | readonly ByteView[], options: SendOptions = {}): Promise<SendResult> {
     let views: Uint8Array[]
     try {
-      views = toBytes(data)
+      views = toBytes(Array.isArray(data) ? data : [data], 'data', DATA_TYPES)
     } catch (err) {
       return Promise.reject(err)
     }
@@ -384,18 +389,12 @@ export class ZeroCopySocket {
    * `err.sent` says how many went.
    */
   sendEach(messages: readonly ByteView[], options: SendOptions = {}): Promise<SendResult> {
+    if (!Array.isArray(messages)) return Promise.reject(invalidType('messages', MESSAGES_TYPES))
     let views: Uint8Array[]
     try {
-      if (!Array.isArray(messages)) throw new TypeError('not an array')
-      views = toBytes(messages)
+      views = toBytes(messages, 'messages', MESSAGES_TYPES)
     } catch (err) {
-      return Promise.reject(
-        err instanceof TypeError
-          ? Object.assign(new TypeError('The "messages" argument must be an Array of Buffers, TypedArrays, DataViews or ArrayBuffers'), {
-              code: 'ERR_INVALID_ARG_TYPE',
-            })
-          : err,
-      )
+      return Promise.reject(err)
     }
     return this.enqueue(views, views.reduce((n, v) => n + v.length, 0), options.copy === true, undefined, true)
   }
@@ -531,7 +530,9 @@ export class ZeroCopySocket {
         n = sent ? (this.isDatagram ? req.total - req.sent : r) : 0
         calls = sent ? 1 : 0
       }
-      if (calls > 0 || (req.each && r >= 0)) {
+      // A batch that only skipped empty stream writes (r 0, no call) still moved on.
+      const progressed = req.each ? r >= 0 : calls > 0
+      if (progressed) {
         req.sent += n
         req.calls += calls
         if (zeroCopy) {

@@ -132,7 +132,8 @@ Napi::Value TrySendEach(const Napi::CallbackInfo& info) {
   }
   out[0] = static_cast<double>(bytes);
   out[1] = calls;
-  if (bytes == 0 && calls == 0 && done == 0 && error != 0) return Napi::Number::New(env, -error);
+  // Nothing sent and nothing skipped: the error is this call's answer.
+  if (calls == 0 && done == 0 && error != 0) return Napi::Number::New(env, -error);
   return Napi::Number::New(env, done);
 }
 
