@@ -156,6 +156,12 @@ uint32_t FlagsArg(const Napi::CallbackInfo& info, size_t index, const char* name
       NonNegativeInteger(v, name, UINT32_MAX, false, "of type number", "an integer >= 0 && <= 4294967295"));
 }
 
+bool BoolArg(const Napi::CallbackInfo& info, size_t index, const char* name) {
+  Napi::Value v = info[index];
+  if (!v.IsBoolean()) InvalidType(v, name, "of type boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
 bool BoolOption(Napi::Object options, const char* key, bool fallback) {
   Napi::Value v = options.Get(key);
   if (v.IsUndefined()) return fallback;

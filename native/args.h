@@ -25,6 +25,9 @@ uint64_t LengthArg(const Napi::CallbackInfo& info, size_t index, const char* nam
 // Syscall flags: undefined means 0, otherwise an integer Number in [0, 2^32 - 1].
 uint32_t FlagsArg(const Napi::CallbackInfo& info, size_t index, const char* name);
 
+// A boolean argument (nothing else is taken for one).
+bool BoolArg(const Napi::CallbackInfo& info, size_t index, const char* name);
+
 // An optional boolean field of an options object (undefined -> fallback).
 bool BoolOption(Napi::Object options, const char* key, bool fallback);
 

@@ -7,8 +7,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <vector>
 
@@ -71,8 +71,8 @@ constexpr uint32_t kMaxMessagesPerCall = 256;
 // own send call, so each takes its own MSG_ZEROCOPY id, as a loop of send() would, but
 // in one crossing from JS. Datagram sockets use sendmmsg (each message one datagram,
 // all or nothing). Stream sockets loop on sendmsg and stop at the first short send,
-// which `out` reveals: out[0] = bytes sent, out[1] = send calls that sent bytes (the
-// ids taken, with MSG_ZEROCOPY). An error after some sends stops the loop and is left
+// which `out` reveals: out[0] = bytes sent, out[1] = send calls made (the ids taken,
+// with MSG_ZEROCOPY; an empty datagram is a call, a skipped empty stream write is not). An error after some sends stops the loop and is left
 // for the next call to meet.
 Napi::Value TrySendEach(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -80,8 +80,7 @@ Napi::Value TrySendEach(const Napi::CallbackInfo& info) {
   uint32_t first = FlagsArg(info, 2, "first");
   uint64_t firstOffset = LengthArg(info, 3, "firstOffset");
   unsigned flags = FlagsArg(info, 4, "flags");
-  if (!info[5].IsBoolean()) ThrowTypeError(env, "ERR_INVALID_ARG_TYPE", "The \"datagram\" argument must be of type boolean");
-  const bool datagram = info[5].As<Napi::Boolean>().Value();
+  const bool datagram = BoolArg(info, 5, "datagram");
   double* out = TypedArrayArg(info, 6, "out", napi_float64_array, "Float64Array", 2).As<Napi::Float64Array>().Data();
   std::vector<iovec> iov;
   const uint32_t count = ByteViewListArg(info, 1, "messages", first, kMaxMessagesPerCall, iov);
@@ -223,8 +222,7 @@ Napi::Value ReadErrorQueue(const Napi::CallbackInfo& info) {
 // setZeroCopy(fd, on): SO_ZEROCOPY. Throws (EOPNOTSUPP for AF_UNIX, ...).
 Napi::Value SetZeroCopy(const Napi::CallbackInfo& info) {
   int fd = FdArg(info, 0, "fd");
-  if (!info[1].IsBoolean()) ThrowTypeError(info.Env(), "ERR_INVALID_ARG_TYPE", "The \"on\" argument must be of type boolean");
-  int on = info[1].As<Napi::Boolean>().Value() ? 1 : 0;
+  int on = BoolArg(info, 1, "on") ? 1 : 0;
   if (setsockopt(fd, SOL_SOCKET, SO_ZEROCOPY, &on, sizeof on) != 0) throw SystemError(info.Env(), errno, "setsockopt");
   return info.Env().Undefined();
 }
