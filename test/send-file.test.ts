@@ -120,13 +120,19 @@ test('a sparse file past 4 GiB, sent from an offset by fd, arrives intact', asyn
   assert.equal(sha256(got.subarray(1000, 1000 + marker.length)), sha256(marker))
 })
 
-test('a file truncated mid-send: a clear rejection, a closed socket, a live process', async (t) => {
-  const file = path.join(tempDir(t), 'shrinking')
-  const data = randomBytes(32 * MiB, 53)
+/** A 32 MiB file of random bytes and a TCP pair whose reader is paused: a send that stays mid-way. */
+async function midSend(t: { after(fn: () => void): void }, seed: number) {
+  const file = path.join(tempDir(t), 'f')
+  const data = randomBytes(32 * MiB, seed)
   fs.writeFileSync(file, data)
   const pair = await tcpPair()
   t.after(() => pair.close())
   pair.server.pause()
+  return { file, data, pair }
+}
+
+test('a file truncated mid-send: a clear rejection, a closed socket, a live process', async (t) => {
+  const { file, data, pair } = await midSend(t, 53)
   const received = collect(pair.server)
   const sending = outcome(sendFileZeroCopy(pair.client, file, { windowSize: MiB, maxWindows: 2 }))
   await sleep(100) // two windows queued, the reader reads nothing
@@ -144,12 +150,8 @@ test('a file truncated mid-send: a clear rejection, a closed socket, a live proc
 })
 
 test('a peer reset mid-send rejects, and the process lives', async (t) => {
-  const file = path.join(tempDir(t), 'f')
-  fs.writeFileSync(file, randomBytes(32 * MiB, 54))
-  const pair = await tcpPair()
-  t.after(() => pair.close())
+  const { file, pair } = await midSend(t, 54)
   pair.client.on('error', () => {})
-  pair.server.pause()
   const sending = outcome(sendFileZeroCopy(pair.client, file, { windowSize: MiB, maxWindows: 2 }))
   await sleep(100)
   pair.server.resetAndDestroy()
@@ -161,12 +163,7 @@ test('a peer reset mid-send rejects, and the process lives', async (t) => {
 })
 
 test('abort mid-send: no more bytes are queued, and the Promise waits for the queued ones', async (t) => {
-  const file = path.join(tempDir(t), 'f')
-  const data = randomBytes(32 * MiB, 55)
-  fs.writeFileSync(file, data)
-  const pair = await tcpPair()
-  t.after(() => pair.close())
-  pair.server.pause()
+  const { file, data, pair } = await midSend(t, 55)
   const ac = new AbortController()
   let settled = false
   const sending = outcome(sendFileZeroCopy(pair.client, file, { windowSize: MiB, maxWindows: 2, signal: ac.signal })).then((r) => {
