@@ -14,6 +14,7 @@
         "native/pipes.cc",
         "native/reactor.cc",
         "native/socket.cc",
+        "native/sockopt.cc",
         "native/syscall.cc",
         "native/splice.cc"
       ],

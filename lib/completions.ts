@@ -37,6 +37,21 @@ export class CompletionTracker<T> {
     return id
   }
 
+  /** The owners of the outstanding ids (one entry per id). */
+  pendingOwners(): IterableIterator<T> {
+    return this.owners.values()
+  }
+
+  /**
+   * The kernel holds no page of any outstanding send any more (the socket was closed
+   * abortively): calls `onId` once for every outstanding id, oldest first.
+   */
+  releaseAll(onId: (owner: T) => void): void {
+    const owners = [...this.owners.values()]
+    this.owners.clear()
+    for (const owner of owners) onId(owner)
+  }
+
   /**
    * Applies one completion range [lo, hi] (inclusive, modulo 2^32): calls `onId` once
    * for every outstanding id in it. Returns how many ids it completed.

@@ -40,7 +40,10 @@ export interface NativeBinding {
   setReceiveBuffer(fd: number, bytes: number): number
   readErrorQueue(fd: number, out: Uint32Array): number
   setZeroCopy(fd: number, on: boolean): void
-  socketKind(fd: number): { domain: number; type: number }
+  socketIdentity(fd: number): { domain: number; type: number; protocol: number; key: string; inode: number }
+  tcpStreamOffset(fd: number): number
+  tcpAckState(fd: number, out: Float64Array): number
+  disconnect(fd: number): number
   dupFd(fd: number): number
   closeFd(fd: number): void
   shutdownSocket(fd: number, how: 0 | 1 | 2): void

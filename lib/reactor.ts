@@ -18,7 +18,15 @@ let busy = 0
 function dispatch(events: Uint32Array, count: number): void {
   for (let i = 0; i < count; i++) {
     const client = clients.get(events[2 * i]!)
-    if (client !== undefined) client.onEvents(events[2 * i + 1]!)
+    if (client === undefined) continue
+    try {
+      client.onEvents(events[2 * i + 1]!)
+    } catch (err) {
+      // A client handles its own failures (SendChannel.handle never throws); should one
+      // escape, it must not end the process from inside libuv's poll phase, nor stop
+      // the other clients' events.
+      process.emitWarning(`zerocopy: a socket's event handler threw: ${String(err)}`, 'ZeroCopyWarning')
+    }
   }
 }
 

@@ -2,7 +2,7 @@
 // receiver that keeps up with a batched sender, as the msg_zerocopy example's does.
 import * as dgram from 'node:dgram'
 import { native, type ByteView } from './native'
-import { dgramSocketFd } from './socket-fd'
+import { dgramSocketFd } from './node-internals'
 
 /**
  * Reads the datagrams queued on a UDP socket right now, up to `buffers.length` (and at

@@ -2,20 +2,28 @@
 // kernel holds no page of it, so the file may then be overwritten or truncated without
 // changing what the peer receives. sendfile(2) cannot promise that (its pages stay
 // referenced after it returns, even after the ACK); this sends from read-only file
-// mappings through ZeroCopySocket instead, where every byte has a kernel completion.
+// mappings through the socket's channel instead, where every byte has a kernel
+// completion.
 //
-// The file goes in windows: each is mapped (native/mapping.cc), faulted in on the
-// thread pool unless already in the page cache (disk reads never block the event
-// loop), queued on the socket, and
-// unmapped only once its send settled. At most `maxWindows` are mapped at a time, so
-// memory and address space stay bounded whatever the file size.
+// The call takes its place in the socket's byte order at once (a FileRequest queued
+// synchronously); a producer then opens the file and supplies it in pieces: windows
+// mapped (native/mapping.cc), faulted in on the thread pool unless already in the page
+// cache, and unmapped the moment the kernel released them, at most `maxWindows` at a
+// time. A file that cannot be mapped (a pipe, a FIFO, a /proc file whose size reads 0)
+// is read into memory and sent as copies, and the result says so.
+import * as dgram from 'node:dgram'
 import * as fs from 'node:fs'
-import type * as dgram from 'node:dgram'
 import type * as net from 'node:net'
 import { promisify } from 'node:util'
+import { abortError, codedError, invalidArgType, outOfRange, promised } from './errors'
 import { pageSize } from './memory'
-import { native, type NativeMapping } from './native'
-import { ZeroCopySocket, type SendResult, type ZeroCopyOptions } from './zerocopy-socket'
+import { native } from './native'
+import { FilePiece, FileRequest, MAPPED_CHUNK, type SendFileResult, type SendRequest } from './send-requests'
+import type { SendChannel } from './send-channel'
+import { attach, closeAfter, type SocketTarget, type ZeroCopyOptions } from './zerocopy-socket'
+import { integerOption, optionsArg } from './validate'
+
+export type { SendFileResult } from './send-requests'
 
 // 32 MiB windows, 4 at a time (128 MiB of address space, page-cache pages only):
 // measured here (1 GiB cached file, loopback, 7 interleaved rounds) 3.39 GB/s against
@@ -23,9 +31,12 @@ import { ZeroCopySocket, type SendResult, type ZeroCopyOptions } from './zerocop
 // windows mean fewer mmap/mincore/munmap calls and more bytes queued while the oldest
 // window waits for its completion.
 const DEFAULT_WINDOW = 32 << 20
+// Pieces of an unmappable file held in memory at once.
+const READ_PIECES = 8
 const fstat = promisify(fs.fstat)
 const open = promisify(fs.open)
 const close = promisify(fs.close)
+const read = promisify(fs.read)
 
 /** A file to send: a path, an open fd, or a `fs.promises.FileHandle`. */
 export type FileSource = string | number | fs.promises.FileHandle
@@ -36,9 +47,14 @@ export interface SendFileOptions {
   offset?: number
   /** How many bytes to send. Default: to the end of the file. */
   length?: number
-  /** Stops queuing further bytes; the Promise still settles only once the kernel released what was queued. */
+  /**
+   * Stops the send: the Promise rejects with an AbortError at once. Whatever of the
+   * file the kernel already held is released first, by resetting the connection if
+   * any byte of it was sent (the peer must not take a cut body for a whole one); if
+   * none was, the socket stays usable.
+   */
   signal?: AbortSignal
-  /** Bytes mapped per window (rounded to pages). Default 32 MiB. */
+  /** Bytes mapped per window (rounded up to pages). Default 32 MiB. */
   windowSize?: number
   /** Windows mapped at once. Default 4. */
   maxWindows?: number
@@ -46,158 +62,160 @@ export interface SendFileOptions {
   socketOptions?: ZeroCopyOptions
 }
 
-/** How a file send went, from what the kernel said. */
-export interface SendFileResult {
-  /** Bytes sent. */
-  bytes: number
-  /** Every byte went with MSG_ZEROCOPY and no completion said the kernel copied. */
-  zeroCopy: boolean
-  /** Some bytes were copied (by policy, or the kernel reported COPIED). */
-  copied: boolean
-  /** `mmap+msg_zerocopy`, `mmap+copy` (sendmsg copying from the mapping), or `mixed`. */
-  mechanism: 'mmap+msg_zerocopy' | 'mmap+copy' | 'mixed'
-  /** Windows mapped. */
-  windows: number
-  /** sendmsg calls. */
-  calls: number
-  /** Why bytes were copied though zero-copy was asked for, if they were. */
-  fallback?: string
+interface FilePlan {
+  offset: number
+  length: number | undefined
+  windowSize: number
+  maxWindows: number
+  signal: AbortSignal | undefined
 }
 
-function codedError(code: string, message: string, cause?: unknown): Error {
-  const err = new Error(message, cause === undefined ? undefined : { cause })
-  return Object.assign(err, { code })
-}
-
-function abortError(signal: AbortSignal): Error {
-  const err = codedError('ABORT_ERR', 'The operation was aborted', signal.reason)
-  err.name = 'AbortError'
-  return err
-}
-
-/** An fd this call owns: opened from a path, or a duplicate of the caller's. */
-async function ownFd(file: FileSource): Promise<number> {
-  if (typeof file === 'string') return open(file, 'r') // libuv opens close-on-exec
-  const fd = typeof file === 'number' ? file : file.fd
-  return native.dupFd(fd)
-}
-
-function checkInteger(name: string, value: number | undefined, fallback: number): number {
-  const v = value ?? fallback
-  if (!Number.isSafeInteger(v) || v < 0) {
-    throw Object.assign(new RangeError(`The value of "${name}" is out of range. It must be a safe integer >= 0. Received ${v}`), {
-      code: 'ERR_OUT_OF_RANGE',
-    })
+function checkOptions(options: unknown): FilePlan & { socketOptions: ZeroCopyOptions | undefined } {
+  const o = optionsArg<SendFileOptions>(options)
+  const signal = o.signal
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', signal)
+  const windowSize = integerOption('options.windowSize', o.windowSize, DEFAULT_WINDOW, 1, 2 ** 40)
+  return {
+    offset: integerOption('options.offset', o.offset, 0, 0, Number.MAX_SAFE_INTEGER),
+    length: o.length === undefined ? undefined : integerOption('options.length', o.length, 0, 0, Number.MAX_SAFE_INTEGER),
+    windowSize: Math.ceil(windowSize / pageSize) * pageSize,
+    maxWindows: integerOption('options.maxWindows', o.maxWindows, 4, 1, 1024),
+    signal,
+    socketOptions: o.socketOptions,
   }
-  return v
+}
+
+function checkFile(file: unknown): FileSource {
+  if (typeof file === 'string' || (typeof file === 'number' && Number.isInteger(file) && file >= 0)) return file
+  if (typeof file === 'object' && file !== null && typeof (file as { fd?: unknown }).fd === 'number') return file as fs.promises.FileHandle
+  throw invalidArgType('file', 'a path string, an fd or a FileHandle', file)
 }
 
 /**
- * Sends a file, or `length` bytes of it from `offset`, on a connected `net.Socket`
- * (or `dgram.Socket`), after everything queued on the socket before, and resolves once
- * the kernel holds no page of it. Overwriting or truncating the file after that
- * cannot change what the peer receives.
+ * Sends a file, or `length` bytes of it from `offset`, on a connected stream socket (a
+ * `net.Socket` or an fd), after everything queued on the socket before this call, and
+ * resolves once the kernel holds no page of it. Overwriting or truncating the file
+ * after that cannot change what the peer receives. Anything written or sent after
+ * this call goes after the file.
  *
- * Rejects with `ERR_ZEROCOPY_FILE_TRUNCATED` when the file shrinks under the send (the
- * socket is then destroyed: the peer must not take a cut body for a whole one), with
- * an `AbortError` when `signal` aborts (after the queued bytes were released), and
- * with the socket's error when the connection fails.
+ * Rejects (never throws) with `ERR_ZEROCOPY_FILE_TRUNCATED` when the file shrinks under
+ * the send (the connection is then reset: the peer must not take a cut body for a
+ * whole one), with an `AbortError` when `signal` aborts, with the socket's error when
+ * the connection fails, and with `ERR_INVALID_ARG_TYPE` for a dgram socket.
  */
-export async function sendFileZeroCopy(
-  socket: net.Socket | dgram.Socket,
-  file: FileSource,
-  options: SendFileOptions = {},
-): Promise<SendFileResult> {
-  const zc = ZeroCopySocket.from(socket, options.socketOptions)
-  const windowSize = Math.max(pageSize, Math.ceil(checkInteger('windowSize', options.windowSize, DEFAULT_WINDOW) / pageSize) * pageSize)
-  const maxWindows = Math.max(1, checkInteger('maxWindows', options.maxWindows, 4))
-  const offset = checkInteger('offset', options.offset, 0)
-  const fd = await ownFd(file)
-  const inFlight: Array<{ send: Promise<SendResult>; mapping: NativeMapping }> = []
-  const results: SendResult[] = []
-  let windows = 0
-  let failure: unknown
-  try {
-    const size = (await fstat(fd)).size
-    if (offset > size) throw codedError('ERR_OUT_OF_RANGE', `The offset ${offset} is past the end of the file (${size} bytes)`)
-    const end = options.length === undefined ? size : Math.min(size, offset + checkInteger('length', options.length, 0))
-    // Settles the oldest window and unmaps it: its pages are back from the kernel.
-    const retireOldest = async () => {
-      const { send, mapping } = inFlight.shift()!
-      try {
-        results.push(await send)
-      } finally {
-        mapping.unmap()
-      }
+export function sendFileZeroCopy(socket: SocketTarget, file: FileSource, options?: SendFileOptions): Promise<SendFileResult> {
+  return promised(() => {
+    const plan = checkOptions(options)
+    const source = checkFile(file)
+    if (socket instanceof dgram.Socket) {
+      throw invalidArgType('socket', 'a stream socket (a net.Socket or an fd): a file has no datagram boundaries', socket)
     }
-    let pos = offset
-    while (pos < end) {
-      if (options.signal?.aborted) throw abortError(options.signal)
-      const mapStart = pos - (pos % windowSize)
-      const mapLength = Math.min(windowSize, end - mapStart)
-      const sendLength = mapStart + mapLength - pos
-      const mapping = new native.Mapping(fd, mapStart, mapLength)
-      windows++
-      try {
-        // Pages not in the page cache mean disk reads: fault them in on the thread
-        // pool. Cached pages cost the kernel only page-table work when it takes them.
-        if (!mapping.resident(pos - mapStart, sendLength)) await mapping.populate(pos - mapStart, sendLength)
-      } catch (err) {
-        mapping.unmap()
-        throw (err as NodeJS.ErrnoException).code === 'EFAULT' ? truncated(pos, end, err) : err
-      }
-      const send = zc.sendMapped(mapping, pos - mapStart, sendLength, false)
-      // Handled when retired (or in finally); until then a rejection must not count as
-      // unhandled, which would kill a process running with Node's default settings.
-      send.catch(() => {})
-      inFlight.push({ send, mapping })
-      pos += sendLength
-      while (inFlight.length >= maxWindows) await retireOldest()
-    }
-    while (inFlight.length > 0) await retireOldest()
-  } catch (err) {
-    failure = (err as NodeJS.ErrnoException).code === 'EFAULT' ? truncated(offset, undefined, err) : err
-    // A cut body must not pass for a whole one: close the connection now (queued bytes
-    // still drain, then the windows below settle).
-    if ((failure as NodeJS.ErrnoException).code === 'ERR_ZEROCOPY_FILE_TRUNCATED') destroySocket(socket)
-  } finally {
-    // Every queued window must be back from the kernel before its unmap.
-    const rest = await Promise.allSettled(inFlight.map((w) => w.send))
-    for (const w of inFlight) w.mapping.unmap()
-    for (const r of rest) if (r.status === 'rejected') failure ??= r.reason
-    await close(fd)
-  }
-  if (failure !== undefined) throw failure
-  return summarize(results, windows)
+    if (plan.signal?.aborted) return Promise.reject(abortError(plan.signal))
+    const { zc, created } = attach(socket as net.Socket | number, plan.socketOptions)
+    const sent = sendFile(zc.channel, (make) => zc.submit<SendFileResult>(make), source, plan)
+    return created && typeof socket === 'number' ? closeAfter(sent, zc) : sent
+  })
 }
 
-function truncated(from: number, to: number | undefined, cause: unknown): Error {
-  const range = to === undefined ? `from byte ${from}` : `bytes ${from}..${to}`
-  return codedError(
-    'ERR_ZEROCOPY_FILE_TRUNCATED',
-    `The file was truncated while sendFileZeroCopy was sending ${range}: the kernel found no page there (EFAULT)`,
-    cause,
+type Submit = (make: (settled: (req: SendRequest, err: Error | undefined) => void) => SendRequest) => Promise<SendFileResult>
+
+function sendFile(channel: SendChannel, submit: Submit, file: FileSource, plan: FilePlan): Promise<SendFileResult> {
+  let req!: FileRequest
+  const settled = submit((done) => (req = new FileRequest(done)))
+  const notify = (err?: Error) => channel.handle(err === undefined ? { type: 'sourceReady', req } : { type: 'cut', req, err })
+  const signal = plan.signal
+  const onAbort = () => notify(abortError(signal!))
+  signal?.addEventListener('abort', onAbort, { once: true })
+  channel.handle({ type: 'hold' }) // the producer keeps the channel while it reads the file
+  const produced = produce(req, file, plan, notify).finally(() => channel.handle({ type: 'release' }))
+  // The signal counts until the request settles (a file all mapped is still in flight).
+  const unlisten = () => signal?.removeEventListener('abort', onAbort)
+  // A completed send resolves once the producer has closed the file too; a failed one
+  // rejects at once (a producer blocked on a pipe must not hold the rejection).
+  return settled.then(
+    (r) => {
+      unlisten()
+      return produced.then(() => r)
+    },
+    (err: unknown) => {
+      unlisten()
+      throw err
+    },
   )
 }
 
-function destroySocket(socket: net.Socket | dgram.Socket): void {
-  if ('destroy' in socket) socket.destroy()
-  else socket.close()
+/** Opens the file and supplies it to `req` piece by piece; closes it at the end. */
+async function produce(req: FileRequest, file: FileSource, plan: FilePlan, notify: (err?: Error) => void): Promise<void> {
+  if (req.handedOver) return // refused at enqueue (socket closed, ...)
+  let fd: number | undefined
+  try {
+    fd = typeof file === 'string' ? await open(file, 'r') : native.dupFd(typeof file === 'number' ? file : file.fd)
+    if (req.handedOver) return
+    const st = await fstat(fd)
+    if (plan.offset > 0 && st.isFile() && st.size > 0 && plan.offset > st.size) {
+      throw outOfRange('options.offset', `<= the file's size (${st.size})`, plan.offset)
+    }
+    if (st.isFile() && st.size > 0) await mapWindows(req, fd, st.size, plan, notify)
+    else await readPieces(req, fd, st, plan, notify)
+    req.endOfSource()
+    notify()
+  } catch (err) {
+    notify(truncatedOr(err as NodeJS.ErrnoException))
+  } finally {
+    if (fd !== undefined) await close(fd).catch(() => {})
+  }
 }
 
-function summarize(results: SendResult[], windows: number): SendFileResult {
-  const bytes = results.reduce((n, r) => n + r.bytes, 0)
-  const allZc = results.every((r) => r.mechanism === 'msg_zerocopy')
-  const allCopy = results.every((r) => r.mechanism === 'copy')
-  const out: SendFileResult = {
-    bytes,
-    zeroCopy: results.length > 0 && results.every((r) => r.zeroCopy),
-    copied: results.some((r) => r.copied),
-    mechanism: allZc ? 'mmap+msg_zerocopy' : allCopy ? 'mmap+copy' : 'mixed',
-    windows,
-    calls: results.reduce((n, r) => n + r.calls, 0),
+async function mapWindows(req: FileRequest, fd: number, size: number, plan: FilePlan, notify: (err?: Error) => void): Promise<void> {
+  const end = plan.length === undefined ? size : Math.min(size, plan.offset + plan.length)
+  let pos = plan.offset
+  while (pos < end) {
+    await req.room(plan.maxWindows)
+    if (req.handedOver) return
+    const mapStart = pos - (pos % plan.windowSize)
+    const mapLength = Math.min(plan.windowSize, end - mapStart)
+    const sendLength = mapStart + mapLength - pos
+    const mapping = new native.Mapping(fd, mapStart, mapLength)
+    try {
+      // Pages not in the page cache mean disk reads: fault them in on the thread
+      // pool. Cached pages cost the kernel only page-table work when it takes them.
+      if (!mapping.resident(pos - mapStart, sendLength)) await mapping.populate(pos - mapStart, sendLength)
+    } catch (err) {
+      mapping.unmap()
+      throw err
+    }
+    req.supply(new FilePiece(req, sendLength, mapping, pos - mapStart, undefined))
+    notify()
+    pos += sendLength
   }
-  const fallback = results.find((r) => r.fallback !== undefined)?.fallback
-  if (fallback !== undefined) out.fallback = fallback
-  return out
+}
+
+/** A source that cannot be mapped: read into memory, sent as copies. */
+async function readPieces(req: FileRequest, fd: number, st: fs.Stats, plan: FilePlan, notify: (err?: Error) => void): Promise<void> {
+  const kind = st.isFIFO() ? 'a pipe or FIFO' : st.isFile() ? 'a file whose size reads 0 (such as /proc files)' : 'not a regular file'
+  req.fallback = `${kind}: it cannot be mapped, so its bytes are read and sent as copies`
+  const seekable = st.isFile() || st.isBlockDevice()
+  if (!seekable && plan.offset > 0) throw outOfRange('options.offset', '0 for a pipe, FIFO or device that cannot seek', plan.offset)
+  let pos = plan.offset
+  let left = plan.length ?? Infinity
+  while (left > 0) {
+    await req.room(READ_PIECES)
+    if (req.handedOver) return
+    const chunk = Buffer.allocUnsafe(Math.min(MAPPED_CHUNK, left))
+    const { bytesRead } = await read(fd, chunk, 0, chunk.length, seekable ? pos : null)
+    if (bytesRead === 0 || req.handedOver) return
+    req.supply(new FilePiece(req, bytesRead, undefined, 0, chunk.subarray(0, bytesRead)))
+    notify()
+    pos += bytesRead
+    left -= bytesRead
+  }
+}
+
+function truncatedOr(err: NodeJS.ErrnoException): Error {
+  if (err.code !== 'EFAULT') return err
+  return codedError(
+    'ERR_ZEROCOPY_FILE_TRUNCATED',
+    'The file was truncated while sendFileZeroCopy was reading it: the kernel found no page there (EFAULT)',
+    err,
+  )
 }

@@ -52,6 +52,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   zc::ExportPipes(env, exports);
   zc::ExportMemory(env, exports);
   zc::ExportSocket(env, exports);
+  zc::ExportSockopt(env, exports);
+  zc::ExportErrors(env, exports);
   zc::ExportReactor(env, exports);
   zc::ExportMapping(env, exports);
   zc::ExportConstants(env, exports);

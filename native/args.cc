@@ -156,6 +156,13 @@ uint32_t FlagsArg(const Napi::CallbackInfo& info, size_t index, const char* name
       NonNegativeInteger(v, name, UINT32_MAX, false, "of type number", "an integer >= 0 && <= 4294967295"));
 }
 
+uint32_t UintArg(const Napi::CallbackInfo& info, size_t index, const char* name, uint32_t max) {
+  Napi::Value v = info[index];
+  if (!v.IsNumber()) InvalidType(v, name, "of type number");
+  const std::string range = "an integer >= 0 && <= " + std::to_string(max);
+  return static_cast<uint32_t>(NonNegativeInteger(v, name, max, false, "of type number", range.c_str()));
+}
+
 bool BoolArg(const Napi::CallbackInfo& info, size_t index, const char* name) {
   Napi::Value v = info[index];
   if (!v.IsBoolean()) InvalidType(v, name, "of type boolean");

@@ -25,6 +25,10 @@ uint64_t LengthArg(const Napi::CallbackInfo& info, size_t index, const char* nam
 // Syscall flags: undefined means 0, otherwise an integer Number in [0, 2^32 - 1].
 uint32_t FlagsArg(const Napi::CallbackInfo& info, size_t index, const char* name);
 
+// A count, index or code that is not a flag word: an integer Number in [0, max];
+// undefined is not taken for 0.
+uint32_t UintArg(const Napi::CallbackInfo& info, size_t index, const char* name, uint32_t max);
+
 // A boolean argument (nothing else is taken for one).
 bool BoolArg(const Napi::CallbackInfo& info, size_t index, const char* name);
 

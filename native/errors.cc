@@ -2,6 +2,9 @@
 
 #include <uv.h>
 
+#include "args.h"
+#include "exports.h"
+
 #include <cstring>
 
 namespace zc {
@@ -40,6 +43,19 @@ Napi::Error SystemError(Napi::Env env, int err, const char* syscall) {
   obj.Set("code", Napi::String::New(env, code));
   obj.Set("syscall", Napi::String::New(env, syscall));
   return error;
+}
+
+// systemError(errno, syscall): the Error a failed syscall throws, for callers that got
+// -errno from a try* call (positive errno in, like the kernel's).
+Napi::Value MakeSystemError(const Napi::CallbackInfo& info) {
+  int err = static_cast<int>(UintArg(info, 0, "errno", 4095));
+  if (!info[1].IsString()) ThrowTypeError(info.Env(), "ERR_INVALID_ARG_TYPE", "The \"syscall\" argument must be of type string");
+  std::string syscall = info[1].As<Napi::String>().Utf8Value();
+  return SystemError(info.Env(), err, syscall.c_str()).Value();
+}
+
+void ExportErrors(Napi::Env env, Napi::Object exports) {
+  exports.Set("systemError", Napi::Function::New(env, MakeSystemError, "systemError"));
 }
 
 void ThrowTypeError(Napi::Env env, const char* code, const std::string& message) {

@@ -9,6 +9,8 @@ void ExportSplice(Napi::Env env, Napi::Object exports);     // splice.cc
 void ExportPipes(Napi::Env env, Napi::Object exports);      // pipes.cc
 void ExportMemory(Napi::Env env, Napi::Object exports);     // memory.cc
 void ExportSocket(Napi::Env env, Napi::Object exports);     // socket.cc
+void ExportSockopt(Napi::Env env, Napi::Object exports);    // sockopt.cc
+void ExportErrors(Napi::Env env, Napi::Object exports);     // errors.cc
 void ExportReactor(Napi::Env env, Napi::Object exports);    // reactor.cc
 void ExportMapping(Napi::Env env, Napi::Object exports);    // mapping.cc
 void ExportConstants(Napi::Env env, Napi::Object exports);  // addon.cc

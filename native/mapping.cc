@@ -1,6 +1,7 @@
 // Read-only file mappings that only the kernel ever reads.
 //
-// sendFileZeroCopy sends a file from MAP_SHARED, PROT_READ windows with MSG_ZEROCOPY:
+// sendFileZeroCopy sends a file from MAP_SHARED, PROT_READ windows with MSG_ZEROCOPY
+// (trySendMapped in socket.cc, through MappedRangeArg):
 // the completion then tells when the kernel let go of the pages, which sendfile never
 // does. The mapping's memory is never handed to JS (no ArrayBuffer): reading a mapped
 // page past a truncated end of file raises SIGBUS and kills the process, whereas the
@@ -17,7 +18,7 @@
 #include "args.h"
 #include "errors.h"
 #include "exports.h"
-#include "syscall.h"
+#include "mapping.h"
 
 namespace zc {
 
@@ -178,39 +179,23 @@ class Mapping final : public Napi::ObjectWrap<Mapping> {
   int populating_ = 0;
   bool unmapRequested_ = false;
 
-  friend Napi::Value TrySendMapped(const Napi::CallbackInfo& info);
 };
 
 }  // namespace
 
-// trySendMapped(fd, mapping, offset, length, flags) -> bytes, or -errno. The kernel
-// reads the mapping; past a truncated end of file that is EFAULT, never SIGBUS.
-Napi::Value TrySendMapped(const Napi::CallbackInfo& info) {
+const char* MappedRangeArg(const Napi::CallbackInfo& info, size_t index, uint64_t& length) {
   Napi::Env env = info.Env();
-  int fd = FdArg(info, 0, "fd");
-  if (!info[1].IsObject() || !info[1].As<Napi::Object>().InstanceOf(env.GetInstanceData<Napi::FunctionReference>()->Value())) {
+  Napi::Value v = info[index];
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(env.GetInstanceData<Napi::FunctionReference>()->Value())) {
     ThrowTypeError(env, "ERR_INVALID_ARG_TYPE", "The \"mapping\" argument must be a Mapping");
   }
-  Mapping* mapping = Mapping::Unwrap(info[1].As<Napi::Object>());
-  unsigned flags = FlagsArg(info, 4, "flags");
-  uint64_t length = 0;
-  const char* start = mapping->RangeArg(info, 2, length);
-  iovec iov{const_cast<char*>(start), length};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  ssize_t r;
-  do {
-    r = OrErrno(sendmsg(fd, &msg, static_cast<int>(flags)));
-  } while (r == -EINTR);
-  return Napi::Number::New(env, static_cast<double>(r));
+  return Mapping::Unwrap(v.As<Napi::Object>())->RangeArg(info, index + 1, length);
 }
 
 void ExportMapping(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = Mapping::Define(env);
   env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(ctor)));
   exports.Set("Mapping", ctor);
-  exports.Set("trySendMapped", Napi::Function::New(env, TrySendMapped, "trySendMapped"));
 }
 
 }  // namespace zc

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "args.h"
+#include "errors.h"
 #include "exports.h"
 
 namespace zc {
@@ -17,7 +18,7 @@ Napi::Value PageOffsetOf(const Napi::CallbackInfo& info) {
   std::vector<iovec> iov;
   ByteViewsArg(info, 0, "view", iov);
   if (iov.size() != 1) {
-    throw Napi::TypeError::New(info.Env(), "The \"view\" argument must be a single view, not an Array");
+    ThrowTypeError(info.Env(), "ERR_INVALID_ARG_TYPE", "The \"view\" argument must be a single view, not an Array");
   }
   const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   return Napi::Number::New(info.Env(), static_cast<double>(reinterpret_cast<uintptr_t>(iov[0].iov_base) % page));

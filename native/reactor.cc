@@ -86,7 +86,7 @@ class Reactor final : public Napi::ObjectWrap<Reactor> {
   Napi::Value Control(const Napi::CallbackInfo& info, int op) {
     CheckOpen(info.Env());
     int fd = FdArg(info, 0, "fd");
-    uint32_t token = FlagsArg(info, 1, "token");
+    uint32_t token = UintArg(info, 1, "token", UINT32_MAX);
     bool writable = info[2].ToBoolean().Value();
     epoll_event ev{};
     ev.events = EPOLLET | EPOLLERR | (writable ? static_cast<uint32_t>(EPOLLOUT) : 0u);

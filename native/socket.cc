@@ -1,6 +1,8 @@
-// Sockets for MSG_ZEROCOPY: enabling SO_ZEROCOPY, sendmsg with any flags, reading the
-// error queue, and the few fd operations the completion layer needs on the private
-// duplicate it owns (dup, close, shutdown, linger).
+// Sends and receives on sockets: sendmsg with any flags (from views, or from a file
+// mapping), sendEach's batches (sendmmsg, or a sendmsg loop for streams), recvmmsg, and
+// reading the error queue where MSG_ZEROCOPY completions arrive. Every send goes
+// through SendMsg/SendMmsg (syscall.cc). Socket options and the private fd's lifetime
+// are in sockopt.cc.
 #include <fcntl.h>
 #include <linux/errqueue.h>
 #include <netinet/in.h>
@@ -15,6 +17,7 @@
 #include "args.h"
 #include "errors.h"
 #include "exports.h"
+#include "mapping.h"
 #include "syscall.h"
 
 namespace zc {
@@ -30,11 +33,7 @@ ssize_t SendViews(const Napi::CallbackInfo& info) {
   msghdr msg{};
   msg.msg_iov = iov.data();
   msg.msg_iovlen = iov.size();
-  ssize_t r;
-  do {
-    r = OrErrno(sendmsg(fd, &msg, static_cast<int>(flags)));
-  } while (r == -EINTR);
-  return r;
+  return SendMsg(fd, msg, static_cast<int>(flags));
 }
 
 // send(fd, data, flags) -> bytes; throws a SystemError.
@@ -49,6 +48,21 @@ Napi::Value Send(const Napi::CallbackInfo& info) {
 // than the send.
 Napi::Value TrySend(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(SendViews(info)));
+}
+
+// trySendMapped(fd, mapping, offset, length, flags) -> bytes, or -errno. The kernel
+// reads the file mapping (mapping.cc); past a truncated end of file that is EFAULT,
+// never SIGBUS.
+Napi::Value TrySendMapped(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0, "fd");
+  unsigned flags = FlagsArg(info, 4, "flags");
+  uint64_t length = 0;
+  const char* start = MappedRangeArg(info, 1, length);
+  iovec iov{const_cast<char*>(start), length};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  return Napi::Number::New(info.Env(), static_cast<double>(SendMsg(fd, msg, static_cast<int>(flags))));
 }
 
 // One message per iovec, for sendmmsg/recvmmsg; `iov` must outlive the result.
@@ -77,7 +91,7 @@ constexpr uint32_t kMaxMessagesPerCall = 256;
 Napi::Value TrySendEach(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = FdArg(info, 0, "fd");
-  uint32_t first = FlagsArg(info, 2, "first");
+  uint32_t first = UintArg(info, 2, "first", UINT32_MAX);
   uint64_t firstOffset = LengthArg(info, 3, "firstOffset");
   unsigned flags = FlagsArg(info, 4, "flags");
   const bool datagram = BoolArg(info, 5, "datagram");
@@ -97,12 +111,9 @@ Napi::Value TrySendEach(const Napi::CallbackInfo& info) {
   int error = 0;
   if (datagram && count > 0) {
     std::vector<mmsghdr> msgs = OneMessageEach(iov);
-    int r;
-    do {
-      r = sendmmsg(fd, msgs.data(), count, static_cast<int>(flags));
-    } while (r < 0 && errno == EINTR);
+    const int r = SendMmsg(fd, msgs.data(), count, static_cast<int>(flags));
     if (r < 0) {
-      error = errno;
+      error = -r;
     } else {
       done = static_cast<uint32_t>(r);
       // Every datagram sent is a call that took an id, an empty one too: the kernel
@@ -116,12 +127,9 @@ Napi::Value TrySendEach(const Napi::CallbackInfo& info) {
       msghdr msg{};
       msg.msg_iov = &iov[done];
       msg.msg_iovlen = 1;
-      ssize_t r;
-      do {
-        r = sendmsg(fd, &msg, static_cast<int>(flags));
-      } while (r < 0 && errno == EINTR);
+      const ssize_t r = SendMsg(fd, msg, static_cast<int>(flags));
       if (r < 0) {
-        error = errno;
+        error = static_cast<int>(-r);
         break;
       }
       bytes += static_cast<uint64_t>(r);
@@ -157,25 +165,6 @@ Napi::Value ReceiveMany(const Napi::CallbackInfo& info) {
   uint32_t* out = lengths.Data();
   for (int i = 0; i < r; i++) out[i] = msgs[i].msg_len;
   return Napi::Number::New(env, r);
-}
-
-// setReceiveBuffer(fd, bytes) -> the receive buffer the kernel now gives the socket.
-// SO_RCVBUFFORCE first (CAP_NET_ADMIN may go past net.core.rmem_max), else SO_RCVBUF,
-// which the kernel caps there. The kernel doubles the request for its bookkeeping, and
-// the size read back says so.
-Napi::Value SetReceiveBuffer(const Napi::CallbackInfo& info) {
-  int fd = FdArg(info, 0, "fd");
-  uint64_t bytes = LengthArg(info, 1, "bytes");
-  int size = static_cast<int>(std::min<uint64_t>(bytes, INT32_MAX / 2));
-  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0) {
-    if (errno != EPERM || setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size) != 0) {
-      throw SystemError(info.Env(), errno, "setsockopt");
-    }
-  }
-  int now = 0;
-  socklen_t len = sizeof now;
-  if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &now, &len) != 0) throw SystemError(info.Env(), errno, "getsockopt");
-  return Napi::Number::New(info.Env(), now);
 }
 
 // readErrorQueue(fd, out: Uint32Array) -> entries written (0 when the queue is empty),
@@ -219,87 +208,15 @@ Napi::Value ReadErrorQueue(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(entries));
 }
 
-// setZeroCopy(fd, on): SO_ZEROCOPY. Throws (EOPNOTSUPP for AF_UNIX, ...).
-Napi::Value SetZeroCopy(const Napi::CallbackInfo& info) {
-  int fd = FdArg(info, 0, "fd");
-  int on = BoolArg(info, 1, "on") ? 1 : 0;
-  if (setsockopt(fd, SOL_SOCKET, SO_ZEROCOPY, &on, sizeof on) != 0) throw SystemError(info.Env(), errno, "setsockopt");
-  return info.Env().Undefined();
-}
-
-// socketKind(fd) -> { domain, type } (SO_DOMAIN, SO_TYPE); ENOTSOCK for non-sockets.
-Napi::Value SocketKind(const Napi::CallbackInfo& info) {
-  int fd = FdArg(info, 0, "fd");
-  int domain = 0, type = 0;
-  socklen_t len = sizeof domain;
-  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) throw SystemError(info.Env(), errno, "getsockopt");
-  len = sizeof type;
-  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) throw SystemError(info.Env(), errno, "getsockopt");
-  Napi::Object kind = Napi::Object::New(info.Env());
-  kind.Set("domain", domain);
-  kind.Set("type", type);
-  return kind;
-}
-
-// dupFd(fd) -> a close-on-exec duplicate that the caller owns.
-Napi::Value DupFd(const Napi::CallbackInfo& info) {
-  int fd = FdArg(info, 0, "fd");
-  int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (dup < 0) throw SystemError(info.Env(), errno, "fcntl");
-  return Napi::Number::New(info.Env(), dup);
-}
-
-// closeFd(fd): close(2). EINTR is not retried (Linux has closed the fd anyway).
-Napi::Value CloseFd(const Napi::CallbackInfo& info) {
-  int fd = FdArg(info, 0, "fd");
-  if (close(fd) != 0 && errno != EINTR) throw SystemError(info.Env(), errno, "close");
-  return info.Env().Undefined();
-}
-
-// shutdownSocket(fd, how): how is 0 (SHUT_RD), 1 (SHUT_WR) or 2 (SHUT_RDWR).
-Napi::Value ShutdownSocket(const Napi::CallbackInfo& info) {
-  int fd = FdArg(info, 0, "fd");
-  uint32_t how = FlagsArg(info, 1, "how");
-  if (how > SHUT_RDWR) ThrowRangeError(info.Env(), "ERR_OUT_OF_RANGE", "The value of \"how\" must be 0, 1 or 2");
-  if (shutdown(fd, static_cast<int>(how)) != 0) throw SystemError(info.Env(), errno, "shutdown");
-  return info.Env().Undefined();
-}
-
-// abortiveClose(fd): SO_LINGER {1, 0} then close: the kernel drops unsent data and
-// resets the connection, freeing (and so releasing the pages of) every queued skb.
-Napi::Value AbortiveClose(const Napi::CallbackInfo& info) {
-  int fd = FdArg(info, 0, "fd");
-  linger lg{1, 0};
-  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);  // not a socket: plain close
-  if (close(fd) != 0 && errno != EINTR) throw SystemError(info.Env(), errno, "close");
-  return info.Env().Undefined();
-}
-
-// systemError(errno, syscall): the Error a failed syscall throws, for callers that got
-// -errno from trySend (positive errno in, like the kernel's).
-Napi::Value MakeSystemError(const Napi::CallbackInfo& info) {
-  int err = static_cast<int>(FlagsArg(info, 0, "errno"));
-  if (!info[1].IsString()) ThrowTypeError(info.Env(), "ERR_INVALID_ARG_TYPE", "The \"syscall\" argument must be of type string");
-  std::string syscall = info[1].As<Napi::String>().Utf8Value();
-  return SystemError(info.Env(), err, syscall.c_str()).Value();
-}
-
 }  // namespace
 
 void ExportSocket(Napi::Env env, Napi::Object exports) {
   exports.Set("send", Napi::Function::New(env, Send, "send"));
   exports.Set("trySend", Napi::Function::New(env, TrySend, "trySend"));
+  exports.Set("trySendMapped", Napi::Function::New(env, TrySendMapped, "trySendMapped"));
   exports.Set("trySendEach", Napi::Function::New(env, TrySendEach, "trySendEach"));
   exports.Set("receiveMany", Napi::Function::New(env, ReceiveMany, "receiveMany"));
-  exports.Set("setReceiveBuffer", Napi::Function::New(env, SetReceiveBuffer, "setReceiveBuffer"));
   exports.Set("readErrorQueue", Napi::Function::New(env, ReadErrorQueue, "readErrorQueue"));
-  exports.Set("setZeroCopy", Napi::Function::New(env, SetZeroCopy, "setZeroCopy"));
-  exports.Set("socketKind", Napi::Function::New(env, SocketKind, "socketKind"));
-  exports.Set("dupFd", Napi::Function::New(env, DupFd, "dupFd"));
-  exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
-  exports.Set("shutdownSocket", Napi::Function::New(env, ShutdownSocket, "shutdownSocket"));
-  exports.Set("systemError", Napi::Function::New(env, MakeSystemError, "systemError"));
-  exports.Set("abortiveClose", Napi::Function::New(env, AbortiveClose, "abortiveClose"));
 }
 
 }  // namespace zc

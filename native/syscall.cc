@@ -61,6 +61,22 @@ class SyscallWorker final : public Napi::AsyncWorker {
 
 }  // namespace
 
+ssize_t SendMsg(int fd, const msghdr& msg, int flags) {
+  ssize_t r;
+  do {
+    r = OrErrno(sendmsg(fd, &msg, flags));
+  } while (r == -EINTR);
+  return r;
+}
+
+int SendMmsg(int fd, mmsghdr* msgs, unsigned count, int flags) {
+  int r;
+  do {
+    r = sendmmsg(fd, msgs, count, flags);
+  } while (r < 0 && errno == EINTR);
+  return r < 0 ? -errno : r;
+}
+
 Napi::Value RunNow(Napi::Env env, const char* syscall, const std::vector<int>& fds, const SyscallFn& call) {
   ssize_t r = RetryEintr(call, fds);
   if (r < 0) throw SystemError(env, static_cast<int>(-r), syscall);

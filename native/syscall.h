@@ -9,6 +9,7 @@
 #pragma once
 
 #include <napi.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <cerrno>
@@ -19,6 +20,12 @@ namespace zc {
 
 // -errno for a failed syscall, its result otherwise.
 inline ssize_t OrErrno(ssize_t r) { return r < 0 ? -errno : r; }
+
+// sendmsg(2), retrying EINTR: bytes sent, or -errno. Every send path goes through here.
+ssize_t SendMsg(int fd, const msghdr& msg, int flags);
+
+// sendmmsg(2), retrying EINTR: messages sent, or -errno.
+int SendMmsg(int fd, mmsghdr* msgs, unsigned count, int flags);
 
 // The result of one syscall: bytes >= 0, or -errno.
 using SyscallFn = std::function<ssize_t(const std::vector<int>& fds)>;

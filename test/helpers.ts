@@ -131,6 +131,17 @@ export function collect(socket: net.Socket): Promise<Buffer> {
   })
 }
 
+/** Collects everything a socket receives until it closes, ended or reset: what came, and the error if any. */
+export function collectUntilClose(socket: net.Socket): Promise<{ data: Buffer; error: NodeJS.ErrnoException | undefined }> {
+  const chunks: Buffer[] = []
+  let error: NodeJS.ErrnoException | undefined
+  return new Promise((resolve) => {
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+    socket.on('error', (err) => (error = err))
+    socket.once('close', () => resolve({ data: Buffer.concat(chunks), error }))
+  })
+}
+
 export function socketFd(socket: net.Socket): number {
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd
   assert.ok(typeof fd === 'number' && fd >= 0, 'socket has an fd')

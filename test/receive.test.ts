@@ -5,7 +5,7 @@ import * as os from 'node:os'
 import { test } from 'node:test'
 import { inputQueueBytes, receiveDatagrams, setReceiveBuffer } from '../lib'
 import { native } from '../lib/native'
-import { dgramSocketFd } from '../lib/socket-fd'
+import { dgramSocketFd } from '../lib/node-internals'
 
 /** A bound UDP socket that only the test reads: a duplicate of a dgram socket's fd, kept
  * after Node closed its own (so Node's reads cannot take the datagrams first). */

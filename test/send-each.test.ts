@@ -6,7 +6,7 @@ import * as dgram from 'node:dgram'
 import { test } from 'node:test'
 import { allocPageAligned, constants, readErrorQueue, send, setZeroCopy, ZeroCopySocket } from '../lib'
 import { native } from '../lib/native'
-import { dgramSocketFd } from '../lib/socket-fd'
+import { dgramSocketFd } from '../lib/node-internals'
 import { libuvReadsUdpErrorQueue } from '../lib/zerocopy-socket'
 import { collect, randomBytes, sha256, tcpPair } from './helpers'
 

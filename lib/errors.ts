@@ -1,0 +1,75 @@
+// Every error the TypeScript layer makes, in Node's shapes: a `code` on each; TypeError
+// and RangeError for bad arguments with Node's message wording; SystemErrors (negative
+// `errno`, `syscall`) come from the native layer so their names and texts match libuv's.
+import { inspect } from 'node:util'
+import { native } from './native'
+
+type Coded = Error & { code: string }
+
+function coded<E extends Error>(err: E, code: string): E & { code: string } {
+  return Object.assign(err, { code })
+}
+
+/** What Node prints after "Received": the value for primitives, the type otherwise. */
+function describe(value: unknown): string {
+  if (value === null || value === undefined) return String(value)
+  if (typeof value === 'function') return `function ${value.name || '<anonymous>'}`
+  if (typeof value === 'object') {
+    const name = (value as object).constructor?.name
+    return name ? `an instance of ${name}` : inspect(value, { depth: -1 })
+  }
+  let shown = inspect(value, { colors: false })
+  if (shown.length > 28) shown = `${shown.slice(0, 25)}...`
+  return `type ${typeof value} (${shown})`
+}
+
+/** TypeError ERR_INVALID_ARG_TYPE: `The "name" argument must be <expected>. Received ...`. */
+export function invalidArgType(name: string, expected: string, value: unknown): Coded {
+  const what = name.includes('.') || name.includes('[') ? `"${name}" property` : `"${name}" argument`
+  return coded(new TypeError(`The ${what} must be ${expected}. Received ${describe(value)}`), 'ERR_INVALID_ARG_TYPE')
+}
+
+/** RangeError ERR_OUT_OF_RANGE: `The value of "name" is out of range. It must be <range>. Received ...`. */
+export function outOfRange(name: string, range: string, value: unknown): Coded {
+  const shown = typeof value === 'number' || typeof value === 'bigint' ? inspect(value) : describe(value)
+  return coded(new RangeError(`The value of "${name}" is out of range. It must be ${range}. Received ${shown}`), 'ERR_OUT_OF_RANGE')
+}
+
+/** TypeError ERR_INVALID_STATE, as the native layer throws for detached buffers. */
+export function invalidState(message: string): Coded {
+  return coded(new TypeError(`Invalid state: ${message}`), 'ERR_INVALID_STATE')
+}
+
+/** An Error with a code and no errno (ERR_SOCKET_CLOSED, ERR_ZEROCOPY_ABORTED, ...). */
+export function codedError(code: string, message: string, cause?: unknown): Coded {
+  return coded(new Error(message, cause === undefined ? undefined : { cause }), code)
+}
+
+export function socketClosed(message = 'The socket is closed'): Coded {
+  return codedError('ERR_SOCKET_CLOSED', message)
+}
+
+export function writeAfterEnd(): Coded {
+  return codedError('ERR_STREAM_WRITE_AFTER_END', 'write after end')
+}
+
+/** What an AbortSignal's abort rejects with (Node's AbortError shape). */
+export function abortError(signal: AbortSignal): Coded {
+  const err = codedError('ABORT_ERR', 'The operation was aborted', signal.reason)
+  err.name = 'AbortError'
+  return err
+}
+
+/** A failed syscall, from a positive errno (what trySend's -errno negated gives). */
+export function systemError(errno: number, syscall: string): NodeJS.ErrnoException {
+  return native.systemError(errno, syscall)
+}
+
+/** Runs `fn`; a synchronous throw becomes a rejection. Every Promise API goes through this. */
+export function promised<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return fn()
+  } catch (err) {
+    return Promise.reject(err)
+  }
+}

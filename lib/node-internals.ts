@@ -1,0 +1,106 @@
+// Everything that reaches into Node's private socket internals lives here, so that a
+// Node release that moves them breaks one file.
+// - The fd behind a net.Socket (`_handle.fd`) or a dgram.Socket (its symbol-keyed state;
+//   the `_handle` getter is deprecated, DEP0112). The number is Node's, valid only until
+//   Node closes the socket: callers duplicate it at once.
+// - Whether a socket's bytes pass through a protocol layer (TLS, a JS stream, HTTP/2's
+//   proxy socket), where writing to the fd would put raw bytes under that layer.
+// - The write gate: wrapping a net.Socket's `_write`/`_final` so that Node's own writes
+//   and the zero-copy sends keep call order.
+import * as dgram from 'node:dgram'
+import * as net from 'node:net'
+import * as tls from 'node:tls'
+import { types } from 'node:util'
+
+interface HasFd {
+  fd?: number
+}
+
+export function netSocketFd(socket: net.Socket): number | undefined {
+  const handle = (socket as unknown as { _handle?: HasFd | null })._handle
+  return validFd(handle?.fd)
+}
+
+export function dgramSocketFd(socket: dgram.Socket): number | undefined {
+  const state = Object.getOwnPropertySymbols(socket)
+    .filter((s) => s.description === 'state symbol')
+    .map((s) => (socket as unknown as Record<symbol, { handle?: HasFd | null }>)[s])[0]
+  return validFd(state?.handle?.fd)
+}
+
+function validFd(fd: unknown): number | undefined {
+  return typeof fd === 'number' && Number.isInteger(fd) && fd >= 0 ? fd : undefined
+}
+
+/**
+ * Why bytes written to this socket's fd would bypass a protocol layer, or undefined
+ * for a plain kernel socket (libuv's TCP or Pipe handle and nothing above it).
+ */
+export function protocolLayer(socket: net.Socket): string | undefined {
+  if (types.isProxy(socket)) return 'the socket is a proxy (HTTP/2 compatibility API): its fd carries HTTP/2 frames'
+  if (socket instanceof tls.TLSSocket || (socket as { encrypted?: boolean }).encrypted === true) {
+    return 'TLS: the fd carries encrypted records, so bytes go through the TLS socket'
+  }
+  const handle = (socket as unknown as { _handle?: object | null })._handle
+  const kind = handle?.constructor?.name
+  if (handle && kind !== 'TCP' && kind !== 'Pipe') return `the socket's handle is a ${kind}, not a kernel socket`
+  const session = Object.getOwnPropertySymbols(socket).find((s) => s.description === 'session')
+  if (session !== undefined && (socket as unknown as Record<symbol, unknown>)[session] !== undefined) {
+    return 'an HTTP/2 session owns this socket: its fd carries HTTP/2 frames'
+  }
+  return undefined
+}
+
+/** The error a stream was destroyed with, if any (Node 18+ `errored`). */
+export function streamError(socket: net.Socket | undefined): Error | undefined {
+  const err = (socket as { errored?: Error | null } | undefined)?.errored
+  return err instanceof Error ? err : undefined
+}
+
+type WriteCb = (err?: Error | null) => void
+
+/** What the gate asks its owner about each of Node's writes and its end. */
+export interface GateHooks {
+  /**
+   * Node hands a chunk to the kernel-bound write path. Return true when the owner took
+   * it (a marker of its own, or a write it holds to call `pass` later); false lets it
+   * through now.
+   */
+  onWrite(chunk: unknown, pass: () => void, cb: WriteCb): boolean
+  /** Node ends the stream (FIN). Return true to hold `pass` for later. */
+  onFinal(pass: () => void): boolean
+}
+
+interface StreamInternals {
+  _write(chunk: unknown, encoding: string, cb: WriteCb): void
+  _final(cb: WriteCb): void
+}
+
+/**
+ * Wraps a net.Socket's `_write` and `_final` as own properties (the prototype's stay as
+ * they are) and turns off `_writev`, so that every chunk, a marker too, passes `_write`
+ * one at a time in order. Returns the undo.
+ */
+export function installWriteGate(socket: net.Socket, hooks: GateHooks): () => void {
+  const stream = socket as unknown as StreamInternals
+  const gated = socket as unknown as Record<string, unknown>
+  const write = stream._write
+  const final = stream._final
+  gated._write = (chunk: unknown, encoding: string, cb: WriteCb) => {
+    const pass = () => write.call(stream, chunk, encoding, cb)
+    if (!hooks.onWrite(chunk, pass, cb)) pass()
+  }
+  gated._writev = null
+  gated._final = (cb: WriteCb) => {
+    const pass = () => final.call(stream, cb)
+    if (!hooks.onFinal(pass)) pass()
+  }
+  return () => {
+    for (const key of ['_write', '_writev', '_final']) delete gated[key]
+  }
+}
+
+/** Bytes Node still buffers for this socket (written, not yet in the kernel). */
+export function nodeBuffered(socket: net.Socket): number {
+  return socket.writableLength
+}

@@ -1,0 +1,682 @@
+// The send state machine: one SendChannel per kernel socket, for the socket's whole
+// attached life, whatever ZeroCopySocket instances come and go and however the socket
+// was named (a Node socket or an fd). It is the one owner of every piece of kernel
+// state the sends depend on:
+//   - the private fd (a duplicate of the socket; Node's number is never used again),
+//   - the socket's MSG_ZEROCOPY id counter (CompletionTracker; lib/socket-registry.ts
+//     carries it over when the channel closes and the socket is attached again),
+//   - the reactor registration (EPOLLERR for completions, EPOLLOUT while waiting),
+//   - the byte order of the stream: one FIFO queue of requests, and the gate that
+//     holds Node's own writes and end() behind ready requests.
+//
+// States (`state`):
+//   open       sends are accepted and handed to the kernel in queue order
+//   lingering  Node closed its socket: nothing more is sent; what the kernel holds
+//              drains behind a FIN until `lingerMs`, then the connection is reset
+//   failed     the connection failed (a send error, a reset we made): nothing more is
+//              sent; sends the kernel holds settle when it releases them
+//   closed     the private fd is closed and every request has settled (final)
+// While open, the head of the queue waits for at most one thing (`wait`): room in the
+// socket (EAGAIN -> 'writable') or completions (ENOBUFS -> 'completion'); a request
+// not yet `ready` waits for Node's earlier bytes, and a file request for its next piece.
+//
+// Every event goes through handle(): enqueue, Node's write and end, the kernel's
+// EPOLLERR/EPOLLOUT, a file piece arriving, a cut (abort, a failed file read), holders
+// coming and going (ZeroCopySocket instances, file producers), Node closing its socket,
+// and the linger timer. EAGAIN, ENOBUFS, completions and resets are met inside it. No
+// event throws out of it: an unexpected error fails the channel instead.
+import * as dgram from 'node:dgram'
+import * as net from 'node:net'
+import * as os from 'node:os'
+import { CompletionTracker } from './completions'
+import { ErrorQueueReader } from './error-queue'
+import { codedError, socketClosed, systemError, writeAfterEnd } from './errors'
+import { native } from './native'
+import { installWriteGate, nodeBuffered, streamError, type GateHooks } from './node-internals'
+import * as reactor from './reactor'
+import { SendPolicy } from './send-policy'
+import { EachRequest, type IdOwner, type SendRequest } from './send-requests'
+
+const { MSG_ZEROCOPY, MSG_DONTWAIT, MSG_NOSIGNAL, EPOLLERR, EPOLLOUT } = native.constants
+const { EAGAIN, ENOBUFS, ECONNRESET, EFAULT } = os.constants.errno
+const SEND_FLAGS = MSG_DONTWAIT | MSG_NOSIGNAL
+const SHUT_WR = 1
+const TCP_CLOSE = 7
+// A request with at least this many send calls to go (a sendEach batch, a file window)
+// is sent with the socket out of the reactor's epoll set. The kernel wakes every waiter
+// on the socket for every completion (sk_error_report runs even when the notification
+// merges into a queued one), and with our epoll registered that cost about 0.7 us per
+// datagram into the namespace sink, where completions fire inside the send call
+// itself. The completions are read right after the burst instead, as a C loop does.
+const BURST_MESSAGES = 16
+// After we reset a connection the kernel releases its pages at once; a clone still in a
+// device queue may hold them a little longer. Past this, the fd is closed abortively.
+const RESET_GRACE_MS = 2000
+
+export type ChannelState = 'open' | 'lingering' | 'failed' | 'closed'
+export type SendWait = 'none' | 'writable' | 'completion'
+
+export type ChannelEvent =
+  | { type: 'enqueue'; req: SendRequest }
+  | { type: 'nodeWrite'; chunk: unknown; pass: () => void; cb: (err?: Error | null) => void }
+  | { type: 'nodeFinal'; pass: () => void }
+  | { type: 'kernel'; events: number }
+  | { type: 'sourceReady'; req: SendRequest }
+  | { type: 'cut'; req: SendRequest; err: Error }
+  | { type: 'hold' }
+  | { type: 'release' }
+  | { type: 'sourceClosed' }
+  | { type: 'lingerExpired' }
+
+export interface ChannelInit {
+  key: string
+  inode: number
+  /** The private duplicate; the channel owns and closes it. */
+  fd: number
+  datagram: boolean
+  tcp: boolean
+  source: net.Socket | dgram.Socket | undefined
+  firstId: number
+  copiedThreshold: number
+  lingerMs: number
+  /** Why SO_ZEROCOPY must stay off (libuv reads this socket's error queue), if so. */
+  noZeroCopy: string | undefined
+  onClosed(channel: SendChannel): void
+}
+
+/** Counters kept by a channel (ZeroCopySocket.stats adds mode and queue sizes). */
+export interface ChannelCounters {
+  sends: number
+  zeroCopyCalls: number
+  copyCalls: number
+  notifications: number
+  completedIds: number
+  copiedIds: number
+  zeroCopyBytes: number
+  copyBytes: number
+  eagain: number
+  enobufs: number
+}
+
+export class SendChannel implements GateHooks, reactor.ReactorClient {
+  state: ChannelState = 'open'
+  private wait: SendWait = 'none'
+  readonly key: string
+  readonly inode: number
+  private readonly fd: number
+  private readonly datagram: boolean
+  private readonly tcp: boolean
+  private source: net.Socket | dgram.Socket | undefined
+  private stream: net.Socket | undefined
+  private readonly token: number
+  private readonly tracker: CompletionTracker<IdOwner>
+  private readonly queue: SendRequest[] = []
+  /** Node's writes and end() held while ready requests are unsent. */
+  private readonly held: Array<() => void> = []
+  private readonly errq = new ErrorQueueReader()
+  private readonly out = new Float64Array(2)
+  readonly policy: SendPolicy
+  lingerMs: number
+  readonly counters: ChannelCounters = {
+    sends: 0,
+    zeroCopyCalls: 0,
+    copyCalls: 0,
+    notifications: 0,
+    completedIds: 0,
+    copiedIds: 0,
+    zeroCopyBytes: 0,
+    copyBytes: 0,
+    eagain: 0,
+    enobufs: 0,
+  }
+  /** ZeroCopySocket instances and file producers using the channel. */
+  private holders = 0
+  /** The fd is in the reactor's epoll set (see BURST_MESSAGES). */
+  private watched = true
+  private busy = false
+  /** TCP: the stream offset just past the last byte handed to the kernel (-1: unknown). */
+  private anchor = -1
+  /** TCP: [bytes acknowledged, tcpi_state], read at most once per dispatch turn. */
+  private readonly ack = new Float64Array(2)
+  private turn = 0
+  private ackTurn = -1
+  private socketError: Error | undefined
+  private timer: NodeJS.Timeout | undefined
+  private uninstallGate: (() => void) | undefined
+  private readonly onClosed: (channel: SendChannel) => void
+  private depth = 0
+  private readonly deferred: ChannelEvent[] = []
+  /** Opaque: the ZeroCopySocket currently attached, kept by lib/zerocopy-socket.ts. */
+  attachedHandle: unknown
+
+  constructor(init: ChannelInit) {
+    this.key = init.key
+    this.inode = init.inode
+    this.fd = init.fd
+    this.datagram = init.datagram
+    this.tcp = init.tcp
+    this.tracker = new CompletionTracker<IdOwner>(init.firstId)
+    this.policy = new SendPolicy(init.copiedThreshold)
+    this.lingerMs = init.lingerMs
+    this.onClosed = init.onClosed
+    if (init.noZeroCopy !== undefined) {
+      this.policy.disable(init.noZeroCopy)
+    } else {
+      try {
+        native.setZeroCopy(this.fd, true)
+      } catch (err) {
+        this.policy.disable(`SO_ZEROCOPY is not supported on this socket (${(err as NodeJS.ErrnoException).code})`)
+      }
+    }
+    this.token = reactor.register(this.fd, this)
+    this.adoptSource(init.source)
+  }
+
+  /** Follows a Node socket's lifetime (and gates a net.Socket's writes), once. */
+  adoptSource(source: net.Socket | dgram.Socket | undefined): void {
+    if (source === undefined || this.source !== undefined || this.state === 'closed') return
+    this.source = source
+    source.once('close', this.onSourceClose)
+    if (source instanceof net.Socket) {
+      this.stream = source
+      this.uninstallGate = installWriteGate(source, this)
+    }
+  }
+
+  /** The id the kernel gives this socket's next MSG_ZEROCOPY send. */
+  get nextId(): number {
+    return this.tracker.nextId
+  }
+
+  get unsent(): number {
+    return this.queue.length
+  }
+
+  get outstandingIds(): number {
+    return this.tracker.outstanding
+  }
+
+  // ---- the one entry point ------------------------------------------------------
+
+  /** Runs one event; returns true when a Node write or end was taken (gate events). */
+  handle(ev: ChannelEvent): boolean {
+    if (this.depth > 0 && ev.type !== 'nodeWrite' && ev.type !== 'nodeFinal') {
+      this.deferred.push(ev) // an event raised while one runs runs right after it
+      return false
+    }
+    this.depth++
+    this.turn++
+    let taken = false
+    try {
+      taken = this.step(ev)
+      this.pump()
+      this.maybeClose()
+    } catch (err) {
+      // Never into libuv or Node's stream: a bug of ours fails this socket's sends.
+      this.fail(err instanceof Error ? err : new Error(String(err)))
+      this.maybeClose()
+    } finally {
+      this.depth--
+    }
+    if (this.depth === 0 && this.deferred.length > 0) this.handle(this.deferred.shift()!)
+    return taken
+  }
+
+  private step(ev: ChannelEvent): boolean {
+    switch (ev.type) {
+      case 'enqueue':
+        this.enqueue(ev.req)
+        return false
+      case 'nodeWrite':
+        return this.nodeWrite(ev.chunk, ev.pass, ev.cb)
+      case 'nodeFinal':
+        return this.nodeFinal(ev.pass)
+      case 'kernel':
+        this.kernelEvents(ev.events)
+        return false
+      case 'sourceReady':
+        return false // the pump picks the new piece up
+      case 'cut':
+        this.cut(ev.req, ev.err)
+        return false
+      case 'hold':
+        this.holders++
+        return false
+      case 'release':
+        this.holders--
+        return false
+      case 'sourceClosed':
+        this.sourceClosed()
+        return false
+      case 'lingerExpired':
+        this.timer = undefined
+        if (this.state === 'lingering') {
+          this.resetConnection(
+            codedError(
+              'ERR_ZEROCOPY_ABORTED',
+              `The socket closed with zero-copy sends still in flight; after ${this.lingerMs} ms the connection was reset`,
+            ),
+          )
+        } else {
+          this.closeFd(this.failure()) // a reset we made has still not given every page back
+        }
+        return false
+    }
+  }
+
+  // GateHooks and ReactorClient: Node's and the kernel's events enter here.
+  onWrite(chunk: unknown, pass: () => void, cb: (err?: Error | null) => void): boolean {
+    return this.handle({ type: 'nodeWrite', chunk, pass, cb })
+  }
+  onFinal(pass: () => void): boolean {
+    return this.handle({ type: 'nodeFinal', pass })
+  }
+  onEvents(events: number): void {
+    this.handle({ type: 'kernel', events })
+  }
+  private readonly onSourceClose = (): void => {
+    this.handle({ type: 'sourceClosed' })
+  }
+
+  // ---- transitions --------------------------------------------------------------
+
+  private enqueue(req: SendRequest): void {
+    const refusal = this.refusal()
+    if (refusal !== undefined) {
+      req.cut(refusal)
+      req.settle(refusal)
+      return
+    }
+    this.counters.sends++
+    // Node's own buffered bytes go first: a marker behind them makes this request
+    // ready when Node hands it to _write (every earlier chunk is in the kernel then).
+    // Ready requests always form a prefix of the queue.
+    const stream = this.stream
+    const behindNode = stream !== undefined && nodeBuffered(stream) > 0
+    const last = this.queue[this.queue.length - 1]
+    req.ready = !behindNode && (last === undefined || last.ready)
+    if (behindNode) {
+      req.marker = Buffer.alloc(0)
+      stream.write(req.marker)
+    }
+    this.queue.push(req)
+    this.updateBusy()
+  }
+
+  /** Why a new request cannot be taken, if it cannot. */
+  private refusal(): Error | undefined {
+    if (this.state !== 'open') return this.socketError ?? streamError(this.stream) ?? socketClosed()
+    if (this.stream?.destroyed) return streamError(this.stream) ?? socketClosed()
+    if (this.stream?.writableEnded) return writeAfterEnd()
+    return undefined
+  }
+
+  private nodeWrite(chunk: unknown, pass: () => void, cb: (err?: Error | null) => void): boolean {
+    if (chunk instanceof Buffer && chunk.length === 0) {
+      const at = this.queue.findIndex((r) => r.marker === chunk)
+      if (at >= 0) {
+        // Node's earlier bytes are all in the kernel: this request may go, and so may
+        // the ones queued behind it without a marker of their own.
+        this.queue[at]!.marker = undefined
+        for (let i = at; i < this.queue.length && this.queue[i]!.marker === undefined; i++) this.queue[i]!.ready = true
+        cb()
+        return true // handle() pumps next
+      }
+    }
+    if (this.state === 'open' && this.hasReadyUnsent()) {
+      this.held.push(pass)
+      return true
+    }
+    this.anchor = -1 // Node's bytes enter the stream: the offset is read again when needed
+    return false
+  }
+
+  private nodeFinal(pass: () => void): boolean {
+    if (this.state === 'open' && this.queue.length > 0) {
+      this.held.push(pass)
+      return true
+    }
+    return false
+  }
+
+  private kernelEvents(events: number): void {
+    if (this.state === 'closed') return
+    if (events & EPOLLERR) this.drain()
+    if (events & EPOLLOUT && this.wait === 'writable') {
+      this.wait = 'none'
+      if (this.watched) reactor.wantWritable(this.fd, this.token, false)
+    }
+  }
+
+  /**
+   * A request stops short (its AbortSignal, a file that could not be read): it leaves
+   * the queue and rejects once the kernel released what it had. If part of it is
+   * already in a stream, the peer holds a cut message: the connection is reset.
+   */
+  private cut(req: SendRequest, err: Error): void {
+    if (req.settled) return
+    const at = this.queue.indexOf(req)
+    if (at >= 0) this.removeAt(at)
+    req.cut(err)
+    if (req.sent > 0 && !this.datagram && this.state !== 'closed') return this.resetConnection(err)
+    this.maybeSettle(req)
+  }
+
+  /** Takes a request out of the queue; one behind it inherits its wait for a marker. */
+  private removeAt(at: number): void {
+    const [req] = this.queue.splice(at, 1)
+    const next = this.queue[at]
+    if (req!.marker !== undefined && next !== undefined && !next.ready && next.marker === undefined) next.marker = req!.marker
+    if (!this.hasReadyUnsent()) this.releaseHeld()
+    this.updateBusy()
+  }
+
+  private sourceClosed(): void {
+    if (this.state === 'closed') return
+    this.uninstallGate?.()
+    this.uninstallGate = undefined
+    const err = this.socketError ?? streamError(this.stream) ?? socketClosed('The socket was closed before this send went out')
+    this.cutQueue(err)
+    if (this.state === 'open') this.state = 'lingering'
+    if (this.tracker.outstanding === 0) return
+    // As close(2) would: the queued bytes still go, followed by a FIN.
+    if (!this.datagram) {
+      try {
+        native.shutdownSocket(this.fd, SHUT_WR)
+      } catch {
+        // not connected any more: the kernel is dropping the queue anyway
+      }
+    }
+    this.drain()
+    if (this.tracker.outstanding > 0 && Number.isFinite(this.lingerMs) && this.timer === undefined) {
+      this.timer = setTimeout(() => this.handle({ type: 'lingerExpired' }), this.lingerMs)
+    }
+  }
+
+  /** The connection failed: nothing more is sent; what the kernel holds settles on release. */
+  private fail(err: Error): void {
+    if (this.state === 'closed') return
+    this.socketError ??= err
+    this.state = 'failed'
+    this.cutQueue(err)
+  }
+
+  private cutQueue(err: Error): void {
+    for (const req of this.queue.splice(0)) {
+      req.cut(err)
+      this.maybeSettle(req)
+    }
+    if (this.wait === 'writable' && this.watched) reactor.wantWritable(this.fd, this.token, false)
+    this.wait = 'none'
+    this.releaseHeld()
+    this.updateBusy()
+  }
+
+  /**
+   * Resets the connection now (RST; the kernel purges its queues and releases every
+   * page it held, whatever other fds refer to the socket) and fails it with `err`.
+   */
+  private resetConnection(err: Error): void {
+    if (this.state === 'closed') return
+    this.drain() // sends already acknowledged settle as delivered first
+    this.fail(err)
+    this.socketError = err
+    // What the kernel still holds is dropped by this reset: that is why those sends fail.
+    for (const owner of this.tracker.pendingOwners()) owner.request.error = err
+    if (this.stream !== undefined && !this.stream.destroyed) this.stream.destroy()
+    if (this.datagram || native.disconnect(this.fd) < 0) return this.closeFd(err)
+    this.ackTurn = -1
+    this.drain()
+    if (this.tracker.outstanding > 0 && this.timer === undefined) {
+      this.timer = setTimeout(() => this.handle({ type: 'lingerExpired' }), RESET_GRACE_MS)
+    }
+  }
+
+  private maybeClose(): void {
+    if (this.state === 'closed' || this.queue.length > 0 || this.tracker.outstanding > 0) return
+    if (this.state === 'open' && this.holders > 0) return
+    this.closeFd(undefined)
+  }
+
+  /** Closes the private fd; with `abort`, abortively, rejecting whatever was still out. */
+  private closeFd(abort: Error | undefined): void {
+    if (this.state === 'closed') return
+    this.cutQueue(abort ?? this.socketError ?? socketClosed())
+    this.state = 'closed'
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.timer = undefined
+    reactor.unregister(this.fd, this.token)
+    if (abort !== undefined) native.abortiveClose(this.fd)
+    else native.closeFd(this.fd)
+    // After close the kernel holds no page of ours any more.
+    this.tracker.releaseAll((owner) => {
+      owner.request.pendingIds = 0
+      owner.idReleased()
+      if (!owner.request.settled) owner.request.settle(abort ?? this.failure())
+    })
+    this.uninstallGate?.()
+    this.uninstallGate = undefined
+    this.source?.off('close', this.onSourceClose)
+    this.releaseHeld()
+    this.updateBusy()
+    this.onClosed(this)
+  }
+
+  // ---- sending ------------------------------------------------------------------
+
+  private pump(): void {
+    if (this.state !== 'open') return
+    const head = this.queue[0]
+    if (this.watched && head !== undefined && head.ready && head.callsLeft() >= BURST_MESSAGES) this.setWatched(false)
+    for (;;) {
+      this.sendQueued() // may fail or close the channel
+      if (this.watched || (this.state as ChannelState) === 'closed') return
+      // After a burst: read what completed meanwhile, go on if that unblocked sending,
+      // else watch again (an edge-triggered add reports what is already pending).
+      if (this.drain() > 0 && this.canSend()) continue
+      this.setWatched(true)
+      return
+    }
+  }
+
+  private setWatched(watched: boolean): void {
+    this.watched = watched
+    reactor.setWatched(this.fd, this.token, watched, this.wait === 'writable')
+  }
+
+  private canSend(): boolean {
+    const head = this.queue[0]
+    return this.state === 'open' && this.wait === 'none' && head !== undefined && head.ready && !head.waitingForSource()
+  }
+
+  /** Ready requests form a prefix of the queue, so the head says it all. */
+  private hasReadyUnsent(): boolean {
+    return this.queue.length > 0 && this.queue[0]!.ready
+  }
+
+  /** Hands queued requests to the kernel, in order, until one has to wait. */
+  private sendQueued(): void {
+    while (this.state === 'open' && this.wait === 'none') {
+      const req = this.queue[0]
+      if (req === undefined || !req.ready) return
+      if (req.finished(this.datagram)) {
+        this.handOver(req)
+        continue
+      }
+      if (req.waitingForSource()) return
+      const zeroCopy = this.policy.zeroCopyFor(req)
+      if (zeroCopy && this.tcp && this.anchor < 0) this.anchor = Math.max(-1, native.tcpStreamOffset(this.fd))
+      const owner = req.idOwner()
+      let r: number
+      try {
+        r = req.sendNext(this.fd, SEND_FLAGS | (zeroCopy ? MSG_ZEROCOPY : 0), this.datagram, this.out)
+      } catch (err) {
+        this.refuse(req, err as Error) // its memory was detached while it waited
+        continue
+      }
+      const bytes = this.out[0]!
+      const calls = this.out[1]!
+      // A batch that only skipped empty stream writes (r >= 0, no call) still moved on.
+      if (req.kind === 'each' ? r >= 0 : calls > 0) {
+        this.account(req, owner, bytes, calls, zeroCopy)
+        continue
+      }
+      if (r === -EAGAIN) {
+        this.counters.eagain++
+        this.wait = 'writable'
+        if (this.watched) reactor.wantWritable(this.fd, this.token, true)
+        return
+      }
+      if (r === -ENOBUFS) {
+        if (this.enobufs(req)) continue
+        return
+      }
+      this.sendFailed(req, -r)
+    }
+  }
+
+  private account(req: SendRequest, owner: IdOwner, bytes: number, calls: number, zeroCopy: boolean): void {
+    req.calls += calls
+    if (zeroCopy) {
+      for (let i = 0; i < calls; i++) this.tracker.take(owner)
+      owner.idsTaken(calls)
+      req.pendingIds += calls
+      req.zcBytes += bytes
+      this.counters.zeroCopyCalls += calls
+      this.counters.zeroCopyBytes += bytes
+    } else {
+      req.copyBytes += bytes
+      this.counters.copyCalls += calls
+      this.counters.copyBytes += bytes
+      if (!req.copy && req.fallback === undefined) req.fallback = this.policy.fallbackReason
+    }
+    if (this.anchor >= 0) this.anchor += bytes
+    req.advance(bytes, calls, this.datagram)
+    if (req.finished(this.datagram)) this.handOver(req)
+  }
+
+  /**
+   * ENOBUFS: option memory is full of unread notifications or in-flight sends. Reads
+   * completions and retries; with none to read, waits for the next; with nothing in
+   * flight at all, this request goes as a copy. Returns whether to go on now.
+   */
+  private enobufs(req: SendRequest): boolean {
+    this.counters.enobufs++
+    if (this.drain() > 0) return true
+    if (this.tracker.outstanding > 0) {
+      this.wait = 'completion'
+      return false
+    }
+    req.fallback = 'ENOBUFS with no zero-copy send in flight (net.core.optmem_max too small?)'
+    return true
+  }
+
+  /** The native layer refused the request's memory (detached while queued). */
+  private refuse(req: SendRequest, err: Error): void {
+    if (req.sent > 0 && !this.datagram) return this.resetConnection(err) // the peer holds a cut message
+    this.removeAt(0)
+    req.cut(err)
+    this.maybeSettle(req)
+  }
+
+  private sendFailed(req: SendRequest, errno: number): void {
+    const err = systemError(errno, req.kind === 'each' && this.datagram ? 'sendmmsg' : 'sendmsg')
+    if (this.datagram) {
+      // A datagram fails alone (EMSGSIZE, or ECONNREFUSED from an earlier ICMP error);
+      // the socket and the requests behind it go on. A batch stops there and rejects
+      // once the datagrams it already sent are released.
+      if (req instanceof EachRequest) Object.assign(err, { sent: req.messagesSent })
+      this.removeAt(0)
+      req.cut(err)
+      this.maybeSettle(req)
+      return
+    }
+    if (errno === EFAULT && req.kind === 'file') {
+      // The file shrank under the mapping: the peer must not take a cut body for a whole one.
+      return this.resetConnection(
+        codedError('ERR_ZEROCOPY_FILE_TRUNCATED', 'The file was truncated while sendFileZeroCopy was sending it: the kernel found no page there (EFAULT)', err),
+      )
+    }
+    this.fail(err)
+  }
+
+  /** Every byte of `req` is in the kernel (or it was cut): it settles on release. */
+  private handOver(req: SendRequest): void {
+    this.queue.shift()
+    req.handedOver = true
+    if (req.zcBytes > 0 && this.tcp) req.endOffset = this.anchor
+    // An fd's owner may write to it between our sends: read the offset again next time.
+    if (this.queue.length === 0 && this.stream === undefined) this.anchor = -1
+    this.maybeSettle(req)
+    if (!this.hasReadyUnsent()) this.releaseHeld()
+  }
+
+  private releaseHeld(): void {
+    if (this.held.length === 0) return // the common case, on every send
+    this.anchor = -1
+    for (const call of this.held.splice(0)) call()
+  }
+
+  // ---- completions --------------------------------------------------------------
+
+  /** Reads the whole error queue; returns the notifications read. */
+  private drain(): number {
+    this.ackTurn = -1
+    const read = this.errq.drain(this.fd, this.onCompletion)
+    if (read > 0 && this.wait === 'completion') this.wait = 'none'
+    return read
+  }
+
+  private readonly onCompletion = (lo: number, hi: number, copied: boolean): void => {
+    this.counters.notifications++
+    this.policy.completed(this.tracker.complete(lo, hi, copied, this.onIdComplete), copied)
+  }
+
+  private readonly onIdComplete = (owner: IdOwner, copied: boolean): void => {
+    const req = owner.request
+    req.pendingIds--
+    owner.idReleased()
+    this.counters.completedIds++
+    if (copied) {
+      req.kernelCopied = true
+      this.counters.copiedIds++
+    }
+    this.maybeSettle(req)
+  }
+
+  private maybeSettle(req: SendRequest): void {
+    if (req.settled || !req.handedOver || req.pendingIds > 0) return
+    let err = req.error
+    if (err === undefined && req.zcBytes > 0 && this.tcp && !this.delivered(req)) err = this.failure()
+    req.settle(err)
+    this.updateBusy()
+  }
+
+  /**
+   * A TCP send's pages came back: by an ACK (or a deferred copy, on a live
+   * connection), or because the connection died and the kernel purged them unsent.
+   * Only the last is a failure: the connection is closed and the peer never
+   * acknowledged the send's last byte.
+   */
+  private delivered(req: SendRequest): boolean {
+    if (this.ackTurn !== this.turn) {
+      this.ackTurn = this.turn
+      if (this.state === 'closed' || native.tcpAckState(this.fd, this.ack) < 0) this.ack[1] = -1
+    }
+    if (this.ack[1] !== TCP_CLOSE) return true
+    if (req.endOffset >= 0) return this.ack[0]! >= req.endOffset
+    return this.socketError === undefined && streamError(this.stream) === undefined
+  }
+
+  private failure(): Error {
+    return this.socketError ?? streamError(this.stream) ?? systemError(ECONNRESET, 'sendmsg')
+  }
+
+  private updateBusy(): void {
+    const busy = this.state !== 'closed' && (this.queue.length > 0 || this.tracker.outstanding > 0)
+    if (busy !== this.busy) {
+      this.busy = busy
+      reactor.setBusy(busy)
+    }
+  }
+}

@@ -1,0 +1,111 @@
+// One SendChannel per kernel socket, found by the socket's own identity (its cookie),
+// not by the JS object or fd number that names it: a net.Socket, a dgram.Socket and any
+// fd of the same socket reach the same channel, so they share one queue and one id
+// counter.
+//
+// The kernel numbers a socket's MSG_ZEROCOPY sends once for the socket's whole life
+// and never restarts. When a channel closes (no instance uses it and nothing is in
+// flight) the next id is remembered here, so a later attach continues from it. An entry
+// is dropped once no fd of this process refers to its socket any more (checked from
+// /proc/self/fd when the table has doubled since the last check): such a socket can
+// only be closed, and its cookie is never reused.
+import * as dgram from 'node:dgram'
+import * as fs from 'node:fs'
+import type * as net from 'node:net'
+import { native } from './native'
+import { SendChannel } from './send-channel'
+
+const { SOCK_DGRAM, SOCK_STREAM, AF_INET, AF_INET6 } = native.constants
+const IPPROTO_TCP = 6
+
+const channels = new Map<string, SendChannel>()
+const remembered = new Map<string, { nextId: number; inode: number }>()
+let pruneAt = 256
+
+export interface ChannelOptions {
+  copiedThreshold: number
+  lingerMs: number
+}
+
+/**
+ * The channel of the socket behind `nodeFd` (Node's or the caller's number, used only
+ * here, synchronously), made if there is none. `source` is the Node socket, if any.
+ */
+export function channelFor(nodeFd: number, source: net.Socket | dgram.Socket | undefined, options: ChannelOptions): SendChannel {
+  const id = native.socketIdentity(nodeFd) // ENOTSOCK for anything else
+  const existing = channels.get(id.key)
+  if (existing !== undefined) {
+    existing.adoptSource(source)
+    return existing
+  }
+  const fd = native.dupFd(nodeFd)
+  let channel: SendChannel
+  try {
+    channel = new SendChannel({
+      key: id.key,
+      inode: id.inode,
+      fd,
+      datagram: id.type === SOCK_DGRAM,
+      tcp: id.type === SOCK_STREAM && (id.domain === AF_INET || id.domain === AF_INET6) && id.protocol === IPPROTO_TCP,
+      source,
+      firstId: remembered.get(id.key)?.nextId ?? 0,
+      copiedThreshold: options.copiedThreshold,
+      lingerMs: options.lingerMs,
+      noZeroCopy: source instanceof dgram.Socket && libuvReadsUdpErrorQueue() ? dgramReason() : undefined,
+      onClosed: forget,
+    })
+  } catch (err) {
+    native.closeFd(fd)
+    throw err
+  }
+  remembered.delete(id.key)
+  channels.set(id.key, channel)
+  return channel
+}
+
+function forget(channel: SendChannel): void {
+  if (channels.get(channel.key) === channel) channels.delete(channel.key)
+  if (channel.nextId === 0) return // nothing to carry over
+  remembered.set(channel.key, { nextId: channel.nextId, inode: channel.inode })
+  if (remembered.size >= pruneAt) prune()
+}
+
+/** Drops the entries of sockets no fd of this process refers to any more. */
+function prune(): void {
+  const live = new Set<number>()
+  try {
+    for (const name of fs.readdirSync('/proc/self/fd')) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/self/fd/${name}`))
+        if (m !== null) live.add(Number(m[1]))
+      } catch {
+        // closed while we looked
+      }
+    }
+  } catch {
+    return // no /proc: keep everything
+  }
+  for (const [key, entry] of remembered) if (!live.has(entry.inode)) remembered.delete(key)
+  pruneAt = Math.max(256, 2 * remembered.size)
+}
+
+/** Entries kept for detached sockets (for tests). @internal */
+export function rememberedCount(): number {
+  return remembered.size
+}
+
+/**
+ * Whether this process's libuv drains the error queue of the UDP sockets it watches
+ * (libuv 1.52 and later, so Node 24+): it would consume the MSG_ZEROCOPY completions of
+ * a dgram.Socket, and Node would emit each one as an empty 'message'. Such sockets
+ * send copies instead.
+ * @internal
+ */
+export function libuvReadsUdpErrorQueue(uvVersion = process.versions.uv ?? '0.0.0'): boolean {
+  const [major = 0, minor = 0] = uvVersion.split('.').map(Number)
+  return major > 1 || (major === 1 && minor >= 52)
+}
+
+function dgramReason(): string {
+  return `libuv ${process.versions.uv} reads this dgram socket's error queue (it would take the MSG_ZEROCOPY completions and Node would emit them as empty messages); sending copies`
+}

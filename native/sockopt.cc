@@ -1,0 +1,183 @@
+// Socket options and the lifetime of the private fd the send layer owns: SO_ZEROCOPY,
+// receive buffers, what a socket is (domain, type, a cookie that names it for its whole
+// life), TCP's acknowledged stream offset (to tell a release by ACK from one by reset),
+// and dup, close, shutdown, disconnect and abortive close.
+#include <fcntl.h>
+#include <linux/sockios.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <string>
+
+#include "args.h"
+#include "errors.h"
+#include "exports.h"
+
+#ifndef SO_COOKIE
+#define SO_COOKIE 57
+#endif
+
+namespace zc {
+
+namespace {
+
+// setZeroCopy(fd, on): SO_ZEROCOPY. Throws (EOPNOTSUPP for AF_UNIX, ...).
+Napi::Value SetZeroCopy(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0, "fd");
+  int on = BoolArg(info, 1, "on") ? 1 : 0;
+  if (setsockopt(fd, SOL_SOCKET, SO_ZEROCOPY, &on, sizeof on) != 0) throw SystemError(info.Env(), errno, "setsockopt");
+  return info.Env().Undefined();
+}
+
+// setReceiveBuffer(fd, bytes) -> the receive buffer the kernel now gives the socket.
+// SO_RCVBUFFORCE first (CAP_NET_ADMIN may go past net.core.rmem_max), else SO_RCVBUF,
+// which the kernel caps there. The kernel doubles the request for its bookkeeping, and
+// the size read back says so.
+Napi::Value SetReceiveBuffer(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0, "fd");
+  uint64_t bytes = LengthArg(info, 1, "bytes");
+  int size = static_cast<int>(std::min<uint64_t>(bytes, INT32_MAX / 2));
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0) {
+    if (errno != EPERM || setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size) != 0) {
+      throw SystemError(info.Env(), errno, "setsockopt");
+    }
+  }
+  int now = 0;
+  socklen_t len = sizeof now;
+  if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &now, &len) != 0) throw SystemError(info.Env(), errno, "getsockopt");
+  return Napi::Number::New(info.Env(), now);
+}
+
+int IntOption(Napi::Env env, int fd, int level, int name) {
+  int value = 0;
+  socklen_t len = sizeof value;
+  if (getsockopt(fd, level, name, &value, &len) != 0) throw SystemError(env, errno, "getsockopt");
+  return value;
+}
+
+// socketIdentity(fd) -> { domain, type, protocol, key, inode }. ENOTSOCK for non-sockets.
+// `key` names the kernel socket for its whole life, whatever fd refers to it: the
+// socket cookie (SO_COOKIE, never reused while the system runs), or on kernels without
+// it the sockfs inode. `inode` is what /proc/self/fd links show ("socket:[inode]").
+Napi::Value SocketIdentity(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0, "fd");
+  struct stat st{};
+  if (fstat(fd, &st) != 0) throw SystemError(env, errno, "fstat");
+  if (!S_ISSOCK(st.st_mode)) throw SystemError(env, ENOTSOCK, "getsockopt");
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("domain", IntOption(env, fd, SOL_SOCKET, SO_DOMAIN));
+  out.Set("type", IntOption(env, fd, SOL_SOCKET, SO_TYPE));
+  out.Set("protocol", IntOption(env, fd, SOL_SOCKET, SO_PROTOCOL));
+  uint64_t cookie = 0;
+  socklen_t len = sizeof cookie;
+  const bool hasCookie = getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) == 0 && len == sizeof cookie;
+  out.Set("key", hasCookie ? "c" + std::to_string(cookie) : "i" + std::to_string(st.st_ino));
+  out.Set("inode", Napi::Number::New(env, static_cast<double>(st.st_ino)));
+  return out;
+}
+
+bool ReadTcpInfo(int fd, tcp_info& ti) {
+  socklen_t len = sizeof ti;
+  return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+         len >= offsetof(tcp_info, tcpi_bytes_acked) + sizeof ti.tcpi_bytes_acked;
+}
+
+// tcpStreamOffset(fd) -> bytes written to the TCP stream so far (acknowledged + still
+// queued), or -errno. Exact: the acknowledged count is read on both sides of the queue
+// size and the pair is retried until no ACK came in between.
+Napi::Value TcpStreamOffset(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0, "fd");
+  tcp_info before{}, after{};
+  for (int tries = 0; tries < 16; tries++) {
+    int queued = 0;
+    if (!ReadTcpInfo(fd, before) || ioctl(fd, SIOCOUTQ, &queued) != 0 || !ReadTcpInfo(fd, after)) {
+      return Napi::Number::New(env, -(errno != 0 ? errno : EOPNOTSUPP));
+    }
+    if (before.tcpi_bytes_acked == after.tcpi_bytes_acked) {
+      return Napi::Number::New(env, static_cast<double>(after.tcpi_bytes_acked + static_cast<uint64_t>(queued)));
+    }
+  }
+  return Napi::Number::New(env, -EAGAIN);
+}
+
+// tcpAckState(fd, out: Float64Array(2)) -> 0 or -errno; out = [bytes acknowledged, tcpi_state].
+Napi::Value TcpAckState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0, "fd");
+  double* out = TypedArrayArg(info, 1, "out", napi_float64_array, "Float64Array", 2).As<Napi::Float64Array>().Data();
+  tcp_info ti{};
+  if (!ReadTcpInfo(fd, ti)) return Napi::Number::New(env, -(errno != 0 ? errno : EOPNOTSUPP));
+  out[0] = static_cast<double>(ti.tcpi_bytes_acked);
+  out[1] = ti.tcpi_state;
+  return Napi::Number::New(env, 0);
+}
+
+// dupFd(fd) -> a close-on-exec duplicate that the caller owns.
+Napi::Value DupFd(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0, "fd");
+  int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) throw SystemError(info.Env(), errno, "fcntl");
+  return Napi::Number::New(info.Env(), dup);
+}
+
+// closeFd(fd): close(2). EINTR is not retried (Linux has closed the fd anyway).
+Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0, "fd");
+  if (close(fd) != 0 && errno != EINTR) throw SystemError(info.Env(), errno, "close");
+  return info.Env().Undefined();
+}
+
+// shutdownSocket(fd, how): how is 0 (SHUT_RD), 1 (SHUT_WR) or 2 (SHUT_RDWR).
+Napi::Value ShutdownSocket(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0, "fd");
+  uint32_t how = UintArg(info, 1, "how", SHUT_RDWR);
+  if (shutdown(fd, static_cast<int>(how)) != 0) throw SystemError(info.Env(), errno, "shutdown");
+  return info.Env().Undefined();
+}
+
+// disconnect(fd) -> 0 or -errno. connect(AF_UNSPEC): a TCP connection is reset (RST to
+// the peer) and its queues purged at once, whatever other fds still refer to it, so the
+// kernel releases every page it held for it; the purged sends' completions follow.
+Napi::Value Disconnect(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0, "fd");
+  sockaddr unspec{};
+  unspec.sa_family = AF_UNSPEC;
+  int r = connect(fd, &unspec, sizeof unspec);
+  return Napi::Number::New(info.Env(), r == 0 ? 0 : -errno);
+}
+
+// abortiveClose(fd): SO_LINGER {1, 0} then close: the kernel drops unsent data and
+// resets the connection, freeing (and so releasing the pages of) every queued skb.
+Napi::Value AbortiveClose(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0, "fd");
+  linger lg{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);  // not a socket: plain close
+  if (close(fd) != 0 && errno != EINTR) throw SystemError(info.Env(), errno, "close");
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void ExportSockopt(Napi::Env env, Napi::Object exports) {
+  exports.Set("setZeroCopy", Napi::Function::New(env, SetZeroCopy, "setZeroCopy"));
+  exports.Set("setReceiveBuffer", Napi::Function::New(env, SetReceiveBuffer, "setReceiveBuffer"));
+  exports.Set("socketIdentity", Napi::Function::New(env, SocketIdentity, "socketIdentity"));
+  exports.Set("tcpStreamOffset", Napi::Function::New(env, TcpStreamOffset, "tcpStreamOffset"));
+  exports.Set("tcpAckState", Napi::Function::New(env, TcpAckState, "tcpAckState"));
+  exports.Set("dupFd", Napi::Function::New(env, DupFd, "dupFd"));
+  exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
+  exports.Set("shutdownSocket", Napi::Function::New(env, ShutdownSocket, "shutdownSocket"));
+  exports.Set("disconnect", Napi::Function::New(env, Disconnect, "disconnect"));
+  exports.Set("abortiveClose", Napi::Function::New(env, AbortiveClose, "abortiveClose"));
+}
+
+}  // namespace zc
