@@ -17,12 +17,34 @@ export const SEED = process.env.ZEROCOPY_FUZZ_SEED !== undefined ? Number(proces
 const RUNS = process.env.ZEROCOPY_FUZZ_RUNS !== undefined ? Number(process.env.ZEROCOPY_FUZZ_RUNS) : undefined
 const PATH = process.env.ZEROCOPY_FUZZ_PATH
 const ONLY = process.env.ZEROCOPY_FUZZ_ONLY
+// Now, not only in a failure's message: a crash of the process would print nothing else.
+console.error(`fuzz-entry-points: seed ${SEED} (replay with ZEROCOPY_FUZZ_SEED=${SEED})`)
 
 // ---- stray process events ---------------------------------------------------------
 
 const stray: string[] = []
-process.on('uncaughtException', (e) => stray.push(`uncaught exception: ${describe(e)}`))
-process.on('unhandledRejection', (e) => stray.push(`unhandled rejection: ${describe(e)}`))
+const onUncaught = (e: unknown) => stray.push(`uncaught exception: ${describe(e)}`)
+const onUnhandled = (e: unknown) => stray.push(`unhandled rejection: ${describe(e)}`)
+process.on('uncaughtException', onUncaught)
+process.on('unhandledRejection', onUnhandled)
+
+/**
+ * Runs `fn` with only this file's listeners for stray events, so that such an event fails
+ * the run it belongs to (and is shrunk and reported with it) instead of node:test's own
+ * handler failing the test without a counterexample.
+ */
+async function ownStrayEvents<T>(fn: () => Promise<T>): Promise<T> {
+  const events = process as unknown as NodeJS.EventEmitter
+  const others = ['uncaughtException', 'unhandledRejection'].map(
+    (e) => [e, events.listeners(e).filter((l) => l !== onUncaught && l !== onUnhandled) as Array<(...a: unknown[]) => void>] as const,
+  )
+  for (const [e, ls] of others) for (const l of ls) events.off(e, l)
+  try {
+    return await fn()
+  } finally {
+    for (const [e, ls] of others) for (const l of ls) events.on(e, l)
+  }
+}
 
 /** Uncaught exceptions and unhandled rejections since the last look. */
 export async function strayEvents(): Promise<string | undefined> {
@@ -349,7 +371,7 @@ export async function fuzz<T>(t: FuzzContext, arb: fc.Arbitrary<T>, runs: number
   if (ONLY !== undefined && t.name !== ONLY) return t.skip(`ZEROCOPY_FUZZ_ONLY=${ONLY}`)
   const numRuns = RUNS ?? runs
   const t0 = Date.now()
-  const details = await fc.check(
+  const details = await ownStrayEvents(() => fc.check(
     fc.asyncProperty(arb, async (v) => {
       const p = [await body(v), await strayEvents()].filter((x) => x !== undefined)
       if (p.length > 0) throw new Error(p.join('; and '))
@@ -361,7 +383,7 @@ export async function fuzz<T>(t: FuzzContext, arb: fc.Arbitrary<T>, runs: number
       // Shrinking a failure whose calls time out costs CALL_MS a step: bounded.
       plugins: [fc.interruptAfterTimeLimit(RUNS !== undefined ? 2 ** 31 - 1 : 15000)],
     },
-  )
+  ))
   const took = `${((Date.now() - t0) / 1000).toFixed(1)} s`
   t.diagnostic(`${details.numRuns} runs, ${details.numShrinks} shrinks, ${took}, seed ${details.seed}${details.interrupted ? ' (interrupted by the time limit)' : ''}`)
   if (!details.failed) return
