@@ -220,10 +220,13 @@ const sendShape = (bytes: number) => (v: unknown) => {
   if (typeof r.zeroCopy !== 'boolean' || typeof r.copied !== 'boolean' || !Number.isSafeInteger(r.calls)) return 'not a SendResult'
   return ['msg_zerocopy', 'copy', 'mixed'].includes(r.mechanism) ? undefined : `mechanism ${String(r.mechanism)}`
 }
-const fileShape = (bytes: number) => (v: unknown) => {
+const fileShape = (bytes: number, streamy: boolean) => (v: unknown) => {
   const r = v as zc.SendFileResult
   if (r?.bytes !== bytes) return `bytes ${String(r?.bytes)}, want ${bytes} (the source's bytes in the range asked)`
-  if (typeof r.zeroCopy !== 'boolean' || typeof r.copied !== 'boolean' || !Number.isSafeInteger(r.windows)) return 'not a SendFileResult'
+  if (typeof r.zeroCopy !== 'boolean' || typeof r.copied !== 'boolean' || !Number.isSafeInteger(r.windows) || typeof r.mechanism !== 'string') return 'not a SendFileResult'
+  // A source without a size is read and copied, and says so (CONTRACT.md "Settling").
+  if (streamy && bytes > 0 && (r.zeroCopy || !r.copied || typeof r.fallback !== 'string')) return 'a source read and copied must say zeroCopy: false, copied: true, and why (fallback)'
+  if (streamy) return undefined // the mechanism of such a copy is not named by the contract
   return ['mmap+msg_zerocopy', 'mmap+copy', 'mixed'].includes(r.mechanism) ? undefined : `mechanism ${String(r.mechanism)}`
 }
 
@@ -378,8 +381,8 @@ sendZeroCopyTest('sendZeroCopy(socket, data, options)', fc.record({ target: sock
 const PIPED = randomBytes(3000, 11)
 const PROC = fs.readFileSync('/proc/version')
 const fileArg = (): fc.Arbitrary<Arg> => {
-  const file = (label: string, content: () => Buffer, make: (e: ZWorld) => unknown) =>
-    new Arg(label, (e) => ((e.content = content()), make(e as ZWorld)))
+  const file = (label: string, content: () => Buffer, make: (e: ZWorld) => unknown, streamy = false) =>
+    new Arg(label, (e) => ((e.content = content()), (e.streamy = streamy), make(e as ZWorld)))
   const valid = [
     file('path', () => pool.fileBytes, () => pool.file),
     file('fd(file)', () => pool.fileBytes, (e) => e.fd('file')),
@@ -391,10 +394,10 @@ const fileArg = (): fc.Arbitrary<Arg> => {
       fs.closeSync(p.writeFd)
       e.later(() => fs.closeSync(p.readFd))
       return p.readFd
-    }),
-    file("'/proc/version'", () => PROC, () => '/proc/version'),
+    }, true),
+    file("'/proc/version'", () => PROC, () => '/proc/version', true),
   ]
-  valid.push(file('fd(/dev/null)', () => Buffer.alloc(0), (e) => e.fd('devnull')))
+  valid.push(file('fd(/dev/null)', () => Buffer.alloc(0), (e) => e.fd('devnull'), true))
   const loose = ["'/nonexistent'", 'directory', 'fd(closed)'].map((l) =>
     new Arg(l, (e) => (l === "'/nonexistent'" ? '/nonexistent/x' : l === 'directory' ? pool.dir : e.fd('closed')), [MAYBE]))
   const bad: Array<[string, unknown, string[]]> = [
@@ -431,6 +434,7 @@ function sendFileTest(name: string, arb: fc.Arbitrary<{ target: Arg; file: Arg; 
   test(name, (t) =>
     fuzz(t, arb, ZC_RUNS, zrun(async (w, { target, file, options }) => {
       w.content = undefined
+      w.streamy = false
       const f = file.make(w)
       const o = options.make(w) as zc.SendFileOptions | undefined
       const c = await callAsync(() => zc.sendFileZeroCopy(target.make(w) as never, f as string, o))
@@ -440,7 +444,7 @@ function sendFileTest(name: string, arb: fc.Arbitrary<{ target: Arg; file: Arg; 
       const len = num(o?.length)
       const range = (w.content as Buffer | undefined)?.subarray(at, len === undefined ? undefined : at + len)
       const on = ZWorld.peerOf(target.label) === 'tcp' ? 'tcp' : undefined
-      const p = callProblem([target, file, options], c, fileShape(range?.length ?? -1)) ?? expect(w, on, c.out, range && [range], false) ?? (await goodSends(w))
+      const p = callProblem([target, file, options], c, fileShape(range?.length ?? -1, w.streamy)) ?? expect(w, on, c.out, range && [range], false) ?? (await goodSends(w))
       return p === undefined ? undefined : `sendFileZeroCopy(${target}, ${file}, ${options}) ${p}`
     })),
   )

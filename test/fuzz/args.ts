@@ -18,8 +18,9 @@ export interface Env {
   fd(kind: string): number
   obj(kind: string): unknown
   later(fn: () => void): void
-  /** What a file argument holds (sendFileZeroCopy's expected bytes). */
+  /** What a file argument holds (sendFileZeroCopy's expected bytes), and whether it has no size to map. */
   content?: Buffer
+  streamy?: boolean
 }
 
 export class Arg {

@@ -124,7 +124,7 @@ export async function leakedFds(before: Map<string, string>): Promise<string | u
     extra = [...now].filter(([n, to]) => before.get(n) !== to).map(([n, to]) => `${n} -> ${to}`)
     if (extra.length === 0) return undefined
   }
-  return `${extra.length} fd(s) left open: ${extra.slice(0, 8).join(', ')}${extra.length > 8 ? ', ...' : ''}`
+  return `left ${extra.length} fd(s) open once everything the run made was closed: ${extra.slice(0, 8).join(', ')}${extra.length > 8 ? ', ...' : ''}`
 }
 
 // ---- the raw calls' pool --------------------------------------------------------------
@@ -236,6 +236,7 @@ export class ZWorld implements Env {
   /** Instances the test itself attached to fds (it owns them, so it closes them). */
   readonly owned: Array<[string, ZeroCopySocket]> = []
   content: Buffer | undefined
+  streamy = false
   private readonly cleanup: Array<() => void> = []
   private seq = 0
 
