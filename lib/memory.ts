@@ -1,7 +1,9 @@
 // Page-aligned Buffers. A pipe holds one page per slot and MSG_ZEROCOPY pins whole
 // pages: a buffer that starts mid-page fills one slot less of a pipe (a 1 MiB
 // vmsplice into a 1 MiB pipe moves 16 bytes short) and pins one page more.
+import { invalidArgType } from './errors'
 import { native, type ByteView } from './native'
+import { integerOption } from './validate'
 
 /** The system page size in bytes. */
 export const pageSize: number = native.pageSize
@@ -17,9 +19,8 @@ export function pageOffsetOf(view: ByteView): number {
  * Buffers (V8 never moves ArrayBuffer memory, so the alignment holds for its lifetime).
  */
 export function allocPageAligned(size: number): Buffer {
-  if (!Number.isSafeInteger(size) || size < 0) {
-    throw new RangeError(`The value of "size" is out of range. It must be an integer >= 0. Received ${size}`)
-  }
+  if (size === undefined) throw invalidArgType('size', 'of type number', size)
+  integerOption('size', size, 0, 0, Number.MAX_SAFE_INTEGER)
   const backing = Buffer.alloc(size + pageSize)
   const skip = (pageSize - pageOffsetOf(backing)) % pageSize
   return backing.subarray(skip, skip + size)

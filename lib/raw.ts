@@ -2,6 +2,8 @@
 // Argument checking lives in the native layer (native/args.cc) so that no caller,
 // typed or not, can hand the kernel a bad pointer or length.
 import { native, type ByteView, type Length, type Offset } from './native'
+import { invalidArgType } from './errors'
+import { integerOption } from './validate'
 
 export type { ByteView, Length, Offset }
 // (ZeroCopySocket is referenced by TSDoc links below.)
@@ -194,7 +196,8 @@ export interface ErrorQueueEntry {
  * without blocking; an empty queue gives an empty array.
  */
 export function readErrorQueue(fd: number, max = 64): ErrorQueueEntry[] {
-  const words = new Uint32Array(4 * max)
+  if (typeof fd !== 'number') throw invalidArgType('fd', 'of type number', fd) // arguments in order
+  const words = new Uint32Array(4 * integerOption('max', max, 64, 1, 4096))
   const n = native.readErrorQueue(fd, words)
   if (n < 0) throw native.systemError(-n, 'recvmsg')
   const out: ErrorQueueEntry[] = []

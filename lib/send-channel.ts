@@ -104,7 +104,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   readonly key: string
   readonly inode: number
   private readonly fd: number
-  private readonly datagram: boolean
+  readonly datagram: boolean
   private readonly tcp: boolean
   private source: net.Socket | dgram.Socket | undefined
   private stream: net.Socket | undefined

@@ -112,6 +112,10 @@ export function sendFileZeroCopy(socket: SocketTarget, file: FileSource, options
     }
     if (plan.signal?.aborted) return Promise.reject(abortError(plan.signal))
     const { zc, created } = attach(socket as net.Socket | number, plan.socketOptions)
+    if (zc.channel.datagram) {
+      if (created) void zc.close()
+      throw invalidArgType('socket', 'a stream socket (a net.Socket or an fd): a file has no datagram boundaries', socket)
+    }
     const sent = sendFile(zc.channel, (make) => zc.submit<SendFileResult>(make), source, plan)
     return created && typeof socket === 'number' ? closeAfter(sent, zc) : sent
   })

@@ -240,13 +240,13 @@ function resolveTarget(target: SocketTarget): { fd: number; source: net.Socket |
     return { fd, source: target }
   }
   if (target instanceof dgram.Socket) {
+    const fd = dgramSocketFd(target)
+    if (fd === undefined) throw socketClosed('The socket is closed (it has no fd)')
     try {
       target.remoteAddress()
     } catch {
       throw codedError('ERR_SOCKET_DGRAM_NOT_CONNECTED', 'The dgram socket must be connected (socket.connect) before attaching')
     }
-    const fd = dgramSocketFd(target)
-    if (fd === undefined) throw socketClosed('The socket has no open fd')
     return { fd, source: target }
   }
   throw invalidArgType('target', 'a net.Socket, a dgram.Socket or an fd', target)

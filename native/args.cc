@@ -91,14 +91,18 @@ iovec ViewBytes(const Napi::Value& v, const char* name) {
     InvalidType(v, name, "an instance of Buffer, TypedArray, DataView or ArrayBuffer, or an Array of them");
   }
 
+  // Node-API 8 sees only ArrayBuffers: a view over a SharedArrayBuffer fails these
+  // calls, and is refused as a type (its memory may change under the kernel anyway).
   bool detached = false;
-  NAPI_THROW_IF_FAILED(env, napi_is_detached_arraybuffer(env, arrayBuffer, &detached), iovec{});
+  void* base = nullptr;
+  size_t bufferLength = 0;
+  if (napi_is_detached_arraybuffer(env, arrayBuffer, &detached) != napi_ok ||
+      (!detached && napi_get_arraybuffer_info(env, arrayBuffer, &base, &bufferLength) != napi_ok)) {
+    InvalidType(v, name, "a view over an ArrayBuffer (SharedArrayBuffer memory is not supported)");
+  }
   if (detached) {
     ThrowTypeError(env, "ERR_INVALID_STATE", std::string("The \"") + name + "\" argument's ArrayBuffer is detached");
   }
-  void* base = nullptr;
-  size_t bufferLength = 0;
-  NAPI_THROW_IF_FAILED(env, napi_get_arraybuffer_info(env, arrayBuffer, &base, &bufferLength), iovec{});
   if (v.IsArrayBuffer()) byteLength = bufferLength;
   if (byteOffset > bufferLength || byteLength > bufferLength - byteOffset) {
     // V8 keeps views inside their buffers; a resized/shrunk buffer could break that.

@@ -15,11 +15,11 @@ namespace {
 
 // pageOffsetOf(view): the first byte's offset within its page (0 = page-aligned).
 Napi::Value PageOffsetOf(const Napi::CallbackInfo& info) {
-  std::vector<iovec> iov;
-  ByteViewsArg(info, 0, "view", iov);
-  if (iov.size() != 1) {
+  if (info[0].IsArray()) {
     ThrowTypeError(info.Env(), "ERR_INVALID_ARG_TYPE", "The \"view\" argument must be a single view, not an Array");
   }
+  std::vector<iovec> iov;
+  ByteViewsArg(info, 0, "view", iov);
   const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   return Napi::Number::New(info.Env(), static_cast<double>(reinterpret_cast<uintptr_t>(iov[0].iov_base) % page));
 }

@@ -8,7 +8,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import * as fc from 'fast-check'
 import { pipe, setReceiveBuffer, ZeroCopySocket } from '../../lib'
-import { dgramSocketFd } from '../../lib/socket-fd'
+import { dgramSocketFd } from '../../lib/node-internals'
 import { randomBytes, socketFd, tcpPair } from '../helpers'
 import { describe, type Env, type Outcome } from './args'
 
