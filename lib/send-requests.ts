@@ -133,9 +133,8 @@ export abstract class SendRequest implements IdOwner {
   }
 }
 
-/** send(): views as one stream of bytes, or one datagram. */
-export class BytesRequest extends SendRequest {
-  readonly kind = 'bytes'
+/** A request over the caller's views (send and sendEach). */
+abstract class ViewsRequest extends SendRequest {
   constructor(
     /** Held until settled: the kernel may read these pages until then. */
     readonly views: Uint8Array[],
@@ -145,6 +144,25 @@ export class BytesRequest extends SendRequest {
   ) {
     super(copy, onSettled)
   }
+
+  result(): SendResult {
+    const total = this.total
+    const mechanism = this.zcBytes === total ? 'msg_zerocopy' : this.copyBytes === total ? 'copy' : 'mixed'
+    const r: SendResult = {
+      bytes: total,
+      zeroCopy: total > 0 && this.zcBytes === total && !this.kernelCopied,
+      copied: this.copyBytes > 0 || this.kernelCopied,
+      mechanism,
+      calls: this.calls,
+    }
+    if (this.fallback !== undefined) r.fallback = this.fallback
+    return r
+  }
+}
+
+/** send(): views as one stream of bytes, or one datagram. */
+export class BytesRequest extends ViewsRequest {
+  readonly kind = 'bytes'
 
   finished(datagram: boolean): boolean {
     // An empty datagram is still a datagram to send; an empty stream write is nothing.
@@ -183,27 +201,14 @@ export class BytesRequest extends SendRequest {
     }
     return out
   }
-
-  result(): SendResult {
-    return viewsResult(this, this.total)
-  }
 }
 
 /** sendEach(): every view its own send call; up to 256 per native call. */
-export class EachRequest extends SendRequest {
+export class EachRequest extends ViewsRequest {
   readonly kind = 'each'
   /** The message being sent, and how far into it (streams may take part of one). */
   private index = 0
   private offset = 0
-
-  constructor(
-    readonly views: Uint8Array[],
-    readonly total: number,
-    copy: boolean,
-    onSettled: (req: SendRequest, err: Error | undefined) => void,
-  ) {
-    super(copy, onSettled)
-  }
 
   /** How many messages went (for err.sent on a refused datagram). */
   get messagesSent(): number {
@@ -243,22 +248,6 @@ export class EachRequest extends SendRequest {
     }
   }
 
-  result(): SendResult {
-    return viewsResult(this, this.total)
-  }
-}
-
-function viewsResult(req: SendRequest, total: number): SendResult {
-  const mechanism = req.zcBytes === total ? 'msg_zerocopy' : req.copyBytes === total ? 'copy' : 'mixed'
-  const r: SendResult = {
-    bytes: total,
-    zeroCopy: total > 0 && req.zcBytes === total && !req.kernelCopied,
-    copied: req.copyBytes > 0 || req.kernelCopied,
-    mechanism,
-    calls: req.calls,
-  }
-  if (req.fallback !== undefined) r.fallback = req.fallback
-  return r
 }
 
 /** One piece of a file: a mapped window (kernel-read only) or a copied chunk. */
