@@ -1,0 +1,285 @@
+// The commands of the model-based sequences: each acts on the CLIENT socket (or the
+// peer), appends the bytes it puts in the stream to the model at call time, and tracks
+// its Promise. None awaits a send: only `await zc.close()` waits, and only with a
+// reading peer and no cork (anything else would be the test deadlocking itself).
+import * as net from 'node:net'
+import fc from 'fast-check'
+import { sendFileZeroCopy, sendZeroCopy, ZeroCopySocket } from '../../lib'
+import { MARK, MiB, POOL_SIZE, payload, sleep, type Harness } from './harness'
+
+export interface Model {
+  corked: number
+  paused: boolean
+  reset: boolean
+}
+type Cmd = fc.AsyncCommand<Model, Harness>
+
+const CLOSE_WAIT_MS = 10_000
+const VIEW_KINDS = ['Buffer', 'Uint8Array', 'DataView', 'ArrayBuffer'] as const
+
+/** A view of kind `kind` over all of `u` (ArrayBuffer: `u` owns its whole buffer). */
+function asKind(u: Uint8Array, kind: (typeof VIEW_KINDS)[number]): ArrayBufferView | ArrayBuffer {
+  if (kind === 'Buffer') return Buffer.from(u.buffer, u.byteOffset, u.length)
+  if (kind === 'DataView') return new DataView(u.buffer, u.byteOffset, u.length)
+  if (kind === 'ArrayBuffer') return u.buffer as ArrayBuffer
+  return u
+}
+
+/** Payload views for `sizes`; the k-th view's kind cycles from `off`. */
+function makeViews(sizes: number[], off: number) {
+  const parts = sizes.map((size, i) => payload(off + i * 7919, size))
+  const views = parts.map((u, i) => asKind(u, VIEW_KINDS[(off + i) % VIEW_KINDS.length]!))
+  const kinds = parts.map((_, i) => VIEW_KINDS[(off + i) % VIEW_KINDS.length]!)
+  return { parts, views, kinds, bytes: Buffer.concat(parts), overwrite: () => parts.forEach((u) => u.fill(MARK)) }
+}
+
+type SendVia = 'zc.send' | 'zc.send copy' | 'sendZeroCopy(socket)' | 'sendZeroCopy(fd)' | 'zc.sendEach'
+
+class SendCmd implements Cmd {
+  constructor(
+    readonly via: SendVia,
+    readonly sizes: number[],
+    readonly array: boolean,
+    readonly off: number,
+  ) {}
+  check = () => true
+  async run(_m: Model, h: Harness) {
+    h.begin(this.toString())
+    const fd = h.clientFd()
+    const zc = this.via.startsWith('zc.') ? h.zc() : undefined
+    if ((this.via === 'sendZeroCopy(fd)' && fd === undefined) || (this.via.startsWith('zc.') && zc === undefined)) {
+      return h.note('skipped: client closed')
+    }
+    const v = makeViews(this.sizes, this.off)
+    const data = (this.array || this.via === 'zc.sendEach' ? v.views : v.views[0]!) as Uint8Array
+    const p = h.callAsync(() => this.call(h, zc, fd, data))
+    if (p !== undefined) h.track(p, h.append(v.bytes), v.overwrite)
+  }
+  private call(h: Harness, zc: ZeroCopySocket | undefined, fd: number | undefined, data: Uint8Array): Promise<unknown> {
+    if (this.via === 'sendZeroCopy(socket)') return sendZeroCopy(h.pair.client, data)
+    // The contract allows an fd number wherever a socket goes; the types do not (yet).
+    if (this.via === 'sendZeroCopy(fd)') return sendZeroCopy(fd as unknown as net.Socket, data)
+    if (this.via === 'zc.sendEach') return zc!.sendEach(data as unknown as Uint8Array[])
+    return zc!.send(data, { copy: this.via === 'zc.send copy' })
+  }
+  toString() {
+    const kinds = this.sizes.map((s, i) => `${VIEW_KINDS[(this.off + i) % 4]}:${s}`).join(', ')
+    return `${this.via}(${this.array || this.via === 'zc.sendEach' ? `[${kinds}]` : kinds})`
+  }
+}
+
+type AbortAt = 'none' | 'before' | 'sync' | 'next' | number
+
+class FileCmd implements Cmd {
+  constructor(
+    readonly size: number,
+    readonly off: number,
+    readonly range: { offset: number; length: number } | null,
+    readonly byFd: boolean,
+    readonly abortAt: AbortAt,
+  ) {}
+  check = () => true
+  async run(_m: Model, h: Harness) {
+    h.begin(this.toString())
+    if (this.byFd && h.clientFd() === undefined) return h.note('skipped: client closed')
+    const content = payload(this.off, this.size)
+    const file = h.writeFile(content)
+    const offset = Math.min(this.range?.offset ?? 0, this.size)
+    const end = this.range === null ? this.size : Math.min(this.size, offset + this.range.length)
+    const ac = this.abortAt === 'none' ? undefined : new AbortController()
+    if (this.abortAt === 'before') ac!.abort()
+    const opts = { ...(this.range && { offset, length: this.range.length }), signal: ac?.signal }
+    const target = this.byFd ? (h.clientFd() as unknown as net.Socket) : h.pair.client
+    const p = h.callAsync(() => sendFileZeroCopy(target, file, opts))
+    if (p === undefined) return
+    const op = h.track(p, h.append(content.subarray(offset, end), ac !== undefined), () => h.overwriteFile(file, this.size))
+    const abort = () => {
+      if (op.abortedAt === undefined) op.abortedAt = performance.now()
+      ac!.abort()
+    }
+    if (this.abortAt === 'before') op.abortedAt = performance.now()
+    else if (this.abortAt === 'sync') abort()
+    else if (this.abortAt === 'next') h.deferredAborts.push(abort)
+    else if (typeof this.abortAt === 'number') deferTimer(h, abort, this.abortAt)
+  }
+  toString() {
+    const range = this.range === null ? '' : `, {offset: ${this.range.offset}, length: ${this.range.length}}`
+    const abort = this.abortAt === 'none' ? '' : `, abort ${typeof this.abortAt === 'number' ? `after ${this.abortAt} ms` : this.abortAt}`
+    return `sendFileZeroCopy(${this.byFd ? 'fd' : 'socket'}, ${this.size} B file${range}${abort})`
+  }
+}
+
+/** Aborts after `ms`, or when the sequence ends, whichever is first. */
+function deferTimer(h: Harness, abort: () => void, ms: number): void {
+  const timer = setTimeout(abort, ms)
+  h.deferredAborts.push(() => {
+    clearTimeout(timer)
+    abort()
+  })
+}
+
+class WriteCmd implements Cmd {
+  constructor(
+    readonly size: number,
+    readonly off: number,
+  ) {}
+  check = () => true
+  async run(_m: Model, h: Harness) {
+    h.begin(this.toString())
+    const u = payload(this.off, this.size)
+    const seg = h.append(u)
+    const op = h.newOp(seg)
+    op.nodeWrite = true
+    const cb = (err?: Error | null) => h.settle(op, err ? 'rejected' : 'resolved', {}, err ?? undefined, () => u.fill(MARK))
+    try {
+      h.pair.client.write(Buffer.from(u.buffer, 0, u.length), cb)
+    } catch (err) {
+      h.violate(`socket.write threw ${(err as NodeJS.ErrnoException).code}`)
+    }
+  }
+  toString() {
+    return `socket.write(${this.size} B)`
+  }
+}
+
+class CorkCmd implements Cmd {
+  constructor(readonly cork: boolean) {}
+  check = (m: Readonly<Model>) => (this.cork ? m.corked < 3 : m.corked > 0)
+  async run(m: Model, h: Harness) {
+    h.begin(this.toString())
+    if (this.cork) h.pair.client.cork()
+    else h.pair.client.uncork()
+    m.corked += this.cork ? 1 : -1
+  }
+  toString() {
+    return this.cork ? 'socket.cork()' : 'socket.uncork()'
+  }
+}
+
+class CloseCmd implements Cmd {
+  constructor(readonly awaited: boolean) {}
+  // Awaiting close() behind a cork or a paused reader would be this test's own deadlock.
+  check = (m: Readonly<Model>) => !this.awaited || (m.corked === 0 && !m.paused)
+  async run(_m: Model, h: Harness) {
+    h.begin(this.toString())
+    const zc = h.zc()
+    if (zc === undefined) return h.note('skipped: client closed')
+    h.current = undefined
+    const p = h.callAsync(() => zc.close())
+    if (p === undefined) return
+    const op = h.track(p)
+    if (!this.awaited) return
+    await Promise.race([p.catch(() => {}), sleep(h.hung ? 1000 : CLOSE_WAIT_MS)])
+    if (op.state === 'pending') {
+      h.violate(`await zc.close() did not settle in ${h.hung ? 1000 : CLOSE_WAIT_MS} ms with a reading peer (${statsLine(zc)})`)
+      h.hung = true
+      return
+    }
+    if (zc.stats.unsent !== 0 || zc.stats.outstandingIds !== 0) h.violate(`after await close(): ${statsLine(zc)}`)
+  }
+  toString() {
+    return this.awaited ? 'await zc.close()' : 'zc.close() (not awaited)'
+  }
+}
+
+export function statsLine(zc: ZeroCopySocket): string {
+  const s = zc.stats
+  return `unsent ${s.unsent}, outstandingIds ${s.outstandingIds}, zeroCopyCalls ${s.zeroCopyCalls}, completedIds ${s.completedIds}`
+}
+
+class FromCmd implements Cmd {
+  constructor(readonly byFd: boolean) {}
+  check = () => true
+  async run(_m: Model, h: Harness) {
+    h.begin(this.toString())
+    const fd = h.clientFd()
+    if (fd === undefined) return h.note('skipped: client closed')
+    const before = h.current
+    let zc: ZeroCopySocket
+    try {
+      zc = ZeroCopySocket.from(this.byFd ? fd : h.pair.client, h.options)
+    } catch (err) {
+      return h.violate(`threw ${(err as NodeJS.ErrnoException).code} on an open socket`)
+    }
+    h.instances.add(zc)
+    if (before === undefined) h.current = zc
+    else if (zc !== before) {
+      h.violate('returned a new instance while one is open for the same kernel socket')
+      h.track(zc.close()) // ours to close; its settling is checked like every Promise
+    }
+  }
+  toString() {
+    return `ZeroCopySocket.from(${this.byFd ? 'fd' : 'socket'})`
+  }
+}
+
+class PeerCmd implements Cmd {
+  constructor(readonly action: 'pause' | 'resume' | 'resetAndDestroy') {}
+  check = (m: Readonly<Model>) => !m.reset && (this.action === 'pause' ? !m.paused : this.action === 'resume' ? m.paused : true)
+  async run(m: Model, h: Harness) {
+    h.begin(this.toString())
+    const { server } = h.pair
+    if (this.action === 'pause') server.pause()
+    else if (this.action === 'resume') server.resume()
+    else {
+      h.peer.heldAtReset = h.peerHeld()
+      h.peer.reset = true
+      server.resetAndDestroy()
+      m.reset = true
+    }
+    h.peer.paused = m.paused = this.action === 'pause'
+  }
+  toString() {
+    return `peer.${this.action}()`
+  }
+}
+
+// ---- arbitraries ---------------------------------------------------------------------
+
+const size = fc.oneof(
+  { weight: 4, arbitrary: fc.integer({ min: 0, max: 4096 }) },
+  { weight: 3, arbitrary: fc.integer({ min: 1, max: 256 * 1024 }) },
+  { weight: 1, arbitrary: fc.integer({ min: 256 * 1024, max: 2 * MiB }) },
+)
+const off = fc.integer({ min: 0, max: POOL_SIZE - 1 })
+const viewSizes = fc.array(fc.oneof(size, fc.constant(0)), { minLength: 1, maxLength: 5 })
+const abortAt: fc.Arbitrary<AbortAt> = fc.oneof(
+  fc.constantFrom<AbortAt>('before', 'sync', 'next'),
+  fc.integer({ min: 0, max: 30 }),
+)
+const range = fc.option(fc.record({ offset: fc.integer({ min: 0, max: 2 * MiB }), length: fc.integer({ min: 0, max: 2 * MiB }) }))
+
+const sendVia = (via: SendVia) =>
+  fc.tuple(fc.boolean(), viewSizes, off).map(([array, sizes, o]) => new SendCmd(via, array ? sizes : sizes.slice(0, 1), array, o))
+const file = (byFd: boolean, aborts: boolean) =>
+  fc
+    .tuple(size, off, range, aborts ? abortAt : fc.constant<AbortAt>('none'))
+    .map(([s, o, r, a]) => new FileCmd(s, o, r, byFd, a))
+
+/** Every kind of command, by name, with its weight: sends and files most, the peer reset rarely. */
+const KINDS: Record<string, [number, fc.Arbitrary<Cmd>]> = {
+  send: [5, sendVia('zc.send')],
+  sendCopy: [2, sendVia('zc.send copy')],
+  sendZeroCopy: [2, sendVia('sendZeroCopy(socket)')],
+  sendZeroCopyFd: [1, sendVia('sendZeroCopy(fd)')],
+  sendEach: [3, fc.tuple(fc.array(size, { maxLength: 8 }), off).map(([sizes, o]) => new SendCmd('zc.sendEach', sizes, true, o))],
+  file: [2, file(false, false)],
+  fileFd: [1, file(true, false)],
+  fileAbort: [1, fc.oneof(file(false, true), file(true, true))],
+  write: [3, fc.tuple(size, off).map(([s, o]) => new WriteCmd(s, o))],
+  cork: [2, fc.boolean().map((c) => new CorkCmd(c))],
+  close: [1, fc.constant(new CloseCmd(false))],
+  closeAwait: [1, fc.constant(new CloseCmd(true))],
+  from: [1, fc.constant(new FromCmd(false))],
+  fromFd: [1, fc.constant(new FromCmd(true))],
+  pause: [3, fc.constantFrom('pause', 'resume').map((a) => new PeerCmd(a as 'pause' | 'resume'))],
+  reset: [1, fc.constant(new PeerCmd('resetAndDestroy'))],
+}
+export const COMMAND_KINDS = Object.keys(KINDS)
+
+/** One command of the kinds named (all by default), weighted. */
+export function command(only: string[] = COMMAND_KINDS): fc.Arbitrary<Cmd> {
+  const unknown = only.filter((k) => !(k in KINDS))
+  if (unknown.length > 0) throw new Error(`unknown command kinds ${unknown.join(', ')}; known: ${COMMAND_KINDS.join(', ')}`)
+  return fc.oneof(...only.map((k) => ({ weight: KINDS[k]![0], arbitrary: KINDS[k]![1] })))
+}
