@@ -81,6 +81,8 @@ export interface ChannelInit {
   lingerMs: number
   /** Why SO_ZEROCOPY must stay off (libuv reads this socket's error queue), if so. */
   noZeroCopy: string | undefined
+  /** The caller's fd number, for a socket attached by fd alone. */
+  origin: number | undefined
   onClosed(channel: SendChannel): void
 }
 
@@ -103,12 +105,20 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   private wait: SendWait = 'none'
   readonly key: string
   readonly inode: number
-  private readonly fd: number
+  /** The private duplicate; -1 while parked (see `origin`). */
+  private fd: number
+  /**
+   * For a socket attached by fd alone: the caller's fd number. While idle the channel
+   * parks (closes its duplicate, so it never keeps alive a socket the caller closed)
+   * and takes a new duplicate from this number for the next send, checking that it is
+   * still the same socket.
+   */
+  private origin: number | undefined
   readonly datagram: boolean
   private readonly tcp: boolean
   private source: net.Socket | dgram.Socket | undefined
   private stream: net.Socket | undefined
-  private readonly token: number
+  private token: number
   private readonly tracker: CompletionTracker<IdOwner>
   private readonly queue: SendRequest[] = []
   /** Node's writes and end() held while ready requests are unsent. */
@@ -146,8 +156,15 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   private readonly onClosed: (channel: SendChannel) => void
   private depth = 0
   private readonly deferred: ChannelEvent[] = []
+  /** Node closed its socket (no fd can name this socket for us any more). */
+  private sourceGone = false
+  private forgotten = false
   /** Opaque: the ZeroCopySocket currently attached, kept by lib/zerocopy-socket.ts. */
   attachedHandle: unknown
+  /** Requests queued and not yet settled, each with its queue number (for close barriers). */
+  private readonly unsettled = new Map<SendRequest, number>()
+  private enqueued = 0
+  private readonly barriers: Array<{ upTo: number; resolve: () => void }> = []
 
   constructor(init: ChannelInit) {
     this.key = init.key
@@ -169,18 +186,26 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
       }
     }
     this.token = reactor.register(this.fd, this)
+    this.origin = init.origin
     this.adoptSource(init.source)
   }
 
   /** Follows a Node socket's lifetime (and gates a net.Socket's writes), once. */
   adoptSource(source: net.Socket | dgram.Socket | undefined): void {
     if (source === undefined || this.source !== undefined || this.state === 'closed') return
+    if (this.fd < 0 && this.unpark() !== undefined) return // closed meanwhile: stays closed
+    this.origin = undefined // from now on Node's close is followed instead
     this.source = source
     source.once('close', this.onSourceClose)
     if (source instanceof net.Socket) {
       this.stream = source
       this.uninstallGate = installWriteGate(source, this)
     }
+  }
+
+  /** The Node socket this channel follows, if any. */
+  get nodeSource(): net.Socket | dgram.Socket | undefined {
+    return this.sourceGone ? undefined : this.source
   }
 
   /** The id the kernel gives this socket's next MSG_ZEROCOPY send. */
@@ -194,6 +219,31 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
 
   get outstandingIds(): number {
     return this.tracker.outstanding
+  }
+
+  /** Resolves once every request queued so far (by any holder) has settled. */
+  settledBarrier(): Promise<void> {
+    const upTo = this.enqueued
+    if (!this.pendingUpTo(upTo)) return Promise.resolve()
+    return new Promise((resolve) => this.barriers.push({ upTo, resolve }))
+  }
+
+  private pendingUpTo(upTo: number): boolean {
+    for (const n of this.unsettled.values()) if (n <= upTo) return true
+    return false
+  }
+
+  /** A request settled: its holder is told, and close barriers it held up resolve. */
+  private settle(req: SendRequest, err: Error | undefined): void {
+    this.unsettled.delete(req)
+    req.settle(err)
+    if (this.barriers.length === 0) return
+    for (let i = this.barriers.length - 1; i >= 0; i--) {
+      const b = this.barriers[i]!
+      if (this.pendingUpTo(b.upTo)) continue
+      this.barriers.splice(i, 1)
+      b.resolve()
+    }
   }
 
   // ---- the one entry point ------------------------------------------------------
@@ -244,9 +294,12 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
         return false
       case 'release':
         this.holders--
+        this.maybeForget()
         return false
       case 'sourceClosed':
+        this.sourceGone = true
         this.sourceClosed()
+        this.maybeForget()
         return false
       case 'lingerExpired':
         this.timer = undefined
@@ -281,12 +334,13 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   // ---- transitions --------------------------------------------------------------
 
   private enqueue(req: SendRequest): void {
-    const refusal = this.refusal()
+    const refusal = this.refusal() ?? (this.fd < 0 ? this.unpark() : undefined)
     if (refusal !== undefined) {
       req.cut(refusal)
       req.settle(refusal)
       return
     }
+    this.unsettled.set(req, ++this.enqueued)
     this.counters.sends++
     // Node's own buffered bytes go first: a marker behind them makes this request
     // ready when Node hands it to _write (every earlier chunk is in the kernel then).
@@ -434,8 +488,38 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
 
   private maybeClose(): void {
     if (this.state === 'closed' || this.queue.length > 0 || this.tracker.outstanding > 0) return
-    if (this.state === 'open' && this.holders > 0) return
+    if (this.state === 'open' && this.holders > 0) return this.park()
     this.closeFd(undefined)
+  }
+
+  /** Idle, attached by fd alone: let go of the duplicate until the next send. */
+  private park(): void {
+    if (this.origin === undefined || this.fd < 0 || this.unsettled.size > 0) return
+    reactor.unregister(this.fd, this.token)
+    native.closeFd(this.fd)
+    this.fd = -1
+    this.anchor = -1
+  }
+
+  /** A new duplicate from the caller's fd number; an error when that is no longer our socket. */
+  private unpark(): Error | undefined {
+    let fd = -1
+    try {
+      fd = native.dupFd(this.origin!)
+      if (native.socketIdentity(fd).key === this.key) {
+        this.fd = fd
+        this.token = reactor.register(fd, this)
+        this.watched = true
+        return undefined
+      }
+    } catch {
+      // EBADF, ENOTSOCK: the caller closed it
+    }
+    if (fd >= 0) native.closeFd(fd)
+    const err = socketClosed(`The socket behind fd ${this.origin} was closed`)
+    this.socketError = err
+    this.closeFd(undefined)
+    return err
   }
 
   /** Closes the private fd; with `abort`, abortively, rejecting whatever was still out. */
@@ -445,20 +529,33 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     this.state = 'closed'
     if (this.timer !== undefined) clearTimeout(this.timer)
     this.timer = undefined
-    reactor.unregister(this.fd, this.token)
-    if (abort !== undefined) native.abortiveClose(this.fd)
-    else native.closeFd(this.fd)
+    if (this.fd >= 0) {
+      reactor.unregister(this.fd, this.token)
+      if (abort !== undefined) native.abortiveClose(this.fd)
+      else native.closeFd(this.fd)
+    }
     // After close the kernel holds no page of ours any more.
     this.tracker.releaseAll((owner) => {
       owner.request.pendingIds = 0
       owner.idReleased()
-      if (!owner.request.settled) owner.request.settle(abort ?? this.failure())
+      if (!owner.request.settled) this.settle(owner.request, abort ?? this.failure())
     })
     this.uninstallGate?.()
     this.uninstallGate = undefined
     this.source?.off('close', this.onSourceClose)
     this.releaseHeld()
     this.updateBusy()
+    this.maybeForget()
+  }
+
+  /**
+   * A closed channel leaves the registry once nothing can name it: no instance holds it
+   * (an instance keeps answering with the socket's error until it is closed), or Node
+   * closed the socket.
+   */
+  private maybeForget(): void {
+    if (this.state !== 'closed' || this.forgotten || (this.holders > 0 && !this.sourceGone)) return
+    this.forgotten = true
     this.onClosed(this)
   }
 
@@ -648,7 +745,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     if (req.settled || !req.handedOver || req.pendingIds > 0) return
     let err = req.error
     if (err === undefined && req.zcBytes > 0 && this.tcp && !this.delivered(req)) err = this.failure()
-    req.settle(err)
+    this.settle(req, err)
     this.updateBusy()
   }
 

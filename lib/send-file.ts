@@ -111,7 +111,7 @@ export function sendFileZeroCopy(socket: SocketTarget, file: FileSource, options
       throw invalidArgType('socket', 'a stream socket (a net.Socket or an fd): a file has no datagram boundaries', socket)
     }
     if (plan.signal?.aborted) return Promise.reject(abortError(plan.signal))
-    const { zc, created } = attach(socket as net.Socket | number, plan.socketOptions)
+    const { zc, created } = attach(socket as net.Socket | number, plan.socketOptions, typeof socket !== 'number')
     if (zc.channel.datagram) {
       if (created) void zc.close()
       throw invalidArgType('socket', 'a stream socket (a net.Socket or an fd): a file has no datagram boundaries', socket)

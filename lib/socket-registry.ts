@@ -13,13 +13,20 @@ import * as dgram from 'node:dgram'
 import * as fs from 'node:fs'
 import type * as net from 'node:net'
 import { native } from './native'
+import { dgramSocketFd } from './node-internals'
 import { SendChannel } from './send-channel'
 
 const { SOCK_DGRAM, SOCK_STREAM, AF_INET, AF_INET6 } = native.constants
 const IPPROTO_TCP = 6
 
 const channels = new Map<string, SendChannel>()
-const remembered = new Map<string, { nextId: number; inode: number }>()
+/** What outlives a closed channel: the next id, and (weakly) the Node socket, if it had one. */
+interface Remembered {
+  nextId: number
+  inode: number
+  source: WeakRef<net.Socket | dgram.Socket> | undefined
+}
+const remembered = new Map<string, Remembered>()
 let pruneAt = 256
 
 export interface ChannelOptions {
@@ -36,8 +43,12 @@ export function channelFor(nodeFd: number, source: net.Socket | dgram.Socket | u
   const existing = channels.get(id.key)
   if (existing !== undefined) {
     existing.adoptSource(source)
-    return existing
+    return existing // closed too, while an instance still answers for it
   }
+  const memory = remembered.get(id.key)
+  // An fd call on a socket once attached by its Node object keeps ordering with Node's
+  // writes: the channel gates that socket again.
+  const known = source ?? liveSource(memory?.source?.deref())
   const fd = native.dupFd(nodeFd)
   let channel: SendChannel
   try {
@@ -47,11 +58,12 @@ export function channelFor(nodeFd: number, source: net.Socket | dgram.Socket | u
       fd,
       datagram: id.type === SOCK_DGRAM,
       tcp: id.type === SOCK_STREAM && (id.domain === AF_INET || id.domain === AF_INET6) && id.protocol === IPPROTO_TCP,
-      source,
-      firstId: remembered.get(id.key)?.nextId ?? 0,
+      source: known,
+      firstId: memory?.nextId ?? 0,
       copiedThreshold: options.copiedThreshold,
       lingerMs: options.lingerMs,
       noZeroCopy: source instanceof dgram.Socket && libuvReadsUdpErrorQueue() ? dgramReason() : undefined,
+      origin: known === undefined ? nodeFd : undefined,
       onClosed: forget,
     })
   } catch (err) {
@@ -65,9 +77,17 @@ export function channelFor(nodeFd: number, source: net.Socket | dgram.Socket | u
 
 function forget(channel: SendChannel): void {
   if (channels.get(channel.key) === channel) channels.delete(channel.key)
-  if (channel.nextId === 0) return // nothing to carry over
-  remembered.set(channel.key, { nextId: channel.nextId, inode: channel.inode })
+  const source = liveSource(channel.nodeSource)
+  if (channel.nextId === 0 && source === undefined) return // nothing to carry over
+  remembered.set(channel.key, { nextId: channel.nextId, inode: channel.inode, source: source && new WeakRef(source) })
   if (remembered.size >= pruneAt) prune()
+}
+
+/** A Node socket still open, or undefined. */
+function liveSource(s: net.Socket | dgram.Socket | undefined): net.Socket | dgram.Socket | undefined {
+  if (s === undefined) return undefined
+  if ('destroyed' in s) return s.destroyed ? undefined : s
+  return dgramSocketFd(s) === undefined ? undefined : s
 }
 
 /** Drops the entries of sockets no fd of this process refers to any more. */

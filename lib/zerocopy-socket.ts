@@ -87,10 +87,7 @@ export class ZeroCopySocket {
     return attach(target, options).zc
   }
 
-  /** Sends accepted through this instance and not yet settled. */
-  private pending = 0
   private closing = false
-  private readonly closeWaiters: Array<() => void> = []
 
   /** @internal */
   constructor(
@@ -100,9 +97,12 @@ export class ZeroCopySocket {
     channel.handle({ type: 'hold' })
   }
 
-  /** Whether from() hands this instance out again. @internal */
+  /**
+   * Whether from() hands this instance out again: until close(), even after the
+   * connection failed (its sends then reject with the socket's error). @internal
+   */
   get isOpen(): boolean {
-    return !this.closing && this.channel.state !== 'closed'
+    return !this.closing
   }
 
   /** A snapshot of this socket's counters. */
@@ -159,37 +159,29 @@ export class ZeroCopySocket {
   submit<R>(make: (settled: (req: SendRequest, err: Error | undefined) => void) => SendRequest): Promise<R> {
     if (this.closing) return Promise.reject(socketClosed('This ZeroCopySocket was closed'))
     return new Promise<R>((resolve, reject) => {
-      this.pending++
       const req = make((r, err) => {
         if (err !== undefined) reject(err)
         else resolve(r.result() as R)
-        this.pending--
-        if (this.closing && this.pending === 0) this.closed()
       })
       this.channel.handle({ type: 'enqueue', req })
     })
   }
 
   /**
-   * Stops taking sends through this instance; resolves once every send made through it
-   * has settled. The socket's private fd is closed once no instance uses it and the
-   * kernel holds nothing of it; the Node socket itself stays open. A later from()
-   * attaches again and carries on where this left off.
+   * Stops taking sends through this instance; resolves once every send made on the
+   * socket before this call (through any instance) has settled. The socket's private fd
+   * is closed once no instance uses it and the kernel holds nothing of it; the Node
+   * socket itself stays open. A later from() attaches again and carries on where this
+   * left off.
    */
   close(): Promise<void> {
     if (!this.closing) {
       this.closing = true
       if (this.source !== undefined && attached.get(this.source) === this) attached.delete(this.source)
       if (this.channel.attachedHandle === this) this.channel.attachedHandle = undefined
-      if (this.pending === 0) this.closed()
+      this.channel.handle({ type: 'release' })
     }
-    if (this.pending === 0 && this.closeWaiters.length === 0) return Promise.resolve()
-    return new Promise<void>((resolve) => this.closeWaiters.push(resolve))
-  }
-
-  private closed(): void {
-    this.channel.handle({ type: 'release' })
-    for (const resolve of this.closeWaiters.splice(0)) resolve()
+    return this.channel.settledBarrier()
   }
 }
 
@@ -200,8 +192,9 @@ export class ZeroCopySocket {
  * (ENOTSOCK, EBADF) for an fd.
  * @internal
  */
-export function attach(target: SocketTarget, options?: ZeroCopyOptions): { zc: ZeroCopySocket; created: boolean } {
+export function attach(target: SocketTarget, options?: ZeroCopyOptions, shared = true): { zc: ZeroCopySocket; created: boolean } {
   const checked = checkSocketOptions(options)
+  if (target instanceof net.Socket && target.destroyed) throw socketClosed()
   if (typeof target === 'object' && target !== null) {
     const existing = attached.get(target)
     if (existing !== undefined && existing.isOpen) return { zc: existing, created: false }
@@ -215,7 +208,10 @@ export function attach(target: SocketTarget, options?: ZeroCopyOptions): { zc: Z
   }
   channel.policy.copiedThreshold = checked.copiedThreshold
   channel.lingerMs = checked.lingerMs
-  const zc = new ZeroCopySocket(channel, source)
+  // A call's own instance (a bare-fd convenience call, closed when it settles) is
+  // never handed to anyone else.
+  const zc = new ZeroCopySocket(channel, shared ? source : undefined)
+  if (!shared) return { zc, created: true }
   channel.attachedHandle = zc
   if (source !== undefined) attached.set(source, zc)
   return { zc, created: true }
@@ -260,22 +256,18 @@ function resolveTarget(target: SocketTarget): { fd: number; source: net.Socket |
  */
 export function sendZeroCopy(socket: SocketTarget, data: ByteView | readonly ByteView[], options?: SendOptions): Promise<SendResult> {
   return promised(() => {
-    const { zc, created } = attach(socket)
+    const { zc, created } = attach(socket, undefined, typeof socket !== 'number')
     const sent = zc.send(data, options)
     return created && typeof socket === 'number' ? closeAfter(sent, zc) : sent
   })
 }
 
-/** `p`'s outcome, once `zc` is closed too. @internal */
+/**
+ * `p`, with the call's own instance `zc` closed once it settles (its hold on the
+ * socket's channel is let go then; other holders' sends are not waited for). @internal
+ */
 export function closeAfter<T>(p: Promise<T>, zc: ZeroCopySocket): Promise<T> {
-  return p.then(
-    async (value) => {
-      await zc.close()
-      return value
-    },
-    async (err: unknown) => {
-      await zc.close()
-      throw err
-    },
-  )
+  const release = () => void zc.close()
+  p.then(release, release)
+  return p
 }
