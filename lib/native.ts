@@ -52,6 +52,9 @@ export interface NativeBinding {
   pageOffsetOf(view: ByteView): number
   pageSize: number
   constants: NativeConstants
+  /** native/env.cc: this environment closes `fd` if it stops (worker terminated) before releaseFd(fd). */
+  adoptFd(fd: number): void
+  releaseFd(fd: number): void
 }
 
 /** native/reactor.cc: an epoll instance watched by libuv. */

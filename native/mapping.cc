@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "args.h"
+#include "env.h"
 #include "errors.h"
 #include "exports.h"
 #include "syscall.h"
@@ -188,7 +189,7 @@ class Mapping final : public Napi::ObjectWrap<Mapping> {
 Napi::Value TrySendMapped(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = FdArg(info, 0, "fd");
-  if (!info[1].IsObject() || !info[1].As<Napi::Object>().InstanceOf(env.GetInstanceData<Napi::FunctionReference>()->Value())) {
+  if (!info[1].IsObject() || !info[1].As<Napi::Object>().InstanceOf(EnvState::Of(env).mappingClass.Value())) {
     ThrowTypeError(env, "ERR_INVALID_ARG_TYPE", "The \"mapping\" argument must be a Mapping");
   }
   Mapping* mapping = Mapping::Unwrap(info[1].As<Napi::Object>());
@@ -208,7 +209,7 @@ Napi::Value TrySendMapped(const Napi::CallbackInfo& info) {
 
 void ExportMapping(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = Mapping::Define(env);
-  env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(ctor)));
+  EnvState::Of(env).mappingClass = Napi::Persistent(ctor);
   exports.Set("Mapping", ctor);
   exports.Set("trySendMapped", Napi::Function::New(env, TrySendMapped, "trySendMapped"));
 }
