@@ -8,6 +8,7 @@
       "sources": [
         "native/addon.cc",
         "native/args.cc",
+        "native/compat.cc",
         "native/env.cc",
         "native/errors.cc",
         "native/mapping.cc",
