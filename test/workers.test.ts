@@ -4,10 +4,11 @@
 // must leave the process alive, with no fd and no mapping left behind.
 //
 // The main thread does not load the addon until the last test: then a worker's
-// environment is the addon's only user, and Node dlclose()s it when the worker ends,
-// which is what thread pools (piscina and the like) do. Anything of ours still pending
-// on the worker's loop at that point (a uv_close callback) would jump into unmapped code.
-// So this file imports nothing from lib/ (nor ./helpers, which does) before that test.
+// environment is the addon's only user, and Node (up to 24) dlclose()s it when the
+// worker ends, as happens under thread pools (piscina and the like). Anything of ours
+// still pending on the worker's loop at that point (a uv_close callback) would jump
+// into unmapped code. So this file imports nothing from lib/ (nor ./helpers, which
+// does) before that test.
 import * as assert from 'node:assert/strict'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
@@ -135,8 +136,14 @@ test('workers terminated while holding native state: the process lives, nothing 
     },
   )
 
-  await t.test('every worker let go of the addon: Node unloaded it', () => {
-    assert.equal(mapsLines('zerocopy.node'), 0)
+  await t.test('every worker let go of the addon: Node unloaded it', (t) => {
+    const left = mapsLines('zerocopy.node')
+    // Node up to 24 dlclose()s an addon when the last worker that loaded it ends (the
+    // case that crashed); Node 26 keeps it loaded.
+    if (left > 0 && Number(process.versions.node.split('.')[0]) >= 26) {
+      return t.skip(`Node ${process.version} keeps an addon loaded after its last worker ended`)
+    }
+    assert.equal(left, 0)
   })
 
   await t.test('the same with the addon loaded in the main thread too', async () => {
