@@ -55,6 +55,9 @@ export interface NativeBinding {
   pageOffsetOf(view: ByteView): number
   pageSize: number
   constants: NativeConstants
+  /** native/env.cc: this environment closes `fd` if it stops (worker terminated) before releaseFd(fd). */
+  adoptFd(fd: number): void
+  releaseFd(fd: number): void
 }
 
 /** native/reactor.cc: an epoll instance watched by libuv. */
@@ -118,8 +121,41 @@ function load(): NativeBinding {
   }
   const override = process.env.ZEROCOPY_NATIVE
   if (override) return require(path.resolve(override)) as NativeBinding
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return require('node-gyp-build')(path.join(__dirname, '..', '..')) as NativeBinding
+  return loadBuilt(path.join(__dirname, '..', '..'))
 }
 
 export const native: NativeBinding = load()
+
+/**
+ * The binary node-gyp-build picks (build/Release, else the prebuild for this platform
+ * and libc), with an error that says why it did not load and how to build one here: a
+ * prebuild can still miss on an unusual system (an older glibc or libstdc++ than it
+ * was checked against, a musl without a musl prebuild).
+ */
+function loadBuilt(root: string): NativeBinding {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const gypBuild = require('node-gyp-build') as { path(dir: string): string }
+  const howToBuild =
+    'To build it from source for this system (needs python3, make and a C++17 compiler): ' +
+    `npm rebuild zerocopy --build-from-source, or node-gyp rebuild in ${root}`
+  let file: string
+  try {
+    file = gypBuild.path(root)
+  } catch (err) {
+    throw Object.assign(
+      new Error(`zerocopy: no native binary for ${process.platform}-${process.arch} in ${root}. ${howToBuild}`, { cause: err }),
+      { code: 'ERR_ZEROCOPY_NATIVE_LOAD' },
+    )
+  }
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require(file) as NativeBinding
+  } catch (err) {
+    throw Object.assign(
+      new Error(`zerocopy: the native binary ${file} does not load on this system: ${(err as Error).message}. ${howToBuild}`, {
+        cause: err,
+      }),
+      { code: 'ERR_ZEROCOPY_NATIVE_LOAD' },
+    )
+  }
+}

@@ -35,11 +35,16 @@ function instance(): NativeReactor {
   return reactor
 }
 
-/** Registers an fd the caller owns; returns the token that names it. */
+/**
+ * Registers an fd the caller owns; returns the token that names it. Until unregister,
+ * the environment also owns it: a worker terminated with the socket attached closes it
+ * natively (native/env.cc), as JS never runs again to do so.
+ */
 export function register(fd: number, client: ReactorClient): number {
   const token = nextToken
   nextToken = nextToken >= 0xfffffffe ? 1 : nextToken + 1
   instance().add(fd, token, false)
+  native.adoptFd(fd)
   clients.set(token, client)
   return token
 }
@@ -63,6 +68,7 @@ export function setWatched(fd: number, token: number, watched: boolean, writable
 /** Unregisters; call before closing the fd. */
 export function unregister(fd: number, token: number): void {
   clients.delete(token)
+  native.releaseFd(fd)
   instance().remove(fd)
 }
 

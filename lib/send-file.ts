@@ -152,8 +152,16 @@ function sendFile(channel: SendChannel, submit: Submit, file: FileSource, plan: 
 async function produce(req: FileRequest, file: FileSource, plan: FilePlan, notify: (err?: Error) => void): Promise<void> {
   if (req.handedOver) return // refused at enqueue (socket closed, ...)
   let fd: number | undefined
+  let adopted = false
   try {
-    fd = typeof file === 'string' ? await open(file, 'r') : native.dupFd(typeof file === 'number' ? file : file.fd)
+    if (typeof file === 'string') {
+      fd = await open(file, 'r') // Node's: closed by Node if this environment stops
+    } else {
+      // Our duplicate: the environment closes it if a worker stops before we do.
+      fd = native.dupFd(typeof file === 'number' ? file : file.fd)
+      native.adoptFd(fd)
+      adopted = true
+    }
     if (req.handedOver) return
     const st = await fstat(fd)
     if (plan.offset > 0 && st.isFile() && st.size > 0 && plan.offset > st.size) {
@@ -166,6 +174,7 @@ async function produce(req: FileRequest, file: FileSource, plan: FilePlan, notif
   } catch (err) {
     notify(truncatedOr(err as NodeJS.ErrnoException))
   } finally {
+    if (adopted) native.releaseFd(fd!)
     if (fd !== undefined) await close(fd).catch(() => {})
   }
 }

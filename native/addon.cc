@@ -48,6 +48,7 @@ void ExportConstants(Napi::Env env, Napi::Object exports) {
 }  // namespace zc
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  zc::ExportEnv(env, exports);
   zc::ExportSplice(env, exports);
   zc::ExportPipes(env, exports);
   zc::ExportMemory(env, exports);

@@ -5,6 +5,7 @@
 
 namespace zc {
 
+void ExportEnv(Napi::Env env, Napi::Object exports);       // env.cc (first: the others use it)
 void ExportSplice(Napi::Env env, Napi::Object exports);     // splice.cc
 void ExportPipes(Napi::Env env, Napi::Object exports);      // pipes.cc
 void ExportMemory(Napi::Env env, Napi::Object exports);     // memory.cc

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "args.h"
+#include "env.h"
 #include "errors.h"
 #include "exports.h"
 #include "mapping.h"
@@ -186,7 +187,7 @@ class Mapping final : public Napi::ObjectWrap<Mapping> {
 const char* MappedRangeArg(const Napi::CallbackInfo& info, size_t index, uint64_t& length) {
   Napi::Env env = info.Env();
   Napi::Value v = info[index];
-  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(env.GetInstanceData<Napi::FunctionReference>()->Value())) {
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(EnvState::Of(env).mappingClass.Value())) {
     ThrowTypeError(env, "ERR_INVALID_ARG_TYPE", "The \"mapping\" argument must be a Mapping");
   }
   return Mapping::Unwrap(v.As<Napi::Object>())->RangeArg(info, index + 1, length);
@@ -194,7 +195,7 @@ const char* MappedRangeArg(const Napi::CallbackInfo& info, size_t index, uint64_
 
 void ExportMapping(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = Mapping::Define(env);
-  env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(ctor)));
+  EnvState::Of(env).mappingClass = Napi::Persistent(ctor);
   exports.Set("Mapping", ctor);
 }
 

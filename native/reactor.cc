@@ -7,11 +7,18 @@
 // duplicates in it edge-triggered (EPOLLERR is implied; EPOLLOUT only while a send
 // waits for room), and lets libuv watch just that one epoll fd. An idle socket costs
 // nothing; each new batch of completions wakes JS once.
+//
+// Lifetime: the uv_poll_t and the epoll fd live in a Watcher, which outlives the JS
+// Reactor when it must: uv_close completes on a later loop turn, and its callback is
+// code in this addon. A worker's environment dlclose()s the addon when it is freed, so
+// the close must have completed before that: the Watcher holds a Node-API async cleanup
+// hook until its close callback has run, and Node keeps the loop turning for it.
 #include <sys/epoll.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include <cerrno>
+#include <cstddef>
 
 #include "args.h"
 #include "errors.h"
@@ -22,6 +29,39 @@ namespace zc {
 namespace {
 
 constexpr int kMaxEvents = 256;
+
+class Reactor;
+
+// The uv_poll_t watching the epoll fd, and the epoll fd. Deleted by its own close
+// callback, never before.
+struct Watcher {
+  uv_poll_t poll;
+  int epfd = -1;
+  Reactor* owner = nullptr;  // null once the Reactor let go (closed, finalized)
+  bool closing = false;
+  napi_async_cleanup_hook_handle hook = nullptr;
+
+  // Stops watching and closes; the memory and the hook go in OnClosed. Idempotent.
+  void Close() {
+    if (closing) return;
+    closing = true;
+    owner = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(&poll), OnClosed);
+  }
+
+  static void OnClosed(uv_handle_t* handle) {
+    Watcher* w = reinterpret_cast<Watcher*>(reinterpret_cast<char*>(handle) - offsetof(Watcher, poll));
+    close(w->epfd);
+    napi_async_cleanup_hook_handle hook = w->hook;
+    delete w;
+    // Last: removing the hook may let Node finish this environment's teardown (and
+    // finalize the Reactor) right here.
+    if (hook != nullptr) napi_remove_async_cleanup_hook(hook);
+  }
+};
+
+// The environment is going away with the reactor still open.
+void OnEnvTeardown(napi_async_cleanup_hook_handle, void* arg);
 
 class Reactor final : public Napi::ObjectWrap<Reactor> {
  public:
@@ -46,31 +86,37 @@ class Reactor final : public Napi::ObjectWrap<Reactor> {
     if (!info[0].IsFunction()) ThrowTypeError(env, "ERR_INVALID_ARG_TYPE", "The \"onEvents\" argument must be a function");
     callback_ = Napi::Persistent(info[0].As<Napi::Function>());
     events_ = Napi::Persistent(Napi::Uint32Array::New(env, kMaxEvents * 2));
-    epfd_ = epoll_create1(EPOLL_CLOEXEC);
-    if (epfd_ < 0) throw SystemError(env, errno, "epoll_create1");
+    int epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0) throw SystemError(env, errno, "epoll_create1");
     uv_loop_t* loop = nullptr;
     if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
-      close(epfd_);
+      close(epfd);
       throw Napi::Error::New(env, "zerocopy: no libuv loop for this environment");
     }
-    poll_ = new uv_poll_t;
-    int r = uv_poll_init(loop, poll_, epfd_);
-    if (r == 0) r = uv_poll_start(poll_, UV_READABLE, OnReadable);
+    auto* w = new Watcher;
+    w->epfd = epfd;
+    int r = uv_poll_init(loop, &w->poll, epfd);
     if (r != 0) {
-      delete poll_;
-      poll_ = nullptr;
-      close(epfd_);
+      // Not a handle of the loop: nothing to close.
+      close(epfd);
+      delete w;
+      throw SystemError(env, -r, "uv_poll_init");
+    }
+    if (napi_add_async_cleanup_hook(env, OnEnvTeardown, w, &w->hook) != napi_ok) w->hook = nullptr;
+    r = w->hook == nullptr ? UV_ENOMEM : uv_poll_start(&w->poll, UV_READABLE, OnReadable);
+    if (r != 0) {
+      w->Close();
       throw SystemError(env, -r, "uv_poll_start");
     }
-    poll_->data = this;
-    uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
-    napi_add_env_cleanup_hook(env, CleanupHook, this);
+    uv_unref(reinterpret_cast<uv_handle_t*>(&w->poll));
+    w->owner = this;
+    watcher_ = w;
   }
 
-  ~Reactor() override {
-    if (epfd_ >= 0) napi_remove_env_cleanup_hook(Env(), CleanupHook, this);
-    Shutdown();
-  }
+  ~Reactor() override { Shutdown(); }
+
+  // The environment's teardown took the watcher (OnEnvTeardown).
+  void Forget() { watcher_ = nullptr; }
 
  private:
   // add(fd, token, writable): register an fd this process owns.
@@ -91,7 +137,7 @@ class Reactor final : public Napi::ObjectWrap<Reactor> {
     epoll_event ev{};
     ev.events = EPOLLET | EPOLLERR | (writable ? static_cast<uint32_t>(EPOLLOUT) : 0u);
     ev.data.u64 = token;
-    if (epoll_ctl(epfd_, op, fd, &ev) != 0) throw SystemError(info.Env(), errno, "epoll_ctl");
+    if (epoll_ctl(watcher_->epfd, op, fd, &ev) != 0) throw SystemError(info.Env(), errno, "epoll_ctl");
     return info.Env().Undefined();
   }
 
@@ -100,35 +146,34 @@ class Reactor final : public Napi::ObjectWrap<Reactor> {
   Napi::Value Remove(const Napi::CallbackInfo& info) {
     CheckOpen(info.Env());
     int fd = FdArg(info, 0, "fd");
-    if (epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr) != 0 && errno != ENOENT) {
+    if (epoll_ctl(watcher_->epfd, EPOLL_CTL_DEL, fd, nullptr) != 0 && errno != ENOENT) {
       throw SystemError(info.Env(), errno, "epoll_ctl");
     }
     return info.Env().Undefined();
   }
 
   Napi::Value Ref(const Napi::CallbackInfo& info) {
-    if (poll_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
+    if (watcher_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(&watcher_->poll));
     return info.Env().Undefined();
   }
 
   Napi::Value Unref(const Napi::CallbackInfo& info) {
-    if (poll_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+    if (watcher_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(&watcher_->poll));
     return info.Env().Undefined();
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    if (epfd_ >= 0) napi_remove_env_cleanup_hook(info.Env(), CleanupHook, this);
     Shutdown();
     return info.Env().Undefined();
   }
 
   void CheckOpen(Napi::Env env) const {
-    if (epfd_ < 0) ThrowTypeError(env, "ERR_INVALID_STATE", "The reactor is closed");
+    if (watcher_ == nullptr) ThrowTypeError(env, "ERR_INVALID_STATE", "The reactor is closed");
   }
 
   static void OnReadable(uv_poll_t* handle, int status, int events) {
-    auto* self = static_cast<Reactor*>(handle->data);
-    if (self != nullptr) self->Dispatch();
+    Watcher* w = reinterpret_cast<Watcher*>(reinterpret_cast<char*>(handle) - offsetof(Watcher, poll));
+    if (w->owner != nullptr) w->owner->Dispatch();
   }
 
   void Dispatch() {
@@ -136,7 +181,8 @@ class Reactor final : public Napi::ObjectWrap<Reactor> {
     Napi::HandleScope scope(env);
     epoll_event evs[kMaxEvents];
     for (;;) {
-      int n = epoll_wait(epfd_, evs, kMaxEvents, 0);
+      if (watcher_ == nullptr) return;  // closed by the callback
+      int n = epoll_wait(watcher_->epfd, evs, kMaxEvents, 0);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) return;
       Napi::Uint32Array out = events_.Value();
@@ -145,39 +191,48 @@ class Reactor final : public Napi::ObjectWrap<Reactor> {
         words[2 * i] = static_cast<uint32_t>(evs[i].data.u64);
         words[2 * i + 1] = evs[i].events;
       }
-      try {
-        // MakeCallback: Promise reactions and nextTicks run when it returns.
-        callback_.MakeCallback(Value(), {out, Napi::Number::New(env, n)}, context_);
-      } catch (const Napi::Error& e) {
+      // MakeCallback: Promise reactions and nextTicks run when it returns.
+      napi_value argv[2] = {out, Napi::Number::New(env, n)};
+      napi_value result;
+      napi_status status = napi_make_callback(env, context_, Value(), callback_.Value(), 2, argv, &result);
+      if (status != napi_ok) {
+        bool pending = false;
+        napi_is_exception_pending(env, &pending);
+        if (!pending) {
+          // The environment is stopping (worker.terminate(), process exit) and runs no
+          // more JS: stop watching; its teardown closes the watcher.
+          if (watcher_ != nullptr) uv_poll_stop(&watcher_->poll);
+          return;
+        }
         // A throw from the JS side must not unwind through libuv: report it the way
         // Node reports any uncaught exception.
-        napi_fatal_exception(env, e.Value());
+        napi_value error;
+        napi_get_and_clear_last_exception(env, &error);
+        napi_fatal_exception(env, error);
         return;
       }
-      if (n < kMaxEvents || epfd_ < 0) return;
+      if (n < kMaxEvents) return;
     }
   }
 
   void Shutdown() {
-    if (poll_ != nullptr) {
-      poll_->data = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-      poll_ = nullptr;
-    }
-    if (epfd_ >= 0) {
-      close(epfd_);
-      epfd_ = -1;
+    if (watcher_ != nullptr) {
+      watcher_->Close();
+      watcher_ = nullptr;
     }
   }
-
-  static void CleanupHook(void* arg) { static_cast<Reactor*>(arg)->Shutdown(); }
 
   Napi::AsyncContext context_;
   Napi::FunctionReference callback_;
   Napi::Reference<Napi::Uint32Array> events_;
-  int epfd_ = -1;
-  uv_poll_t* poll_ = nullptr;
+  Watcher* watcher_ = nullptr;
 };
+
+void OnEnvTeardown(napi_async_cleanup_hook_handle, void* arg) {
+  auto* w = static_cast<Watcher*>(arg);
+  if (w->owner != nullptr) w->owner->Forget();
+  w->Close();  // already closing if the Reactor was closed: its callback ends the hook
+}
 
 }  // namespace
 

@@ -99,7 +99,15 @@ Napi::Value RunOffThread(Napi::Env env, const char* syscall, const std::vector<i
     }
     dups.push_back(dup);
   }
-  auto* worker = new SyscallWorker(env, syscall, std::move(call), std::move(dups));
+  SyscallWorker* worker;
+  try {
+    worker = new SyscallWorker(env, syscall, std::move(call), dups);
+  } catch (...) {
+    // No worker owns the duplicates (e.g. a terminating worker_thread refused the
+    // Promise): close them here.
+    for (int d : dups) close(d);
+    throw;
+  }
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;

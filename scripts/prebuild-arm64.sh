@@ -34,11 +34,11 @@ cp -r binding.gyp native package.json "$work/"
 ln -s "$PWD/node_modules" "$work/node_modules"
 (cd "$work" && CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++ LINK=aarch64-linux-gnu-g++ \
   PREBUILD_STRIP_BIN=aarch64-linux-gnu-strip \
-  npx prebuildify --napi --strip --arch arm64 >"$work/build.log" 2>&1) || {
+  npx prebuildify --napi --strip --tag-libc --arch arm64 >"$work/build.log" 2>&1) || {
   cat "$work/build.log"
   exit 1
 }
-binary=prebuilds/linux-arm64/zerocopy.node
+binary=prebuilds/linux-arm64/zerocopy.glibc.node
 mkdir -p prebuilds/linux-arm64
 cp "$work/$binary" "$binary"
 file "$binary" | grep -q 'ARM aarch64' || { echo "prebuild:arm64: $binary is not an arm64 ELF"; exit 1; }

@@ -1,17 +1,46 @@
 #!/usr/bin/env bash
 # test:package: what a user with no compiler gets. Builds the prebuilt binary
-# (prebuildify --napi --strip), packs the package, checks the tarball holds what it
+# (prebuildify --napi --strip --tag-libc: prebuilds/linux-x64/zerocopy.glibc.node),
+# checks that it needs nothing newer than the oldest systems Node's own binaries run on
+# (glibc 2.28, GCC 8's libstdc++), packs the package, checks the tarball holds what it
 # should and nothing else, installs it into an empty project with --ignore-scripts and
 # with every compiler on PATH replaced by one that fails, and runs the smoke tests
-# (CommonJS and ESM) against that installed copy.
+# (CommonJS and ESM) against that installed copy. Then: a prebuild that does not load
+# says why and how to build from source, and that advice works; where no prebuild
+# matches (musl), npm install compiles and says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-npx prebuildify --napi --strip >"$work/prebuild.log" 2>&1 || { cat "$work/prebuild.log"; exit 1; }
-ls prebuilds/linux-x64/*.node >/dev/null
+npx prebuildify --napi --strip --tag-libc >"$work/prebuild.log" 2>&1 || { cat "$work/prebuild.log"; exit 1; }
+binary=prebuilds/linux-x64/zerocopy.glibc.node
+test -f "$binary" || { echo "no $binary"; ls -R prebuilds; exit 1; }
+
+# The symbol versions the prebuild imports, highest per library, against the floor of
+# Node's own Linux binaries: glibc 2.28 and GCC 8's libstdc++ (RHEL 8; Debian 11 and
+# Ubuntu 20.04 have newer). A version above it means the binary does not load there.
+floor_ok=1
+check_floor() { # <version prefix> <highest allowed>
+  local found highest
+  found=$(objdump -T "$binary" | grep -oE "\(${1}_[0-9][0-9.]*\)" | tr -d '()' | sed "s/^${1}_//" | sort -uV)
+  highest=$(tail -n 1 <<<"$found")
+  echo "$binary: highest ${1} version needed: ${highest:-none} (allowed: up to $2)"
+  [ -z "$highest" ] && return 0
+  if [ "$(printf '%s\n%s\n' "$highest" "$2" | sort -V | tail -n 1)" != "$2" ]; then
+    objdump -T "$binary" | grep -E "\(${1}_" | while read -r line; do
+      v=$(grep -oE "${1}_[0-9.]+" <<<"$line" | sed "s/^${1}_//")
+      [ "$(printf '%s\n%s\n' "$v" "$2" | sort -V | tail -n 1)" != "$2" ] && echo "  needs ${1}_$v: ${line##* }"
+    done
+    floor_ok=0
+  fi
+  return 0
+}
+check_floor GLIBC 2.28
+check_floor GLIBCXX 3.4.25
+check_floor CXXABI 1.3.11
+[ "$floor_ok" -eq 1 ] || { echo "the prebuild needs a newer glibc or libstdc++ than Node itself does"; exit 1; }
 tarball=$(npm pack --silent --pack-destination "$work" 2>/dev/null | tail -n 1)
 echo "packed $tarball"
 
@@ -46,13 +75,28 @@ PATH="$work/nocc:$PATH" node smoke.mjs
 test ! -e node_modules/zerocopy/build || { echo "the installed copy was built, not prebuilt"; exit 1; }
 echo "test:package: the packed tarball installs without scripts or compilers and works from CommonJS and ESM"
 
-# Where no prebuild matches, the install step compiles with node-gyp and says so.
-mkdir -p "$work/noprebuild" && tar -xzf "$work/$tarball" -C "$work/noprebuild"
-rm -rf "$work/noprebuild/package/prebuilds"
-(cd "$work/noprebuild" && tar -czf "$work/noprebuild.tgz" package)
+# A prebuild that does not load (here: not even an ELF file) fails with an error that
+# says why and what to run; running it fixes the install.
+cp node_modules/zerocopy/prebuilds/linux-x64/zerocopy.glibc.node "$work/good.node"
+echo 'not a shared object' >node_modules/zerocopy/prebuilds/linux-x64/zerocopy.glibc.node
+if node -e "require('zerocopy')" >"$work/load.log" 2>&1; then
+  echo "a broken prebuild loaded"
+  exit 1
+fi
+for want in 'ERR_ZEROCOPY_NATIVE_LOAD' 'does not load on this system' 'npm rebuild zerocopy --build-from-source'; do
+  grep -qF "$want" "$work/load.log" || { cat "$work/load.log"; echo "the load error does not say: $want"; exit 1; }
+done
+npm rebuild zerocopy --build-from-source --foreground-scripts >"$work/rebuild.log" 2>&1 || { cat "$work/rebuild.log"; exit 1; }
+grep -q "zerocopy: --build-from-source; compiling with node-gyp" "$work/rebuild.log" || { cat "$work/rebuild.log"; echo "rebuild did not compile"; exit 1; }
+node smoke.cjs
+cp "$work/good.node" node_modules/zerocopy/prebuilds/linux-x64/zerocopy.glibc.node
+echo "test:package: a prebuild that does not load says why and how to build from source, and that build works"
+
+# Where no prebuild matches (musl libc, as on Alpine; node-gyp-build reads LIBC), the
+# install step compiles with node-gyp and says so.
 mkdir -p "$work/app2" && cd "$work/app2"
 echo '{"name":"app2","version":"1.0.0","private":true}' >package.json
-npm install --foreground-scripts --no-audit --no-fund "$work/noprebuild.tgz" >"$work/install2.log" 2>&1 || {
+LIBC=musl npm install --foreground-scripts --no-audit --no-fund "$work/$tarball" >"$work/install2.log" 2>&1 || {
   cat "$work/install2.log"
   exit 1
 }
@@ -63,5 +107,5 @@ grep -q "zerocopy: no prebuilt binary for linux-x64; compiling with node-gyp" "$
 }
 test -f node_modules/zerocopy/build/Release/zerocopy.node || { echo "the fallback build left no binary"; exit 1; }
 cp "$root"/test/smoke/smoke.cjs "$root"/test/smoke/smoke-body.cjs .
-node smoke.cjs
-echo "test:package: without a prebuild, npm install compiled the addon and said so"
+LIBC=musl node smoke.cjs
+echo "test:package: with no prebuild for this libc, npm install compiled the addon and said so"

@@ -8,18 +8,23 @@ import { netnsUnavailable } from '../examples/netns-topology'
 
 const TESTBED = path.join(__dirname, '..', 'examples', 'netns-testbed.js')
 
-function namespaces(): string[] {
+/**
+ * The namespaces a test-bed process made that still exist: named zc-a-/zc-b- and its
+ * pid in base 36 (examples/netns-topology.ts). Other processes on the machine (another
+ * checkout's test run) make namespaces of their own meanwhile; they are not ours.
+ */
+function leftBy(pid: number | undefined): string[] {
+  assert.ok(pid !== undefined && pid > 0, 'the test bed ran')
   return execFileSync('ip', ['netns', 'list'])
     .toString()
     .split('\n')
     .map((l) => l.split(' ')[0]!)
-    .filter((n) => n.length > 0)
+    .filter((n) => n.startsWith(`zc-a-${pid.toString(36)}`) || n.startsWith(`zc-b-${pid.toString(36)}`))
 }
 
 test('the test bed prints its table with zc=y for UDP into the sink and cleans up', (t) => {
   const why = netnsUnavailable()
   if (why !== undefined) return t.skip(why)
-  const before = namespaces()
   const r = spawnSync(process.execPath, [TESTBED, '1'], { timeout: 120000 })
   assert.equal(r.status, 0, r.stderr.toString())
   const table = r.stdout.toString()
@@ -28,15 +33,14 @@ test('the test bed prints its table with zc=y for UDP into the sink and cleans u
   assert.match(table, /^tcp\s+-z\s+\d+\s+[1-9]\d*\s+n\s+TCP needs a receiving socket/m)
   // Node 24+ dgram sockets send copies, and the table then says why.
   assert.match(table, /^udp\s+-z\s+\d+\s+(?:[1-9]\d*\s+y\s+forwarded to a blackhole|0\s+n\s+libuv)/m)
-  assert.deepEqual(namespaces(), before, 'no namespace left behind')
+  assert.deepEqual(leftBy(r.pid), [], 'no namespace left behind')
 })
 
 test('a step that fails still removes the namespaces', (t) => {
   const why = netnsUnavailable()
   if (why !== undefined) return t.skip(why)
-  const before = namespaces()
   const r = spawnSync(process.execPath, [TESTBED, '1'], { timeout: 60000, env: { ...process.env, ZEROCOPY_TESTBED_FAIL_AT: '1' } })
   assert.equal(r.status, 1)
   assert.match(r.stderr.toString(), /step 1 failed on request/)
-  assert.deepEqual(namespaces(), before, 'no namespace left behind')
+  assert.deepEqual(leftBy(r.pid), [], 'no namespace left behind')
 })
