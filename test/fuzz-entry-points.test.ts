@@ -10,7 +10,7 @@
 // unhandled rejection, or leaks an fd; after every call on a ZeroCopySocket a good send
 // on the same socket still arrives byte for byte.
 //
-// ZEROCOPY_FUZZ_SEED=n fixes the seed (printed either way), ZEROCOPY_FUZZ_RUNS=n the runs
+// ZEROCOPY_FUZZ_SEED=n sets the seed (default 20261123; 'random' draws one; printed either way), ZEROCOPY_FUZZ_RUNS=n the runs
 // per property (npm run test:fuzz-long), ZEROCOPY_FUZZ_ONLY=name + ZEROCOPY_FUZZ_PATH=p
 // replay one counterexample; a failure prints the line to paste.
 import * as assert from 'node:assert/strict'
