@@ -35,13 +35,13 @@ import { native } from './native'
 import { installWriteGate, nodeBuffered, streamError, type GateHooks } from './node-internals'
 import * as reactor from './reactor'
 import { SendPolicy } from './send-policy'
+import { TcpDelivery } from './tcp-delivery'
 import { EachRequest, type IdOwner, type SendRequest } from './send-requests'
 
 const { MSG_ZEROCOPY, MSG_DONTWAIT, MSG_NOSIGNAL, EPOLLERR, EPOLLOUT } = native.constants
 const { EAGAIN, ENOBUFS, ECONNRESET, EFAULT } = os.constants.errno
 const SEND_FLAGS = MSG_DONTWAIT | MSG_NOSIGNAL
 const SHUT_WR = 1
-const TCP_CLOSE = 7
 // A request with at least this many send calls to go (a sendEach batch, a file window)
 // is sent with the socket out of the reactor's epoll set. The kernel wakes every waiter
 // on the socket for every completion (sk_error_report runs even when the notification
@@ -144,12 +144,9 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   /** The fd is in the reactor's epoll set (see BURST_MESSAGES). */
   private watched = true
   private busy = false
-  /** TCP: the stream offset just past the last byte handed to the kernel (-1: unknown). */
-  private anchor = -1
-  /** TCP: [bytes acknowledged, tcpi_state], read at most once per dispatch turn. */
-  private readonly ack = new Float64Array(2)
+  /** TCP: where each send ends in the stream, and how far the peer acknowledged. */
+  private readonly delivery = new TcpDelivery()
   private turn = 0
-  private ackTurn = -1
   private socketError: Error | undefined
   private timer: NodeJS.Timeout | undefined
   private uninstallGate: (() => void) | undefined
@@ -381,7 +378,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
       this.held.push(pass)
       return true
     }
-    this.anchor = -1 // Node's bytes enter the stream: the offset is read again when needed
+    this.delivery.forget() // Node's bytes enter the stream
     return false
   }
 
@@ -479,7 +476,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     for (const owner of this.tracker.pendingOwners()) owner.request.error = err
     if (this.stream !== undefined && !this.stream.destroyed) this.stream.destroy()
     if (this.datagram || native.disconnect(this.fd) < 0) return this.closeFd(err)
-    this.ackTurn = -1
+    this.delivery.stale()
     this.drain()
     if (this.tracker.outstanding > 0 && this.timer === undefined) {
       this.timer = setTimeout(() => this.handle({ type: 'lingerExpired' }), RESET_GRACE_MS)
@@ -498,7 +495,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     reactor.unregister(this.fd, this.token)
     native.closeFd(this.fd)
     this.fd = -1
-    this.anchor = -1
+    this.delivery.forget()
   }
 
   /** A new duplicate from the caller's fd number; an error when that is no longer our socket. */
@@ -602,7 +599,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
       }
       if (req.waitingForSource()) return
       const zeroCopy = this.policy.zeroCopyFor(req)
-      if (zeroCopy && this.tcp && this.anchor < 0) this.anchor = Math.max(-1, native.tcpStreamOffset(this.fd))
+      if (zeroCopy && this.tcp) this.delivery.beforeSend(this.fd)
       const owner = req.idOwner()
       let r: number
       try {
@@ -647,7 +644,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
       this.counters.copyBytes += bytes
       if (!req.copy && req.fallback === undefined) req.fallback = this.policy.fallbackReason
     }
-    if (this.anchor >= 0) this.anchor += bytes
+    this.delivery.sent(bytes)
     req.advance(bytes, calls, this.datagram)
     if (req.finished(this.datagram)) this.handOver(req)
   }
@@ -701,16 +698,16 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   private handOver(req: SendRequest): void {
     this.queue.shift()
     req.handedOver = true
-    if (req.zcBytes > 0 && this.tcp) req.endOffset = this.anchor
+    if (req.zcBytes > 0 && this.tcp) req.endOffset = this.delivery.end
     // An fd's owner may write to it between our sends: read the offset again next time.
-    if (this.queue.length === 0 && this.stream === undefined) this.anchor = -1
+    if (this.queue.length === 0 && this.stream === undefined) this.delivery.forget()
     this.maybeSettle(req)
     if (!this.hasReadyUnsent()) this.releaseHeld()
   }
 
   private releaseHeld(): void {
     if (this.held.length === 0) return // the common case, on every send
-    this.anchor = -1
+    this.delivery.forget()
     for (const call of this.held.splice(0)) call()
   }
 
@@ -718,7 +715,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
 
   /** Reads the whole error queue; returns the notifications read. */
   private drain(): number {
-    this.ackTurn = -1
+    this.delivery.stale()
     const read = this.errq.drain(this.fd, this.onCompletion)
     if (read > 0 && this.wait === 'completion') this.wait = 'none'
     return read
@@ -749,20 +746,10 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     this.updateBusy()
   }
 
-  /**
-   * A TCP send's pages came back: by an ACK (or a deferred copy, on a live
-   * connection), or because the connection died and the kernel purged them unsent.
-   * Only the last is a failure: the connection is closed and the peer never
-   * acknowledged the send's last byte.
-   */
+  /** A TCP send's pages came back: by an ACK, or purged unsent by a dead connection (lib/tcp-delivery.ts). */
   private delivered(req: SendRequest): boolean {
-    if (this.ackTurn !== this.turn) {
-      this.ackTurn = this.turn
-      if (this.state === 'closed' || native.tcpAckState(this.fd, this.ack) < 0) this.ack[1] = -1
-    }
-    if (this.ack[1] !== TCP_CLOSE) return true
-    if (req.endOffset >= 0) return this.ack[0]! >= req.endOffset
-    return this.socketError === undefined && streamError(this.stream) === undefined
+    const fd = this.state === 'closed' ? -1 : this.fd
+    return this.delivery.delivered(fd, req.endOffset, this.turn, () => this.socketError === undefined && streamError(this.stream) === undefined)
   }
 
   private failure(): Error {
