@@ -13,6 +13,7 @@
 // Environment:
 //   ZEROCOPY_MODEL_SEED       fast-check seed (default: random; always printed)
 //   ZEROCOPY_MODEL_PATH       fast-check replay path printed with a failure (with its seed)
+//   ZEROCOPY_MODEL_CMDS       the commands' replayPath printed with it (shrunk command lists need it)
 //   ZEROCOPY_MODEL_RUNS       sequences to run (default 40; `npm run test:model-long`: 2000)
 //   ZEROCOPY_MODEL_SHRINK_MS  time allowed to shrink a failure (default 60000; 0 = no shrinking)
 //   ZEROCOPY_MODEL_ONLY       comma-separated command kinds to draw from (default all; the names
@@ -29,6 +30,7 @@ import { checkSequence, finishSequence, report, type EndKind } from './model/ver
 const RUNS = Number(process.env.ZEROCOPY_MODEL_RUNS ?? 40)
 const SEED = process.env.ZEROCOPY_MODEL_SEED === undefined ? Date.now() ^ (Math.random() * 0x7fffffff) : Number(process.env.ZEROCOPY_MODEL_SEED)
 const PATH = process.env.ZEROCOPY_MODEL_PATH
+const CMDS = process.env.ZEROCOPY_MODEL_CMDS
 const SHRINK_MS = Number(process.env.ZEROCOPY_MODEL_SHRINK_MS ?? 60_000)
 /** No sequence may take longer: every wait inside is bounded far below this. */
 const SEQUENCE_MS = 120_000
@@ -97,7 +99,7 @@ test('random command sequences on a loopback TCP pair keep the send contract', a
   t.diagnostic(`seed ${SEED}, ${RUNS} sequences of up to ${MAX_COMMANDS} commands${ONLY ? ` (only ${ONLY.join(', ')})` : ''}`)
   let firstFailure: number | undefined
   const property = fc.asyncProperty(
-    fc.commands([command(ONLY)], { maxCommands: MAX_COMMANDS, size: 'medium' }),
+    fc.commands([command(ONLY)], { maxCommands: MAX_COMMANDS, size: 'medium', replayPath: CMDS }),
     fc.constantFrom<EndKind>('end', 'destroy'),
     fc.constantFrom(Infinity, 32, 2),
     async (cmds, kind, threshold) => {
@@ -120,8 +122,9 @@ test('random command sequences on a loopback TCP pair keep the send contract', a
   throw new Error(
     [
       `model sequence failed (seed ${details.seed}, path ${details.counterexamplePath}, after ${details.numRuns} runs, shrunk ${details.numShrinks} times)`,
-      `replay: ZEROCOPY_MODEL_SEED=${details.seed} ZEROCOPY_MODEL_PATH='${details.counterexamplePath}' node --test dist/test/model-sequences.test.js` +
-        (replayPath === undefined ? '' : ` (commands replayPath ${replayPath})`),
+      `replay: ZEROCOPY_MODEL_SEED=${details.seed} ZEROCOPY_MODEL_PATH='${details.counterexamplePath}'` +
+        `${replayPath === undefined ? '' : ` ZEROCOPY_MODEL_CMDS='${replayPath}'`}${ONLY ? ` ZEROCOPY_MODEL_ONLY=${ONLY.join(',')}` : ''}` +
+        ` ZEROCOPY_MODEL_SHRINK_MS=0 node --test dist/test/model-sequences.test.js`,
       `counterexample: ${example}`,
       String((details.errorInstance as Error)?.message ?? details.errorInstance),
     ].join('\n'),

@@ -5,7 +5,7 @@
 import * as net from 'node:net'
 import fc from 'fast-check'
 import { sendFileZeroCopy, sendZeroCopy, ZeroCopySocket } from '../../lib'
-import { MARK, MiB, POOL_SIZE, payload, sleep, type Harness } from './harness'
+import { MARK, MiB, POOL_SIZE, payload, sleep, waitUntil, type Harness } from './harness'
 
 export interface Model {
   corked: number
@@ -223,7 +223,9 @@ class PeerCmd implements Cmd {
     else if (this.action === 'resume') server.resume()
     else {
       h.peer.heldAtReset = h.peerHeld()
+      h.peer.resetAt = performance.now()
       h.peer.reset = true
+      h.note(`the peer held ${h.peer.heldAtReset} B`)
       server.resetAndDestroy()
       m.reset = true
     }
@@ -231,6 +233,38 @@ class PeerCmd implements Cmd {
   }
   toString() {
     return `peer.${this.action}()`
+  }
+}
+
+/** Lets the event loop run: the peer reads, completions arrive, Promises settle. */
+class WaitCmd implements Cmd {
+  constructor(readonly ms: number) {}
+  check = () => true
+  async run(_m: Model, h: Harness) {
+    h.begin(this.toString())
+    await (this.ms === 0 ? new Promise((resolve) => setImmediate(resolve)) : sleep(this.ms))
+  }
+  toString() {
+    return this.ms === 0 ? 'await setImmediate' : `await sleep(${this.ms})`
+  }
+}
+
+/** What sequential code does: awaits the latest send (with a reading peer and no cork). */
+class AwaitLastCmd implements Cmd {
+  check = (m: Readonly<Model>) => m.corked === 0 && !m.paused
+  async run(_m: Model, h: Harness) {
+    h.begin(this.toString())
+    const op = h.ops.filter((o) => !o.nodeWrite).at(-1)
+    if (op === undefined || op.state !== 'pending') return h.note('nothing pending')
+    h.note(`awaits ${op.label}`)
+    const ms = h.hung ? 1000 : CLOSE_WAIT_MS
+    await waitUntil(() => op.state !== 'pending', ms)
+    if (op.state !== 'pending') return
+    h.violate(`still pending after ${ms} ms with a reading peer`, op.label)
+    h.hung = true
+  }
+  toString() {
+    return 'await the latest send'
   }
 }
 
@@ -274,6 +308,8 @@ const KINDS: Record<string, [number, fc.Arbitrary<Cmd>]> = {
   fromFd: [1, fc.constant(new FromCmd(true))],
   pause: [3, fc.constantFrom('pause', 'resume').map((a) => new PeerCmd(a as 'pause' | 'resume'))],
   reset: [1, fc.constant(new PeerCmd('resetAndDestroy'))],
+  wait: [3, fc.constantFrom(0, 1, 5, 20).map((ms) => new WaitCmd(ms))],
+  awaitLast: [2, fc.constant(new AwaitLastCmd())],
 }
 export const COMMAND_KINDS = Object.keys(KINDS)
 

@@ -60,6 +60,8 @@ export interface PeerState {
   reset: boolean
   /** Bytes the peer held (read, buffered in JS, in its receive queue) right before its reset. */
   heldAtReset: number
+  /** performance.now() of the reset. */
+  resetAt: number
   sawEnd: boolean
   closed: boolean
   error: Error | undefined
@@ -67,12 +69,15 @@ export interface PeerState {
 
 export class Harness {
   readonly labels: string[] = []
+  /** When each command started, ms since the sequence started. */
+  readonly times: number[] = []
+  readonly t0 = performance.now()
   readonly segs: Seg[] = []
   readonly ops: Op[] = []
   readonly violations: string[] = []
   readonly instances = new Set<ZeroCopySocket>()
   readonly chunks: Buffer[] = []
-  readonly peer: PeerState = { paused: false, reset: false, heldAtReset: -1, sawEnd: false, closed: false, error: undefined }
+  readonly peer: PeerState = { paused: false, reset: false, heldAtReset: -1, resetAt: -1, sawEnd: false, closed: false, error: undefined }
   readonly deferredAborts: Array<() => void> = []
   current: ZeroCopySocket | undefined
   cmd = -1
@@ -105,6 +110,7 @@ export class Harness {
   begin(label: string): void {
     this.cmd++
     this.labels.push(label)
+    this.times.push(performance.now() - this.t0)
     this.fireDeferredAborts()
   }
 

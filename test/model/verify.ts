@@ -28,6 +28,7 @@ export async function finishSequence(h: Harness, kind: EndKind): Promise<Ending>
   const ending: Ending = { kind, destroyedEarly: client.destroyed, late: undefined }
   if (!client.destroyed && kind === 'end') {
     client.end()
+    h.begin('sendZeroCopy(socket, 4 B) after end()')
     const p = h.callAsync(() => sendZeroCopy(client, Buffer.from('late')))
     if (p !== undefined) ending.late = h.track(p)
   } else if (!client.destroyed) client.destroy()
@@ -162,20 +163,22 @@ function checkResetRejects(h: Harness, layout: Layout): void {
   for (const o of h.ops) {
     const end = segEnd(h, layout, o)
     if (o.state !== 'resolved' || !ZC_MECHANISMS.includes(o.value?.mechanism ?? '') || end <= h.peer.heldAtReset) continue
-    h.violate(`resolved (${o.value?.mechanism}) though its bytes up to ${end} were past the ${h.peer.heldAtReset} B the peer held at its reset`, o.label)
+    const when = o.settledAt! - h.peer.resetAt
+    const rel = `${Math.abs(when).toFixed(2)} ms ${when >= 0 ? 'after' : 'before'} the reset`
+    h.violate(`resolved (${o.value?.mechanism}) ${rel}, though its bytes up to ${end} were past the ${h.peer.heldAtReset} B the peer held at the reset`, o.label)
   }
 }
 
 // ---- the report ------------------------------------------------------------------------
 
 export function report(h: Harness): string {
-  const lines = [`${h.violations.length} violation(s):`, ...h.violations.map((v) => `  - ${v}`), 'commands (model offset+length, outcome):']
+  const lines = [`${h.violations.length} violation(s):`, ...h.violations.map((v) => `  - ${v}`), 'commands (t+ms since the start, model offset+length, outcome):']
   const layout = reportLayout(h)
   h.labels.forEach((label, cmd) => {
     const parts: string[] = []
     h.segs.forEach((s, i) => s.cmd === cmd && parts.push(`@${layout.start[i]}+${s.bytes.length}${layout.skipped[i] ? ' (skipped)' : ''}`))
-    for (const o of h.ops.filter((x) => x.cmd === cmd)) parts.push(outcome(o))
-    lines.push(`  #${cmd} ${label}${parts.length > 0 ? ' ' : ''}${parts.join(' ')}`)
+    for (const o of h.ops.filter((x) => x.cmd === cmd)) parts.push(outcome(h, o))
+    lines.push(`  #${cmd} t+${h.times[cmd]!.toFixed(2)} ${label}${parts.length > 0 ? ' ' : ''}${parts.join(' ')}`)
   })
   return lines.join('\n')
 }
@@ -188,7 +191,7 @@ function reportLayout(h: Harness): Layout {
   return { start: h.segs.map((s) => (at += s.bytes.length) - s.bytes.length), skipped: h.segs.map(() => false) }
 }
 
-function outcome(o: Op): string {
-  const ms = o.settledAt === undefined ? '' : ` in ${Math.round(o.settledAt - o.startedAt)} ms`
+function outcome(h: Harness, o: Op): string {
+  const ms = o.settledAt === undefined ? '' : ` at t+${(o.settledAt - h.t0).toFixed(2)}`
   return `${describe(o)}${o.value?.mechanism ? ` ${o.value.mechanism}` : ''}${ms}`
 }
