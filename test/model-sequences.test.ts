@@ -15,7 +15,7 @@
 //   ZEROCOPY_MODEL_PATH       fast-check replay path printed with a failure (with its seed)
 //   ZEROCOPY_MODEL_CMDS       the commands' replayPath printed with it (shrunk command lists need it)
 //   ZEROCOPY_MODEL_RUNS       sequences to run (default 40; `npm run test:model-long`: 2000)
-//   ZEROCOPY_MODEL_SHRINK_MS  time allowed to shrink a failure (default 60000; 0 = no shrinking)
+//   ZEROCOPY_MODEL_SHRINK_MS  time allowed to shrink a failure (default 30000; 0 = no shrinking)
 //   ZEROCOPY_MODEL_ONLY       comma-separated command kinds to draw from (default all; the names
 //                             are the keys of KINDS in test/model/commands.ts), to isolate a failure
 import * as fs from 'node:fs'
@@ -31,7 +31,7 @@ const RUNS = Number(process.env.ZEROCOPY_MODEL_RUNS ?? 40)
 const SEED = process.env.ZEROCOPY_MODEL_SEED === undefined ? Date.now() ^ (Math.random() * 0x7fffffff) : Number(process.env.ZEROCOPY_MODEL_SEED)
 const PATH = process.env.ZEROCOPY_MODEL_PATH
 const CMDS = process.env.ZEROCOPY_MODEL_CMDS
-const SHRINK_MS = Number(process.env.ZEROCOPY_MODEL_SHRINK_MS ?? 60_000)
+const SHRINK_MS = Number(process.env.ZEROCOPY_MODEL_SHRINK_MS ?? 30_000)
 /** No sequence may take longer: every wait inside is bounded far below this. */
 const SEQUENCE_MS = 120_000
 const MAX_COMMANDS = 25
@@ -84,6 +84,7 @@ async function runSequence(cmds: Iterable<fc.AsyncCommand<Model, Harness>>, kind
   }
   await checkFds(h, fdsBefore)
   for (const e of uncaught.slice(uncaughtBefore)) h.violate(e, 'process')
+  if (process.env.ZC_DEBUG) console.log(report(h))
   if (h.violations.length > 0) throw new Error(report(h))
 }
 

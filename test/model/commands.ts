@@ -25,9 +25,14 @@ function asKind(u: Uint8Array, kind: (typeof VIEW_KINDS)[number]): ArrayBufferVi
   return u
 }
 
+/** Pool bytes for command `cmd` (distinct per command even where shrinking made every `off` 0). */
+function bytesFor(h: Harness, off: number, size: number): Uint8Array {
+  return payload(off + h.cmd * 1_000_003, size)
+}
+
 /** Payload views for `sizes`; the k-th view's kind cycles from `off`. */
-function makeViews(sizes: number[], off: number) {
-  const parts = sizes.map((size, i) => payload(off + i * 7919, size))
+function makeViews(h: Harness, sizes: number[], off: number) {
+  const parts = sizes.map((size, i) => bytesFor(h, off + i * 7919, size))
   const views = parts.map((u, i) => asKind(u, VIEW_KINDS[(off + i) % VIEW_KINDS.length]!))
   const kinds = parts.map((_, i) => VIEW_KINDS[(off + i) % VIEW_KINDS.length]!)
   return { parts, views, kinds, bytes: Buffer.concat(parts), overwrite: () => parts.forEach((u) => u.fill(MARK)) }
@@ -50,7 +55,7 @@ class SendCmd implements Cmd {
     if ((this.via === 'sendZeroCopy(fd)' && fd === undefined) || (this.via.startsWith('zc.') && zc === undefined)) {
       return h.note('skipped: client closed')
     }
-    const v = makeViews(this.sizes, this.off)
+    const v = makeViews(h, this.sizes, this.off)
     const data = (this.array || this.via === 'zc.sendEach' ? v.views : v.views[0]!) as Uint8Array
     const p = h.callAsync(() => this.call(h, zc, fd, data))
     if (p !== undefined) h.track(p, h.append(v.bytes), v.overwrite)
@@ -68,7 +73,8 @@ class SendCmd implements Cmd {
   }
 }
 
-type AbortAt = 'none' | 'before' | 'sync' | 'next' | number
+/** When a file send's signal aborts: 'midway' = once the peer has read up to the file. */
+type AbortAt = 'none' | 'before' | 'sync' | 'next' | 'midway' | number
 
 class FileCmd implements Cmd {
   constructor(
@@ -82,40 +88,45 @@ class FileCmd implements Cmd {
   async run(_m: Model, h: Harness) {
     h.begin(this.toString())
     if (this.byFd && h.clientFd() === undefined) return h.note('skipped: client closed')
-    const content = payload(this.off, this.size)
+    const content = bytesFor(h, this.off, this.size)
     const file = h.writeFile(content)
-    const offset = Math.min(this.range?.offset ?? 0, this.size)
+    const offset = this.range?.offset ?? 0
     const end = this.range === null ? this.size : Math.min(this.size, offset + this.range.length)
     const ac = this.abortAt === 'none' ? undefined : new AbortController()
     if (this.abortAt === 'before') ac!.abort()
     const opts = { ...(this.range && { offset, length: this.range.length }), signal: ac?.signal }
     const target = this.byFd ? (h.clientFd() as unknown as net.Socket) : h.pair.client
+    const start = h.modelLength()
     const p = h.callAsync(() => sendFileZeroCopy(target, file, opts))
     if (p === undefined) return
     const op = h.track(p, h.append(content.subarray(offset, end), ac !== undefined), () => h.overwriteFile(file, this.size))
     const abort = () => {
-      if (op.abortedAt === undefined) op.abortedAt = performance.now()
+      if (op.state === 'pending' && op.abortedAt === undefined) op.abortedAt = performance.now()
       ac!.abort()
     }
     if (this.abortAt === 'before') op.abortedAt = performance.now()
     else if (this.abortAt === 'sync') abort()
     else if (this.abortAt === 'next') h.deferredAborts.push(abort)
-    else if (typeof this.abortAt === 'number') deferTimer(h, abort, this.abortAt)
+    else if (this.abortAt === 'midway') later(h, abort, (fire) => setInterval(() => (h.rx > start || op.state !== 'pending') && fire(), 1))
+    else if (typeof this.abortAt === 'number') later(h, abort, (fire) => setTimeout(fire, this.abortAt as number))
   }
   toString() {
     const range = this.range === null ? '' : `, {offset: ${this.range.offset}, length: ${this.range.length}}`
-    const abort = this.abortAt === 'none' ? '' : `, abort ${typeof this.abortAt === 'number' ? `after ${this.abortAt} ms` : this.abortAt}`
+    const when = typeof this.abortAt === 'number' ? `after ${this.abortAt} ms` : this.abortAt === 'midway' ? 'once the peer reached it' : this.abortAt
+    const abort = this.abortAt === 'none' ? '' : `, abort ${when}`
     return `sendFileZeroCopy(${this.byFd ? 'fd' : 'socket'}, ${this.size} B file${range}${abort})`
   }
 }
 
-/** Aborts after `ms`, or when the sequence ends, whichever is first. */
-function deferTimer(h: Harness, abort: () => void, ms: number): void {
-  const timer = setTimeout(abort, ms)
-  h.deferredAborts.push(() => {
-    clearTimeout(timer)
+/** An abort that a timer fires (or the end of the sequence, whichever is first). */
+function later(h: Harness, abort: () => void, arm: (fire: () => void) => NodeJS.Timeout): void {
+  const fire = () => {
+    clearTimeout(timer) // clears an interval too
+    h.laterAborts.delete(fire)
     abort()
-  })
+  }
+  const timer = arm(fire)
+  h.laterAborts.add(fire)
 }
 
 class WriteCmd implements Cmd {
@@ -126,7 +137,7 @@ class WriteCmd implements Cmd {
   check = () => true
   async run(_m: Model, h: Harness) {
     h.begin(this.toString())
-    const u = payload(this.off, this.size)
+    const u = bytesFor(h, this.off, this.size)
     const seg = h.append(u)
     const op = h.newOp(seg)
     op.nodeWrite = true
@@ -278,8 +289,8 @@ const size = fc.oneof(
 const off = fc.integer({ min: 0, max: POOL_SIZE - 1 })
 const viewSizes = fc.array(fc.oneof(size, fc.constant(0)), { minLength: 1, maxLength: 5 })
 const abortAt: fc.Arbitrary<AbortAt> = fc.oneof(
-  fc.constantFrom<AbortAt>('before', 'sync', 'next'),
-  fc.integer({ min: 0, max: 30 }),
+  fc.constantFrom<AbortAt>('before', 'sync', 'next', 'midway', 'midway'),
+  fc.integer({ min: 0, max: 50 }),
 )
 const range = fc.option(fc.record({ offset: fc.integer({ min: 0, max: 2 * MiB }), length: fc.integer({ min: 0, max: 2 * MiB }) }))
 
@@ -288,7 +299,13 @@ const sendVia = (via: SendVia) =>
 const file = (byFd: boolean, aborts: boolean) =>
   fc
     .tuple(size, off, range, aborts ? abortAt : fc.constant<AbortAt>('none'))
-    .map(([s, o, r, a]) => new FileCmd(s, o, r, byFd, a))
+    .map(([s, o, r, a]) => new FileCmd(s, o, r && inFile(s, r), byFd, a))
+
+/** A range inside a file of `size` bytes (its length may reach one byte past the end). */
+function inFile(size: number, r: { offset: number; length: number }) {
+  const offset = r.offset % (size + 1)
+  return { offset, length: r.length % (size - offset + 2) }
+}
 
 /** Every kind of command, by name, with its weight: sends and files most, the peer reset rarely. */
 const KINDS: Record<string, [number, fc.Arbitrary<Cmd>]> = {
@@ -299,7 +316,8 @@ const KINDS: Record<string, [number, fc.Arbitrary<Cmd>]> = {
   sendEach: [3, fc.tuple(fc.array(size, { maxLength: 8 }), off).map(([sizes, o]) => new SendCmd('zc.sendEach', sizes, true, o))],
   file: [2, file(false, false)],
   fileFd: [1, file(true, false)],
-  fileAbort: [1, fc.oneof(file(false, true), file(true, true))],
+  fileAbort: [1, file(false, true)],
+  fileAbortFd: [1, file(true, true)],
   write: [3, fc.tuple(size, off).map(([s, o]) => new WriteCmd(s, o))],
   cork: [2, fc.boolean().map((c) => new CorkCmd(c))],
   close: [1, fc.constant(new CloseCmd(false))],

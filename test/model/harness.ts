@@ -78,7 +78,10 @@ export class Harness {
   readonly instances = new Set<ZeroCopySocket>()
   readonly chunks: Buffer[] = []
   readonly peer: PeerState = { paused: false, reset: false, heldAtReset: -1, resetAt: -1, sawEnd: false, closed: false, error: undefined }
+  /** Aborts that fire at the next command. */
   readonly deferredAborts: Array<() => void> = []
+  /** Aborts waiting for a timer or the peer; the end of the sequence fires those left. */
+  readonly laterAborts = new Set<() => void>()
   current: ZeroCopySocket | undefined
   cmd = -1
   rx = 0
@@ -131,6 +134,11 @@ export class Harness {
     const seg: Seg = { cmd: this.cmd, label: this.label, bytes: Buffer.from(bytes), op: undefined, abortable }
     this.segs.push(seg)
     return seg
+  }
+
+  /** Bytes the model holds so far (every segment whole). */
+  modelLength(): number {
+    return this.segs.reduce((n, s) => n + s.bytes.length, 0)
   }
 
   /** Calls a Promise-returning API; a synchronous throw is a violation (the contract: reject). */
@@ -197,7 +205,12 @@ export class Harness {
 
   /** Rewrites a file in place with MARK (the same page-cache pages the send mapped). */
   overwriteFile(file: string, size: number): void {
-    const fd = fs.openSync(file, 'r+')
+    let fd: number
+    try {
+      fd = fs.openSync(file, 'r+')
+    } catch {
+      return // settled after its sequence ended and removed the file
+    }
     try {
       fs.writeSync(fd, Buffer.alloc(size, MARK), 0, size, 0)
     } finally {

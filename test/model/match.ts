@@ -83,7 +83,7 @@ function branch(rx: Buffer, segs: Seg[], i: number, pos: number, layout: Layout)
 /** Which segment's bytes appear at `at` of the received stream (for the report). */
 export function locate(rx: Buffer, at: number, segs: Seg[]): string {
   const window = rx.subarray(at, at + 64)
-  if (window.length < 16) return `only ${window.length} bytes received there`
+  if (window.length === 0) return 'nothing received there'
   const hits: string[] = []
   for (const s of segs) {
     const idx = s.bytes.indexOf(window)

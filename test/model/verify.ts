@@ -23,6 +23,8 @@ interface Ending {
 
 export async function finishSequence(h: Harness, kind: EndKind): Promise<Ending> {
   h.begin(`socket.${kind}()`)
+  await waitUntil(() => h.laterAborts.size === 0, 100)
+  for (const fire of [...h.laterAborts]) fire()
   await checkAbortsPrompt(h)
   const { client, server } = h.pair
   const ending: Ending = { kind, destroyedEarly: client.destroyed, late: undefined }
