@@ -101,10 +101,16 @@ class FileCmd implements Cmd {
     if (p === undefined) return
     const op = h.track(p, h.append(content.subarray(offset, end), ac !== undefined), () => h.overwriteFile(file, this.size))
     const abort = () => {
-      if (op.state === 'pending' && op.abortedAt === undefined) op.abortedAt = performance.now()
+      if (op.state === 'pending' && op.abortedAt === undefined) {
+        op.abortedAt = performance.now()
+        op.abortedAlive = h.alive()
+      }
       ac!.abort()
     }
-    if (this.abortAt === 'before') op.abortedAt = performance.now()
+    if (this.abortAt === 'before') {
+      op.abortedAt = performance.now()
+      op.abortedAlive = h.alive()
+    }
     else if (this.abortAt === 'sync') abort()
     else if (this.abortAt === 'next') h.deferredAborts.push(abort)
     else if (this.abortAt === 'midway') later(h, abort, (fire) => setInterval(() => (h.rx > start || op.state !== 'pending') && fire(), 1))

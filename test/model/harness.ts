@@ -41,6 +41,8 @@ export interface Op {
   settledAt?: number
   /** performance.now() when its AbortSignal fired. */
   abortedAt?: number
+  /** The connection was alive when it aborted (so AbortError is the only right rejection). */
+  abortedAlive?: boolean
   /** A socket.write callback: Node calls it without an error for a write that destroy() cancelled. */
   nodeWrite?: boolean
 }
@@ -134,6 +136,11 @@ export class Harness {
     const seg: Seg = { cmd: this.cmd, label: this.label, bytes: Buffer.from(bytes), op: undefined, abortable }
     this.segs.push(seg)
     return seg
+  }
+
+  /** Neither side has seen the connection die. */
+  alive(): boolean {
+    return !this.pair.client.destroyed && !this.peer.reset && this.peer.error === undefined
   }
 
   /** Bytes the model holds so far (every segment whole). */

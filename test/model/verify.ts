@@ -76,7 +76,8 @@ async function closeInstances(h: Harness): Promise<void> {
 // ---- the invariants ------------------------------------------------------------------
 
 export function checkSequence(h: Harness, ending: Ending): void {
-  const terminated = h.peer.reset || ending.kind === 'destroy' || ending.destroyedEarly
+  // The connection died (a reset either way, destroy(), or an abort that reset it): a prefix then.
+  const terminated = h.peer.reset || ending.kind === 'destroy' || ending.destroyedEarly || h.peer.error !== undefined
   const rx = h.received()
   checkSettled(h, terminated, ending)
   const layout = checkStream(h, rx, terminated)
@@ -97,7 +98,7 @@ function checkSettled(h: Harness, terminated: boolean, ending: Ending): void {
         h.violate(`a send after end() ${describe(o)} (expected ERR_STREAM_WRITE_AFTER_END)`, o.label)
       }
     } else if (o.abortedAt !== undefined && o.state === 'rejected') {
-      if (!h.peer.reset && (o.error?.name !== 'AbortError' || o.error?.code !== 'ABORT_ERR')) {
+      if (o.abortedAlive && (o.error?.name !== 'AbortError' || o.error?.code !== 'ABORT_ERR')) {
         h.violate(`aborted, rejected with ${describe(o)} (expected AbortError ABORT_ERR)`, o.label)
       }
     } else if (o.state === 'rejected' && !terminated) h.violate(`rejected (${describe(o)}) on a healthy connection`, o.label)
