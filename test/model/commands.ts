@@ -1,11 +1,12 @@
 // The commands of the model-based sequences: each acts on the CLIENT socket (or the
 // peer), appends the bytes it puts in the stream to the model at call time, and tracks
-// its Promise. None awaits a send: only `await zc.close()` waits, and only with a
-// reading peer and no cork (anything else would be the test deadlocking itself).
+// its Promise. A send is never awaited by the command that makes it; `await zc.close()`
+// and "await the latest send" wait (bounded), and only with a reading peer and no cork
+// (anything else would be the test deadlocking itself); `wait` lets the event loop run.
 import * as net from 'node:net'
 import fc from 'fast-check'
 import { sendFileZeroCopy, sendZeroCopy, ZeroCopySocket } from '../../lib'
-import { MARK, MiB, POOL_SIZE, payload, sleep, waitUntil, type Harness } from './harness'
+import { MARK, MiB, POOL_SIZE, payload, sleep, waitUntil, type Harness, type Op } from './harness'
 
 export interface Model {
   corked: number
@@ -34,8 +35,7 @@ function bytesFor(h: Harness, off: number, size: number): Uint8Array {
 function makeViews(h: Harness, sizes: number[], off: number) {
   const parts = sizes.map((size, i) => bytesFor(h, off + i * 7919, size))
   const views = parts.map((u, i) => asKind(u, VIEW_KINDS[(off + i) % VIEW_KINDS.length]!))
-  const kinds = parts.map((_, i) => VIEW_KINDS[(off + i) % VIEW_KINDS.length]!)
-  return { parts, views, kinds, bytes: Buffer.concat(parts), overwrite: () => parts.forEach((u) => u.fill(MARK)) }
+  return { parts, views, bytes: Buffer.concat(parts), overwrite: () => parts.forEach((u) => u.fill(MARK)) }
 }
 
 type SendVia = 'zc.send' | 'zc.send copy' | 'sendZeroCopy(socket)' | 'sendZeroCopy(fd)' | 'zc.sendEach'
@@ -69,7 +69,10 @@ class SendCmd implements Cmd {
   }
   toString() {
     const kinds = this.sizes.map((s, i) => `${VIEW_KINDS[(this.off + i) % 4]}:${s}`).join(', ')
-    return `${this.via}(${this.array || this.via === 'zc.sendEach' ? `[${kinds}]` : kinds})`
+    const data = this.array || this.via === 'zc.sendEach' ? `[${kinds}]` : kinds
+    if (this.via === 'zc.send copy') return `zc.send(${data}, {copy: true})`
+    if (this.via.endsWith(')')) return `${this.via.slice(0, -1)}, ${data})`
+    return `${this.via}(${data})`
   }
 }
 
@@ -93,28 +96,14 @@ class FileCmd implements Cmd {
     const offset = this.range?.offset ?? 0
     const end = this.range === null ? this.size : Math.min(this.size, offset + this.range.length)
     const ac = this.abortAt === 'none' ? undefined : new AbortController()
-    if (this.abortAt === 'before') ac!.abort()
+    if (this.abortAt === 'before') ac!.abort() // already aborted at the call; armAbort records it
     const opts = { ...(this.range && { offset, length: this.range.length }), signal: ac?.signal }
     const target = this.byFd ? (h.clientFd() as unknown as net.Socket) : h.pair.client
     const start = h.modelLength()
     const p = h.callAsync(() => sendFileZeroCopy(target, file, opts))
     if (p === undefined) return
     const op = h.track(p, h.append(content.subarray(offset, end), ac !== undefined), () => h.overwriteFile(file, this.size))
-    const abort = () => {
-      if (op.state === 'pending' && op.abortedAt === undefined) {
-        op.abortedAt = performance.now()
-        op.abortedAlive = h.alive()
-      }
-      ac!.abort()
-    }
-    if (this.abortAt === 'before') {
-      op.abortedAt = performance.now()
-      op.abortedAlive = h.alive()
-    }
-    else if (this.abortAt === 'sync') abort()
-    else if (this.abortAt === 'next') h.deferredAborts.push(abort)
-    else if (this.abortAt === 'midway') later(h, abort, (fire) => setInterval(() => (h.rx > start || op.state !== 'pending') && fire(), 1))
-    else if (typeof this.abortAt === 'number') later(h, abort, (fire) => setTimeout(fire, this.abortAt as number))
+    if (ac !== undefined) armAbort(h, op, ac, this.abortAt, start)
   }
   toString() {
     const range = this.range === null ? '' : `, {offset: ${this.range.offset}, length: ${this.range.length}}`
@@ -122,6 +111,22 @@ class FileCmd implements Cmd {
     const abort = this.abortAt === 'none' ? '' : `, abort ${when}`
     return `sendFileZeroCopy(${this.byFd ? 'fd' : 'socket'}, ${this.size} B file${range}${abort})`
   }
+}
+
+/** Aborts `ac` when `at` says (`start`: where the file begins in the model's stream). */
+function armAbort(h: Harness, op: Op, ac: AbortController, at: AbortAt, start: number): void {
+  const abort = () => {
+    if (op.state === 'pending' && op.abortedAt === undefined) {
+      op.abortedAt = performance.now()
+      op.abortedAlive = h.alive()
+      op.abortedBefore = at === 'before'
+    }
+    ac.abort()
+  }
+  if (at === 'before' || at === 'sync') abort()
+  else if (at === 'next') h.deferredAborts.push(abort)
+  else if (at === 'midway') later(h, abort, (fire) => setInterval(() => (h.rx > start || op.state !== 'pending') && fire(), 1))
+  else if (typeof at === 'number') later(h, abort, (fire) => setTimeout(fire, at))
 }
 
 /** An abort that a timer fires (or the end of the sequence, whichever is first). */
@@ -186,9 +191,9 @@ class CloseCmd implements Cmd {
     if (p === undefined) return
     const op = h.track(p)
     if (!this.awaited) return
-    await Promise.race([p.catch(() => {}), sleep(h.hung ? 1000 : CLOSE_WAIT_MS)])
-    if (op.state === 'pending') {
-      h.violate(`await zc.close() did not settle in ${h.hung ? 1000 : CLOSE_WAIT_MS} ms with a reading peer (${statsLine(zc)})`)
+    const ms = h.hung ? 1000 : CLOSE_WAIT_MS
+    if (!(await waitUntil(() => op.state !== 'pending', ms))) {
+      h.violate(`await zc.close() did not settle in ${ms} ms with a reading peer (${statsLine(zc)})`)
       h.hung = true
       return
     }

@@ -41,6 +41,8 @@ export interface Op {
   settledAt?: number
   /** performance.now() when its AbortSignal fired. */
   abortedAt?: number
+  /** Its signal was aborted before the call. */
+  abortedBefore?: boolean
   /** The connection was alive when it aborted (so AbortError is the only right rejection). */
   abortedAlive?: boolean
   /** A socket.write callback: Node calls it without an error for a write that destroy() cancelled. */

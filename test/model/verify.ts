@@ -22,10 +22,13 @@ interface Ending {
 }
 
 export async function finishSequence(h: Harness, kind: EndKind): Promise<Ending> {
-  h.begin(`socket.${kind}()`)
+  const aborting = h.laterAborts.size + h.deferredAborts.length + h.ops.filter((o) => o.abortedAt !== undefined && o.state === 'pending').length
+  if (aborting > 0) h.begin('(end) the aborts left fire; each must reject promptly')
+  h.fireDeferredAborts()
   await waitUntil(() => h.laterAborts.size === 0, 100)
   for (const fire of [...h.laterAborts]) fire()
   await checkAbortsPrompt(h)
+  h.begin(`socket.${kind}()`)
   const { client, server } = h.pair
   const ending: Ending = { kind, destroyedEarly: client.destroyed, late: undefined }
   if (!client.destroyed && kind === 'end') {
@@ -97,6 +100,8 @@ function checkSettled(h: Harness, terminated: boolean, ending: Ending): void {
       if (o.state !== 'rejected' || (!terminated && o.error?.code !== 'ERR_STREAM_WRITE_AFTER_END')) {
         h.violate(`a send after end() ${describe(o)} (expected ERR_STREAM_WRITE_AFTER_END)`, o.label)
       }
+    } else if (o.abortedBefore && o.state === 'resolved') {
+      h.violate('resolved though its signal was aborted before the call (expected AbortError)', o.label)
     } else if (o.abortedAt !== undefined && o.state === 'rejected') {
       if (o.abortedAlive && (o.error?.name !== 'AbortError' || o.error?.code !== 'ABORT_ERR')) {
         h.violate(`aborted, rejected with ${describe(o)} (expected AbortError ABORT_ERR)`, o.label)
