@@ -3,7 +3,7 @@
 // peer actions on one loopback TCP pair, checked against the byte stream the model
 // expects. Invariants, at the end of each sequence:
 //   1. the peer's bytes equal the model's (with a reset, destroy or abort: a prefix of it);
-//   2. every Promise (and socket.write callback) settles exactly once, in bounded time;
+//   2. every Promise settles, in bounded time (and every socket.write callback runs once);
 //   3. buffers and files overwritten with 0xEE once their send settled never reach the peer;
 //   4. a resolved send lies inside what the peer read, when it read to EOF
 //      (and after a peer reset, a zero-copy send whose pages the kernel held rejects);
@@ -18,6 +18,7 @@
 //   ZEROCOPY_MODEL_SHRINK_MS  time allowed to shrink a failure (default 30000; 0 = no shrinking)
 //   ZEROCOPY_MODEL_ONLY       comma-separated command kinds to draw from (default all; the names
 //                             are the keys of KINDS in test/model/commands.ts), to isolate a failure
+//   ZEROCOPY_MODEL_VERBOSE    =1 prints every sequence's commands and outcomes, passing or not
 import * as fs from 'node:fs'
 import { after, before, test } from 'node:test'
 import fc from 'fast-check'
@@ -84,7 +85,7 @@ async function runSequence(cmds: Iterable<fc.AsyncCommand<Model, Harness>>, kind
   }
   await checkFds(h, fdsBefore)
   for (const e of uncaught.slice(uncaughtBefore)) h.violate(e, 'process')
-  if (process.env.ZC_DEBUG) console.log(report(h))
+  if (process.env.ZEROCOPY_MODEL_VERBOSE) console.log(report(h))
   if (h.violations.length > 0) throw new Error(report(h))
 }
 

@@ -84,7 +84,7 @@ export function checkSequence(h: Harness, ending: Ending): void {
   const rx = h.received()
   checkSettled(h, terminated, ending)
   const layout = checkStream(h, rx, terminated)
-  checkMarks(h, rx, layout)
+  checkMarks(h, rx, layout ?? reportLayout(h))
   if (layout !== undefined && h.peer.sawEnd) checkResolvedReceived(h, rx, layout)
   if (layout !== undefined && h.peer.reset) checkResetRejects(h, layout)
 }
@@ -135,19 +135,18 @@ function sha(b: Buffer): string {
   return crypto.createHash('sha256').update(b).digest('hex').slice(0, 16)
 }
 
-function segAt(layout: Layout | undefined, offset: number, h: Harness): string {
-  if (layout === undefined) return 'order unknown'
+function segAt(layout: Layout, offset: number, h: Harness): string {
   for (let i = h.segs.length - 1; i >= 0; i--) if (!layout.skipped[i] && layout.start[i]! <= offset) return h.segs[i]!.label
   return '?'
 }
 
 /** Invariant 3: no byte overwritten after its Promise settled reaches the peer. */
-function checkMarks(h: Harness, rx: Buffer, layout: Layout | undefined): void {
+function checkMarks(h: Harness, rx: Buffer, layout: Layout): void {
   const at = rx.indexOf(MARK)
   if (at < 0) return
   let count = 0
   for (let i = at; i < rx.length; i++) if (rx[i] === MARK) count++
-  h.violate(`0xEE (written over buffers/files once their send settled) at offset ${at} (${count} such bytes), in ${segAt(layout, at, h)}`, 'marks')
+  h.violate(`0xEE (written over buffers/files once their send settled) at offset ${at} (${count} such bytes), where the model has ${segAt(layout, at, h)}`, 'marks')
 }
 
 function segEnd(h: Harness, layout: Layout, o: Op): number {
