@@ -3,7 +3,7 @@
 // peer actions on one loopback TCP pair, checked against the byte stream the model
 // expects. Invariants, at the end of each sequence:
 //   1. the peer's bytes equal the model's (with a reset, destroy or abort: a prefix of it);
-//   2. every Promise (and socket.write callback) settles exactly once, in bounded time;
+//   2. every Promise settles, in bounded time (and every socket.write callback runs once);
 //   3. buffers and files overwritten with 0xEE once their send settled never reach the peer;
 //   4. a resolved send lies inside what the peer read, when it read to EOF
 //      (and after a peer reset, a zero-copy send whose pages the kernel held rejects);
@@ -13,10 +13,12 @@
 // Environment:
 //   ZEROCOPY_MODEL_SEED       fast-check seed (default 20261123; 'random' for a new one; always printed)
 //   ZEROCOPY_MODEL_PATH       fast-check replay path printed with a failure (with its seed)
+//   ZEROCOPY_MODEL_CMDS       the commands' replayPath printed with it (shrunk command lists need it)
 //   ZEROCOPY_MODEL_RUNS       sequences to run (default 40; `npm run test:model-long`: 2000)
-//   ZEROCOPY_MODEL_SHRINK_MS  time allowed to shrink a failure (default 60000; 0 = no shrinking)
+//   ZEROCOPY_MODEL_SHRINK_MS  time allowed to shrink a failure (default 30000; 0 = no shrinking)
 //   ZEROCOPY_MODEL_ONLY       comma-separated command kinds to draw from (default all; the names
 //                             are the keys of KINDS in test/model/commands.ts), to isolate a failure
+//   ZEROCOPY_MODEL_VERBOSE    =1 prints every sequence's commands and outcomes, passing or not
 import * as fs from 'node:fs'
 import { after, before, test } from 'node:test'
 import fc from 'fast-check'
@@ -31,7 +33,8 @@ const RUNS = Number(process.env.ZEROCOPY_MODEL_RUNS ?? 40)
 const seedEnv = process.env.ZEROCOPY_MODEL_SEED ?? '20261123'
 const SEED = seedEnv === 'random' ? Date.now() ^ (Math.random() * 0x7fffffff) : Number(seedEnv)
 const PATH = process.env.ZEROCOPY_MODEL_PATH
-const SHRINK_MS = Number(process.env.ZEROCOPY_MODEL_SHRINK_MS ?? 60_000)
+const CMDS = process.env.ZEROCOPY_MODEL_CMDS
+const SHRINK_MS = Number(process.env.ZEROCOPY_MODEL_SHRINK_MS ?? 30_000)
 /** No sequence may take longer: every wait inside is bounded far below this. */
 const SEQUENCE_MS = 120_000
 const MAX_COMMANDS = 25
@@ -88,6 +91,7 @@ async function runSequence(cmds: Iterable<fc.AsyncCommand<Model, Harness>>, kind
   }
   await checkFds(h, fdsBefore)
   for (const e of uncaught.slice(uncaughtBefore)) h.violate(e, 'process')
+  if (process.env.ZEROCOPY_MODEL_VERBOSE) console.log(report(h))
   if (h.violations.length > 0) throw new Error(report(h))
 }
 
@@ -103,7 +107,7 @@ test('random command sequences on a loopback TCP pair keep the send contract', a
   t.diagnostic(`seed ${SEED}, ${RUNS} sequences of up to ${MAX_COMMANDS} commands${ONLY ? ` (only ${ONLY.join(', ')})` : ''}`)
   let firstFailure: number | undefined
   const property = fc.asyncProperty(
-    fc.commands([command(ONLY)], { maxCommands: MAX_COMMANDS, size: 'medium' }),
+    fc.commands([command(ONLY)], { maxCommands: MAX_COMMANDS, size: 'medium', replayPath: CMDS }),
     fc.constantFrom<EndKind>('end', 'destroy'),
     fc.constantFrom(Infinity, 32, 2),
     async (cmds, kind, threshold) => {
@@ -126,8 +130,9 @@ test('random command sequences on a loopback TCP pair keep the send contract', a
   throw new Error(
     [
       `model sequence failed (seed ${details.seed}, path ${details.counterexamplePath}, after ${details.numRuns} runs, shrunk ${details.numShrinks} times)`,
-      `replay: ZEROCOPY_MODEL_SEED=${details.seed} ZEROCOPY_MODEL_PATH='${details.counterexamplePath}' node --test dist/test/model-sequences.test.js` +
-        (replayPath === undefined ? '' : ` (commands replayPath ${replayPath})`),
+      `replay: ZEROCOPY_MODEL_SEED=${details.seed} ZEROCOPY_MODEL_PATH='${details.counterexamplePath}'` +
+        `${replayPath === undefined ? '' : ` ZEROCOPY_MODEL_CMDS='${replayPath}'`}${ONLY ? ` ZEROCOPY_MODEL_ONLY=${ONLY.join(',')}` : ''}` +
+        ` ZEROCOPY_MODEL_SHRINK_MS=0 node --test dist/test/model-sequences.test.js`,
       `counterexample: ${example}`,
       String((details.errorInstance as Error)?.message ?? details.errorInstance),
     ].join('\n'),

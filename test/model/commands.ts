@@ -1,11 +1,12 @@
 // The commands of the model-based sequences: each acts on the CLIENT socket (or the
 // peer), appends the bytes it puts in the stream to the model at call time, and tracks
-// its Promise. None awaits a send: only `await zc.close()` waits, and only with a
-// reading peer and no cork (anything else would be the test deadlocking itself).
+// its Promise. A send is never awaited by the command that makes it; `await zc.close()`
+// and "await the latest send" wait (bounded), and only with a reading peer and no cork
+// (anything else would be the test deadlocking itself); `wait` lets the event loop run.
 import * as net from 'node:net'
 import fc from 'fast-check'
 import { sendFileZeroCopy, sendZeroCopy, ZeroCopySocket } from '../../lib'
-import { MARK, MiB, POOL_SIZE, payload, sleep, type Harness } from './harness'
+import { MARK, MiB, POOL_SIZE, payload, sleep, waitUntil, type Harness, type Op } from './harness'
 
 export interface Model {
   corked: number
@@ -25,12 +26,16 @@ function asKind(u: Uint8Array, kind: (typeof VIEW_KINDS)[number]): ArrayBufferVi
   return u
 }
 
+/** Pool bytes for command `cmd` (distinct per command even where shrinking made every `off` 0). */
+function bytesFor(h: Harness, off: number, size: number): Uint8Array {
+  return payload(off + h.cmd * 1_000_003, size)
+}
+
 /** Payload views for `sizes`; the k-th view's kind cycles from `off`. */
-function makeViews(sizes: number[], off: number) {
-  const parts = sizes.map((size, i) => payload(off + i * 7919, size))
+function makeViews(h: Harness, sizes: number[], off: number) {
+  const parts = sizes.map((size, i) => bytesFor(h, off + i * 7919, size))
   const views = parts.map((u, i) => asKind(u, VIEW_KINDS[(off + i) % VIEW_KINDS.length]!))
-  const kinds = parts.map((_, i) => VIEW_KINDS[(off + i) % VIEW_KINDS.length]!)
-  return { parts, views, kinds, bytes: Buffer.concat(parts), overwrite: () => parts.forEach((u) => u.fill(MARK)) }
+  return { parts, views, bytes: Buffer.concat(parts), overwrite: () => parts.forEach((u) => u.fill(MARK)) }
 }
 
 type SendVia = 'zc.send' | 'zc.send copy' | 'sendZeroCopy(socket)' | 'sendZeroCopy(fd)' | 'zc.sendEach'
@@ -50,7 +55,7 @@ class SendCmd implements Cmd {
     if ((this.via === 'sendZeroCopy(fd)' && fd === undefined) || (this.via.startsWith('zc.') && zc === undefined)) {
       return h.note('skipped: client closed')
     }
-    const v = makeViews(this.sizes, this.off)
+    const v = makeViews(h, this.sizes, this.off)
     const data = (this.array || this.via === 'zc.sendEach' ? v.views : v.views[0]!) as Uint8Array
     const p = h.callAsync(() => this.call(h, zc, fd, data))
     if (p !== undefined) h.track(p, h.append(v.bytes), v.overwrite)
@@ -64,11 +69,15 @@ class SendCmd implements Cmd {
   }
   toString() {
     const kinds = this.sizes.map((s, i) => `${VIEW_KINDS[(this.off + i) % 4]}:${s}`).join(', ')
-    return `${this.via}(${this.array || this.via === 'zc.sendEach' ? `[${kinds}]` : kinds})`
+    const data = this.array || this.via === 'zc.sendEach' ? `[${kinds}]` : kinds
+    if (this.via === 'zc.send copy') return `zc.send(${data}, {copy: true})`
+    if (this.via.endsWith(')')) return `${this.via.slice(0, -1)}, ${data})`
+    return `${this.via}(${data})`
   }
 }
 
-type AbortAt = 'none' | 'before' | 'sync' | 'next' | number
+/** When a file send's signal aborts: 'midway' = once the peer has read up to the file. */
+type AbortAt = 'none' | 'before' | 'sync' | 'next' | 'midway' | number
 
 class FileCmd implements Cmd {
   constructor(
@@ -82,40 +91,53 @@ class FileCmd implements Cmd {
   async run(_m: Model, h: Harness) {
     h.begin(this.toString())
     if (this.byFd && h.clientFd() === undefined) return h.note('skipped: client closed')
-    const content = payload(this.off, this.size)
+    const content = bytesFor(h, this.off, this.size)
     const file = h.writeFile(content)
-    const offset = Math.min(this.range?.offset ?? 0, this.size)
+    const offset = this.range?.offset ?? 0
     const end = this.range === null ? this.size : Math.min(this.size, offset + this.range.length)
     const ac = this.abortAt === 'none' ? undefined : new AbortController()
-    if (this.abortAt === 'before') ac!.abort()
+    if (this.abortAt === 'before') ac!.abort() // already aborted at the call; armAbort records it
     const opts = { ...(this.range && { offset, length: this.range.length }), signal: ac?.signal }
     const target = this.byFd ? (h.clientFd() as unknown as net.Socket) : h.pair.client
+    const start = h.modelLength()
     const p = h.callAsync(() => sendFileZeroCopy(target, file, opts))
     if (p === undefined) return
     const op = h.track(p, h.append(content.subarray(offset, end), ac !== undefined), () => h.overwriteFile(file, this.size))
-    const abort = () => {
-      if (op.abortedAt === undefined) op.abortedAt = performance.now()
-      ac!.abort()
-    }
-    if (this.abortAt === 'before') op.abortedAt = performance.now()
-    else if (this.abortAt === 'sync') abort()
-    else if (this.abortAt === 'next') h.deferredAborts.push(abort)
-    else if (typeof this.abortAt === 'number') deferTimer(h, abort, this.abortAt)
+    if (ac !== undefined) armAbort(h, op, ac, this.abortAt, start)
   }
   toString() {
     const range = this.range === null ? '' : `, {offset: ${this.range.offset}, length: ${this.range.length}}`
-    const abort = this.abortAt === 'none' ? '' : `, abort ${typeof this.abortAt === 'number' ? `after ${this.abortAt} ms` : this.abortAt}`
+    const when = typeof this.abortAt === 'number' ? `after ${this.abortAt} ms` : this.abortAt === 'midway' ? 'once the peer reached it' : this.abortAt
+    const abort = this.abortAt === 'none' ? '' : `, abort ${when}`
     return `sendFileZeroCopy(${this.byFd ? 'fd' : 'socket'}, ${this.size} B file${range}${abort})`
   }
 }
 
-/** Aborts after `ms`, or when the sequence ends, whichever is first. */
-function deferTimer(h: Harness, abort: () => void, ms: number): void {
-  const timer = setTimeout(abort, ms)
-  h.deferredAborts.push(() => {
-    clearTimeout(timer)
+/** Aborts `ac` when `at` says (`start`: where the file begins in the model's stream). */
+function armAbort(h: Harness, op: Op, ac: AbortController, at: AbortAt, start: number): void {
+  const abort = () => {
+    if (op.state === 'pending' && op.abortedAt === undefined) {
+      op.abortedAt = performance.now()
+      op.abortedAlive = h.alive()
+      op.abortedBefore = at === 'before'
+    }
+    ac.abort()
+  }
+  if (at === 'before' || at === 'sync') abort()
+  else if (at === 'next') h.deferredAborts.push(abort)
+  else if (at === 'midway') later(h, abort, (fire) => setInterval(() => (h.rx > start || op.state !== 'pending') && fire(), 1))
+  else if (typeof at === 'number') later(h, abort, (fire) => setTimeout(fire, at))
+}
+
+/** An abort that a timer fires (or the end of the sequence, whichever is first). */
+function later(h: Harness, abort: () => void, arm: (fire: () => void) => NodeJS.Timeout): void {
+  const fire = () => {
+    clearTimeout(timer) // clears an interval too
+    h.laterAborts.delete(fire)
     abort()
-  })
+  }
+  const timer = arm(fire)
+  h.laterAborts.add(fire)
 }
 
 class WriteCmd implements Cmd {
@@ -126,7 +148,7 @@ class WriteCmd implements Cmd {
   check = () => true
   async run(_m: Model, h: Harness) {
     h.begin(this.toString())
-    const u = payload(this.off, this.size)
+    const u = bytesFor(h, this.off, this.size)
     const seg = h.append(u)
     const op = h.newOp(seg)
     op.nodeWrite = true
@@ -169,9 +191,9 @@ class CloseCmd implements Cmd {
     if (p === undefined) return
     const op = h.track(p)
     if (!this.awaited) return
-    await Promise.race([p.catch(() => {}), sleep(h.hung ? 1000 : CLOSE_WAIT_MS)])
-    if (op.state === 'pending') {
-      h.violate(`await zc.close() did not settle in ${h.hung ? 1000 : CLOSE_WAIT_MS} ms with a reading peer (${statsLine(zc)})`)
+    const ms = h.hung ? 1000 : CLOSE_WAIT_MS
+    if (!(await waitUntil(() => op.state !== 'pending', ms))) {
+      h.violate(`await zc.close() did not settle in ${ms} ms with a reading peer (${statsLine(zc)})`)
       h.hung = true
       return
     }
@@ -223,7 +245,9 @@ class PeerCmd implements Cmd {
     else if (this.action === 'resume') server.resume()
     else {
       h.peer.heldAtReset = h.peerHeld()
+      h.peer.resetAt = performance.now()
       h.peer.reset = true
+      h.note(`the peer held ${h.peer.heldAtReset} B`)
       server.resetAndDestroy()
       m.reset = true
     }
@@ -231,6 +255,38 @@ class PeerCmd implements Cmd {
   }
   toString() {
     return `peer.${this.action}()`
+  }
+}
+
+/** Lets the event loop run: the peer reads, completions arrive, Promises settle. */
+class WaitCmd implements Cmd {
+  constructor(readonly ms: number) {}
+  check = () => true
+  async run(_m: Model, h: Harness) {
+    h.begin(this.toString())
+    await (this.ms === 0 ? new Promise((resolve) => setImmediate(resolve)) : sleep(this.ms))
+  }
+  toString() {
+    return this.ms === 0 ? 'await setImmediate' : `await sleep(${this.ms})`
+  }
+}
+
+/** What sequential code does: awaits the latest send (with a reading peer and no cork). */
+class AwaitLastCmd implements Cmd {
+  check = (m: Readonly<Model>) => m.corked === 0 && !m.paused
+  async run(_m: Model, h: Harness) {
+    h.begin(this.toString())
+    const op = h.ops.filter((o) => !o.nodeWrite).at(-1)
+    if (op === undefined || op.state !== 'pending') return h.note('nothing pending')
+    h.note(`awaits ${op.label}`)
+    const ms = h.hung ? 1000 : CLOSE_WAIT_MS
+    await waitUntil(() => op.state !== 'pending', ms)
+    if (op.state !== 'pending') return
+    h.violate(`still pending after ${ms} ms with a reading peer`, op.label)
+    h.hung = true
+  }
+  toString() {
+    return 'await the latest send'
   }
 }
 
@@ -244,8 +300,8 @@ const size = fc.oneof(
 const off = fc.integer({ min: 0, max: POOL_SIZE - 1 })
 const viewSizes = fc.array(fc.oneof(size, fc.constant(0)), { minLength: 1, maxLength: 5 })
 const abortAt: fc.Arbitrary<AbortAt> = fc.oneof(
-  fc.constantFrom<AbortAt>('before', 'sync', 'next'),
-  fc.integer({ min: 0, max: 30 }),
+  fc.constantFrom<AbortAt>('before', 'sync', 'next', 'midway', 'midway'),
+  fc.integer({ min: 0, max: 50 }),
 )
 const range = fc.option(fc.record({ offset: fc.integer({ min: 0, max: 2 * MiB }), length: fc.integer({ min: 0, max: 2 * MiB }) }))
 
@@ -254,7 +310,13 @@ const sendVia = (via: SendVia) =>
 const file = (byFd: boolean, aborts: boolean) =>
   fc
     .tuple(size, off, range, aborts ? abortAt : fc.constant<AbortAt>('none'))
-    .map(([s, o, r, a]) => new FileCmd(s, o, r, byFd, a))
+    .map(([s, o, r, a]) => new FileCmd(s, o, r && inFile(s, r), byFd, a))
+
+/** A range inside a file of `size` bytes (its length may reach one byte past the end). */
+function inFile(size: number, r: { offset: number; length: number }) {
+  const offset = r.offset % (size + 1)
+  return { offset, length: r.length % (size - offset + 2) }
+}
 
 /** Every kind of command, by name, with its weight: sends and files most, the peer reset rarely. */
 const KINDS: Record<string, [number, fc.Arbitrary<Cmd>]> = {
@@ -265,7 +327,8 @@ const KINDS: Record<string, [number, fc.Arbitrary<Cmd>]> = {
   sendEach: [3, fc.tuple(fc.array(size, { maxLength: 8 }), off).map(([sizes, o]) => new SendCmd('zc.sendEach', sizes, true, o))],
   file: [2, file(false, false)],
   fileFd: [1, file(true, false)],
-  fileAbort: [1, fc.oneof(file(false, true), file(true, true))],
+  fileAbort: [1, file(false, true)],
+  fileAbortFd: [1, file(true, true)],
   write: [3, fc.tuple(size, off).map(([s, o]) => new WriteCmd(s, o))],
   cork: [2, fc.boolean().map((c) => new CorkCmd(c))],
   close: [1, fc.constant(new CloseCmd(false))],
@@ -274,6 +337,8 @@ const KINDS: Record<string, [number, fc.Arbitrary<Cmd>]> = {
   fromFd: [1, fc.constant(new FromCmd(true))],
   pause: [3, fc.constantFrom('pause', 'resume').map((a) => new PeerCmd(a as 'pause' | 'resume'))],
   reset: [1, fc.constant(new PeerCmd('resetAndDestroy'))],
+  wait: [3, fc.constantFrom(0, 1, 5, 20).map((ms) => new WaitCmd(ms))],
+  awaitLast: [2, fc.constant(new AwaitLastCmd())],
 }
 export const COMMAND_KINDS = Object.keys(KINDS)
 

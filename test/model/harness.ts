@@ -41,6 +41,10 @@ export interface Op {
   settledAt?: number
   /** performance.now() when its AbortSignal fired. */
   abortedAt?: number
+  /** Its signal was aborted before the call. */
+  abortedBefore?: boolean
+  /** The connection was alive when it aborted (so AbortError is the only right rejection). */
+  abortedAlive?: boolean
   /** A socket.write callback: Node calls it without an error for a write that destroy() cancelled. */
   nodeWrite?: boolean
 }
@@ -60,6 +64,8 @@ export interface PeerState {
   reset: boolean
   /** Bytes the peer held (read, buffered in JS, in its receive queue) right before its reset. */
   heldAtReset: number
+  /** performance.now() of the reset. */
+  resetAt: number
   sawEnd: boolean
   closed: boolean
   error: Error | undefined
@@ -67,13 +73,19 @@ export interface PeerState {
 
 export class Harness {
   readonly labels: string[] = []
+  /** When each command started, ms since the sequence started. */
+  readonly times: number[] = []
+  readonly t0 = performance.now()
   readonly segs: Seg[] = []
   readonly ops: Op[] = []
   readonly violations: string[] = []
   readonly instances = new Set<ZeroCopySocket>()
   readonly chunks: Buffer[] = []
-  readonly peer: PeerState = { paused: false, reset: false, heldAtReset: -1, sawEnd: false, closed: false, error: undefined }
+  readonly peer: PeerState = { paused: false, reset: false, heldAtReset: -1, resetAt: -1, sawEnd: false, closed: false, error: undefined }
+  /** Aborts that fire at the next command. */
   readonly deferredAborts: Array<() => void> = []
+  /** Aborts waiting for a timer or the peer; the end of the sequence fires those left. */
+  readonly laterAborts = new Set<() => void>()
   current: ZeroCopySocket | undefined
   cmd = -1
   rx = 0
@@ -105,6 +117,7 @@ export class Harness {
   begin(label: string): void {
     this.cmd++
     this.labels.push(label)
+    this.times.push(performance.now() - this.t0)
     this.fireDeferredAborts()
   }
 
@@ -125,6 +138,16 @@ export class Harness {
     const seg: Seg = { cmd: this.cmd, label: this.label, bytes: Buffer.from(bytes), op: undefined, abortable }
     this.segs.push(seg)
     return seg
+  }
+
+  /** Neither side has seen the connection die. */
+  alive(): boolean {
+    return !this.pair.client.destroyed && !this.peer.reset && this.peer.error === undefined
+  }
+
+  /** Bytes the model holds so far (every segment whole). */
+  modelLength(): number {
+    return this.segs.reduce((n, s) => n + s.bytes.length, 0)
   }
 
   /** Calls a Promise-returning API; a synchronous throw is a violation (the contract: reject). */
@@ -191,7 +214,12 @@ export class Harness {
 
   /** Rewrites a file in place with MARK (the same page-cache pages the send mapped). */
   overwriteFile(file: string, size: number): void {
-    const fd = fs.openSync(file, 'r+')
+    let fd: number
+    try {
+      fd = fs.openSync(file, 'r+')
+    } catch {
+      return // settled after its sequence ended and removed the file
+    }
     try {
       fs.writeSync(fd, Buffer.alloc(size, MARK), 0, size, 0)
     } finally {

@@ -82,12 +82,11 @@ function branch(rx: Buffer, segs: Seg[], i: number, pos: number, layout: Layout)
 
 /** Which segment's bytes appear at `at` of the received stream (for the report). */
 export function locate(rx: Buffer, at: number, segs: Seg[]): string {
-  const window = rx.subarray(at, at + 64)
-  if (window.length < 16) return `only ${window.length} bytes received there`
-  const hits: string[] = []
-  for (const s of segs) {
-    const idx = s.bytes.indexOf(window)
-    if (idx >= 0) hits.push(`${s.label} at +${idx}`)
+  if (at >= rx.length) return 'nothing received there'
+  for (const len of [64, 8, 1]) {
+    const window = rx.subarray(at, at + len)
+    const hits = segs.flatMap((s) => (s.bytes.indexOf(window) >= 0 ? [`${s.label} at +${s.bytes.indexOf(window)}`] : []))
+    if (hits.length > 0) return `the ${window.length} B received there are ${hits.slice(0, 3).join(' or ')}`
   }
-  return hits.length > 0 ? `the bytes received there are ${hits.slice(0, 3).join(' or ')}` : 'the bytes received there match no command'
+  return 'the bytes received there match no command'
 }

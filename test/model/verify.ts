@@ -22,12 +22,18 @@ interface Ending {
 }
 
 export async function finishSequence(h: Harness, kind: EndKind): Promise<Ending> {
-  h.begin(`socket.${kind}()`)
+  const aborting = h.laterAborts.size + h.deferredAborts.length + h.ops.filter((o) => o.abortedAt !== undefined && o.state === 'pending').length
+  if (aborting > 0) h.begin('(end) the aborts left fire; each must reject promptly')
+  h.fireDeferredAborts()
+  await waitUntil(() => h.laterAborts.size === 0, 100)
+  for (const fire of [...h.laterAborts]) fire()
   await checkAbortsPrompt(h)
+  h.begin(`socket.${kind}()`)
   const { client, server } = h.pair
   const ending: Ending = { kind, destroyedEarly: client.destroyed, late: undefined }
   if (!client.destroyed && kind === 'end') {
     client.end()
+    h.begin('sendZeroCopy(socket, 4 B) after end()')
     const p = h.callAsync(() => sendZeroCopy(client, Buffer.from('late')))
     if (p !== undefined) ending.late = h.track(p)
   } else if (!client.destroyed) client.destroy()
@@ -73,11 +79,12 @@ async function closeInstances(h: Harness): Promise<void> {
 // ---- the invariants ------------------------------------------------------------------
 
 export function checkSequence(h: Harness, ending: Ending): void {
-  const terminated = h.peer.reset || ending.kind === 'destroy' || ending.destroyedEarly
+  // The connection died (a reset either way, destroy(), or an abort that reset it): a prefix then.
+  const terminated = h.peer.reset || ending.kind === 'destroy' || ending.destroyedEarly || h.peer.error !== undefined
   const rx = h.received()
   checkSettled(h, terminated, ending)
   const layout = checkStream(h, rx, terminated)
-  checkMarks(h, rx, layout)
+  checkMarks(h, rx, layout ?? reportLayout(h))
   if (layout !== undefined && h.peer.sawEnd) checkResolvedReceived(h, rx, layout)
   if (layout !== undefined && h.peer.reset) checkResetRejects(h, layout)
 }
@@ -93,8 +100,10 @@ function checkSettled(h: Harness, terminated: boolean, ending: Ending): void {
       if (o.state !== 'rejected' || (!terminated && o.error?.code !== 'ERR_STREAM_WRITE_AFTER_END')) {
         h.violate(`a send after end() ${describe(o)} (expected ERR_STREAM_WRITE_AFTER_END)`, o.label)
       }
+    } else if (o.abortedBefore && o.state === 'resolved') {
+      h.violate('resolved though its signal was aborted before the call (expected AbortError)', o.label)
     } else if (o.abortedAt !== undefined && o.state === 'rejected') {
-      if (!h.peer.reset && (o.error?.name !== 'AbortError' || o.error?.code !== 'ABORT_ERR')) {
+      if (o.abortedAlive && (o.error?.name !== 'AbortError' || o.error?.code !== 'ABORT_ERR')) {
         h.violate(`aborted, rejected with ${describe(o)} (expected AbortError ABORT_ERR)`, o.label)
       }
     } else if (o.state === 'rejected' && !terminated) h.violate(`rejected (${describe(o)}) on a healthy connection`, o.label)
@@ -126,19 +135,18 @@ function sha(b: Buffer): string {
   return crypto.createHash('sha256').update(b).digest('hex').slice(0, 16)
 }
 
-function segAt(layout: Layout | undefined, offset: number, h: Harness): string {
-  if (layout === undefined) return 'order unknown'
+function segAt(layout: Layout, offset: number, h: Harness): string {
   for (let i = h.segs.length - 1; i >= 0; i--) if (!layout.skipped[i] && layout.start[i]! <= offset) return h.segs[i]!.label
   return '?'
 }
 
 /** Invariant 3: no byte overwritten after its Promise settled reaches the peer. */
-function checkMarks(h: Harness, rx: Buffer, layout: Layout | undefined): void {
+function checkMarks(h: Harness, rx: Buffer, layout: Layout): void {
   const at = rx.indexOf(MARK)
   if (at < 0) return
   let count = 0
   for (let i = at; i < rx.length; i++) if (rx[i] === MARK) count++
-  h.violate(`0xEE (written over buffers/files once their send settled) at offset ${at} (${count} such bytes), in ${segAt(layout, at, h)}`, 'marks')
+  h.violate(`0xEE (written over buffers/files once their send settled) at offset ${at} (${count} such bytes), where the model has ${segAt(layout, at, h)}`, 'marks')
 }
 
 function segEnd(h: Harness, layout: Layout, o: Op): number {
@@ -162,20 +170,22 @@ function checkResetRejects(h: Harness, layout: Layout): void {
   for (const o of h.ops) {
     const end = segEnd(h, layout, o)
     if (o.state !== 'resolved' || !ZC_MECHANISMS.includes(o.value?.mechanism ?? '') || end <= h.peer.heldAtReset) continue
-    h.violate(`resolved (${o.value?.mechanism}) though its bytes up to ${end} were past the ${h.peer.heldAtReset} B the peer held at its reset`, o.label)
+    const when = o.settledAt! - h.peer.resetAt
+    const rel = `${Math.abs(when).toFixed(2)} ms ${when >= 0 ? 'after' : 'before'} the reset`
+    h.violate(`resolved (${o.value?.mechanism}) ${rel}, though its bytes up to ${end} were past the ${h.peer.heldAtReset} B the peer held at the reset`, o.label)
   }
 }
 
 // ---- the report ------------------------------------------------------------------------
 
 export function report(h: Harness): string {
-  const lines = [`${h.violations.length} violation(s):`, ...h.violations.map((v) => `  - ${v}`), 'commands (model offset+length, outcome):']
+  const lines = [`${h.violations.length} violation(s):`, ...h.violations.map((v) => `  - ${v}`), 'commands (t+ms since the start, model offset+length, outcome):']
   const layout = reportLayout(h)
   h.labels.forEach((label, cmd) => {
     const parts: string[] = []
     h.segs.forEach((s, i) => s.cmd === cmd && parts.push(`@${layout.start[i]}+${s.bytes.length}${layout.skipped[i] ? ' (skipped)' : ''}`))
-    for (const o of h.ops.filter((x) => x.cmd === cmd)) parts.push(outcome(o))
-    lines.push(`  #${cmd} ${label}${parts.length > 0 ? ' ' : ''}${parts.join(' ')}`)
+    for (const o of h.ops.filter((x) => x.cmd === cmd)) parts.push(outcome(h, o))
+    lines.push(`  #${cmd} t+${h.times[cmd]!.toFixed(2)} ${label}${parts.length > 0 ? ' ' : ''}${parts.join(' ')}`)
   })
   return lines.join('\n')
 }
@@ -188,7 +198,7 @@ function reportLayout(h: Harness): Layout {
   return { start: h.segs.map((s) => (at += s.bytes.length) - s.bytes.length), skipped: h.segs.map(() => false) }
 }
 
-function outcome(o: Op): string {
-  const ms = o.settledAt === undefined ? '' : ` in ${Math.round(o.settledAt - o.startedAt)} ms`
+function outcome(h: Harness, o: Op): string {
+  const ms = o.settledAt === undefined ? '' : ` at t+${(o.settledAt - h.t0).toFixed(2)}`
   return `${describe(o)}${o.value?.mechanism ? ` ${o.value.mechanism}` : ''}${ms}`
 }
