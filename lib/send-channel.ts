@@ -405,6 +405,8 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
    * already in a stream, the peer holds a cut message: the connection is reset.
    */
   private cut(req: SendRequest, err: Error): void {
+    // Completions already in: a request they settle was delivered, and the cut is too late.
+    if (req.handedOver && this.state !== 'closed') this.drain()
     if (req.settled) return
     const at = this.queue.indexOf(req)
     if (at >= 0) this.removeAt(at)

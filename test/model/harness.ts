@@ -3,9 +3,11 @@
 // sequence made, and the violations seen so far. Commands (commands.ts) drive it; the
 // end of a sequence (verify.ts) settles and checks it.
 import * as fs from 'node:fs'
+import type * as net from 'node:net'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { inputQueueBytes, ZeroCopySocket, type ZeroCopyOptions } from '../../lib'
+import { native } from '../../lib/native'
 import { randomBytes, socketFd, type TcpPair } from '../helpers'
 
 /** Written over a buffer or file once its send settled; the generator never makes it. */
@@ -103,7 +105,9 @@ export class Harness {
       this.chunks.push(chunk)
       this.rx += chunk.length
     })
-    server.on('end', () => (this.peer.sawEnd = true))
+    // After a reset, libuv reports a reader that still had bytes queued as 'end': the
+    // kernel's TCP state tells them apart (CLOSE after a reset, CLOSE_WAIT after a FIN).
+    server.on('end', () => (this.peer.sawEnd = !kernelSawReset(server)))
     server.on('close', () => (this.peer.closed = true))
     server.on('error', (err) => (this.peer.error = err))
     client.on('error', () => {}) // ECONNRESET/EPIPE after a reset: expected, not uncaught
@@ -275,4 +279,12 @@ export async function waitUntil(cond: () => boolean, ms: number): Promise<boolea
     await sleep(5)
   }
   return true
+}
+
+/** The peer socket's kernel TCP state is CLOSE: a reset arrived, whatever Node reported. */
+function kernelSawReset(socket: net.Socket): boolean {
+  const fd = (socket as unknown as { _handle?: { fd?: number } | null })._handle?.fd
+  if (typeof fd !== 'number' || fd < 0) return false
+  const out = new Float64Array(2) // [bytes acknowledged, tcpi_state]
+  return native.tcpAckState(fd, out) === 0 && out[1] === 7
 }

@@ -1,7 +1,8 @@
 // Matching what the peer received against the model's segments. Every segment must
 // arrive whole and in order, except a file send that was aborted and rejected: it may
 // have sent nothing (then it is skipped), or part of itself, and then the stream must
-// end inside it (the contract resets the connection).
+// end inside it (the contract resets the connection), or all of itself when the abort
+// came after every byte was handed over.
 import type { Seg } from './harness'
 
 export interface Layout {
@@ -73,6 +74,13 @@ function branch(rx: Buffer, segs: Seg[], i: number, pos: number, layout: Layout)
   const rest = rx.subarray(pos)
   const n = Math.min(rest.length, s.bytes.length)
   const k = common(rest.subarray(0, n), s.bytes.subarray(0, n))
+  if (k === s.bytes.length) {
+    // Whole, then more: the abort came after every byte was handed over (the reset
+    // that followed came after the later sends' bytes too).
+    const wholeLayout: Layout = { start: [...layout.start], skipped: [...layout.skipped] }
+    const whole = walk(rx, segs, i + 1, pos + k, wholeLayout)
+    if (whole.ok) return whole
+  }
   if (k === rest.length) {
     fillFrom(layout, i + 1, rx.length)
     return { ok: true, layout, complete: false, cutIn: i }
