@@ -6,6 +6,7 @@
 import * as fs from 'node:fs'
 import type * as net from 'node:net'
 import { after } from 'node:test'
+import { tcpPair, type TcpPair } from './helpers'
 
 export const MiB = 1024 * 1024
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
@@ -166,4 +167,21 @@ export function tcpState(localPort: number, remotePort: number): string {
     if (f[1]?.endsWith(`:${hex(localPort)}`) && f[2]?.endsWith(`:${hex(remotePort)}`)) return names[f[3]!] ?? f[3]!
   }
   return 'absent'
+}
+
+/** A loopback TCP pair whose sockets' errors are expected (resets), closed after the test. */
+export async function pairFor(t: { after(fn: () => unknown): void }): Promise<TcpPair> {
+  const pair = await tcpPair()
+  pair.client.on('error', () => {})
+  pair.server.on('error', () => {})
+  t.after(() => pair.close())
+  return pair
+}
+
+/** How `got` differs from `want`, for a message ('exact' when equal). */
+export function wireVerdict(got: Buffer, want: Buffer): string {
+  if (got.equals(want)) return 'exact'
+  let i = 0
+  while (i < got.length && i < want.length && got[i] === want[i]) i++
+  return `got ${got.length} bytes, want ${want.length}; first difference at byte ${i}`
 }

@@ -6,25 +6,12 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { inputQueueBytes, outputQueueBytes, pipe, sendFileZeroCopy, sendZeroCopy, ZeroCopySocket } from '../lib'
-import { closeQuietly, randomBytes, socketFd, tcpPair, tempDir, type TcpPair } from './helpers'
-import { errText, isCoded, exitWatchdog, MiB, openFdCount, receive, settleAll, sleep, tcpState, track, waitFor, waitAtMost, within } from './regress-util'
+import { closeQuietly, randomBytes, socketFd, tempDir } from './helpers'
+import { errText, isCoded, exitWatchdog, MiB, openFdCount, receive, settleAll, sleep, tcpState, track, waitFor, waitAtMost, within, pairFor, wireVerdict } from './regress-util'
 
 exitWatchdog()
 
-async function pairFor(t: { after(fn: () => unknown): void }): Promise<TcpPair> {
-  const pair = await tcpPair()
-  pair.client.on('error', () => {})
-  pair.server.on('error', () => {})
-  t.after(() => pair.close())
-  return pair
-}
 
-function wireVerdict(got: Buffer, want: Buffer): string {
-  if (got.equals(want)) return 'exact'
-  let i = 0
-  while (i < got.length && i < want.length && got[i] === want[i]) i++
-  return `got ${got.length} bytes, want ${want.length}; first difference at byte ${i}`
-}
 
 function writeFile(t: { after(fn: () => void): void }, name: string, data: Buffer): string {
   const file = path.join(tempDir(t), name)

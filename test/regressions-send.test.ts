@@ -4,27 +4,13 @@ import * as assert from 'node:assert/strict'
 import { performance } from 'node:perf_hooks'
 import { test } from 'node:test'
 import { sendZeroCopy, ZeroCopySocket } from '../lib'
-import { randomBytes, tcpPair, type TcpPair } from './helpers'
-import { catchUncaught, errText, isCoded, exitWatchdog, MiB, receive, settleAll, sleep, tcpState, track, waitFor, waitAtMost, within, type Tracked } from './regress-util'
+import { randomBytes, type TcpPair } from './helpers'
+import { catchUncaught, errText, isCoded, exitWatchdog, MiB, pairFor, receive, settleAll, sleep, tcpState, track, waitFor, waitAtMost, wireVerdict, within, type Tracked } from './regress-util'
 
 exitWatchdog()
 const ZC = { copiedThreshold: Infinity } // keep MSG_ZEROCOPY (loopback would switch to copies)
 
-async function pairFor(t: { after(fn: () => unknown): void }): Promise<TcpPair> {
-  const pair = await tcpPair()
-  pair.client.on('error', () => {})
-  pair.server.on('error', () => {})
-  t.after(() => pair.close())
-  return pair
-}
 
-/** How `got` differs from `want`, for a message ('exact' when equal). */
-function wireVerdict(got: Buffer, want: Buffer): string {
-  if (got.equals(want)) return 'exact'
-  let i = 0
-  while (i < got.length && i < want.length && got[i] === want[i]) i++
-  return `got ${got.length} bytes, want ${want.length}; first difference at byte ${i}`
-}
 
 function writeCb(pair: TcpPair, data: string): Tracked<void> {
   return track(() => new Promise<void>((resolve, reject) => pair.client.write(data, (err) => (err ? reject(err) : resolve()))))
