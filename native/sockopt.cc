@@ -81,8 +81,12 @@ Napi::Value SocketIdentity(const Napi::CallbackInfo& info) {
   uint64_t cookie = 0;
   socklen_t len = sizeof cookie;
   const bool hasCookie = getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) == 0 && len == sizeof cookie;
-  out.Set("key", hasCookie ? "c" + std::to_string(cookie) : "i" + std::to_string(st.stx_ino));
-  out.Set("inode", Napi::Number::New(env, static_cast<double>(st.stx_ino)));
+  // stx_ino is an unsigned long long: std::to_string of that type instantiates a table
+  // that is a GNU_UNIQUE symbol, and glibc never unloads a library using one (a worker's
+  // addon must unload: test/workers). uint64_t (unsigned long here) does not.
+  const uint64_t inode = st.stx_ino;
+  out.Set("key", hasCookie ? "c" + std::to_string(cookie) : "i" + std::to_string(inode));
+  out.Set("inode", Napi::Number::New(env, static_cast<double>(inode)));
   return out;
 }
 

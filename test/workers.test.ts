@@ -136,12 +136,8 @@ test('workers terminated while holding native state: the process lives, nothing 
   )
 
   await t.test(
+    // Also what fails if the binary gains a GNU_UNIQUE symbol (glibc then never unloads it).
     'every worker let go of the addon: Node unloaded it',
-    {
-      todo:
-        'under heavy CPU load (two busy loops), with the send-channel lib, the addon stays loaded after the workers end ' +
-        '(fds, mappings and the process are fine); it unloads on an idle machine. Cause not found yet (issue 11)',
-    },
     async (t) => {
     // A terminated worker's environment is freed (and the addon unloaded) once its
     // thread-pool jobs and cleanup hooks are done: on a loaded machine that takes a while.
