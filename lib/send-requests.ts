@@ -316,10 +316,6 @@ export class FileRequest extends SendRequest {
     return new Promise((resolve) => (this.roomWaiter = resolve))
   }
 
-  get pendingPieces(): number {
-    return this.live
-  }
-
   finished(): boolean {
     return this.handedOver || (this.sourceDone && this.pieces.length === 0)
   }
@@ -395,11 +391,6 @@ export class FileRequest extends SendRequest {
     const wake = this.roomWaiter
     this.roomWaiter = undefined
     wake?.()
-  }
-
-  /** Every piece is released: nothing of the file is mapped by this request any more. */
-  get allReleased(): boolean {
-    return this.live === 0
   }
 
   result(): SendFileResult {

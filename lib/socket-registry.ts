@@ -109,11 +109,6 @@ function prune(): void {
   pruneAt = Math.max(256, 2 * remembered.size)
 }
 
-/** Entries kept for detached sockets (for tests). @internal */
-export function rememberedCount(): number {
-  return remembered.size
-}
-
 /**
  * Whether this process's libuv drains the error queue of the UDP sockets it watches
  * (libuv 1.52 and later, so Node 24+): it would consume the MSG_ZEROCOPY completions of
