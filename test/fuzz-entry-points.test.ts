@@ -19,12 +19,12 @@ import { after, before, test } from 'node:test'
 import * as fc from 'fast-check'
 import * as zc from '../lib'
 import { ZeroCopySocket, constants, pageSize } from '../lib'
-import { randomBytes } from './helpers'
+import { openFdTargets, randomBytes } from './helpers'
 import {
   ANY, Arg, Fresh, MAYBE, RANGE, TYPE, boolArg, dataArg, describe, fdArg, flagsArg, isCount, judge, lengthArg, messagesOf,
   offsetArg, optionsArg, sendOptionsArg, sizeArg, zcOptionsFields, type Field, type Outcome,
 } from './fuzz/args'
-import { SEED, ZWorld, RawPool, callAsync, callSync, leakedFds, openFds, type Called, type On, fuzz } from './fuzz/world'
+import { SEED, ZWorld, RawPool, callAsync, callSync, leakedFds, type Called, type On, fuzz } from './fuzz/world'
 
 const RAW_RUNS = 300
 const ZC_RUNS = 80
@@ -35,7 +35,7 @@ const { SPLICE_F_NONBLOCK: NB, SPLICE_F_MORE, SPLICE_F_MOVE, SPLICE_F_GIFT, MSG_
 const spliceFlags = [0, NB, NB | SPLICE_F_MORE, NB | SPLICE_F_MOVE, NB | SPLICE_F_GIFT]
 const msgFlags = [0, MSG_DONTWAIT, MSG_DONTWAIT | MSG_NOSIGNAL, MSG_DONTWAIT | MSG_ZEROCOPY]
 
-const fdsAtStart = openFds()
+const fdsAtStart = openFdTargets()
 let pool: RawPool
 before(async () => {
   pool = await RawPool.open()
@@ -45,7 +45,7 @@ before(async () => {
   assert.equal(await w.goodSend('tcp'), undefined)
   assert.equal(await w.goodSend('udp'), undefined)
   await w.close()
-  for (const [n, to] of openFds()) if (to === 'anon_inode:[eventpoll]' && !fdsAtStart.has(n)) fdsAtStart.set(n, to)
+  for (const [n, to] of openFdTargets()) if (to === 'anon_inode:[eventpoll]' && !fdsAtStart.has(n)) fdsAtStart.set(n, to)
 })
 after(() => {
   // A ZeroCopySocket left busy by a failure would keep this process alive forever.
@@ -164,7 +164,7 @@ function callProblem(args: readonly Arg[], c: Called, shape: (v: unknown) => str
 for (const e of RAW) {
   test(e.name, (t) =>
     fuzz(t, fc.tuple(...e.args), RAW_RUNS, async (args) => {
-      const fds = openFds()
+      const fds = openFdTargets()
       const values = args.map((a) => a.make(pool))
       const c = e.async ? await callAsync(() => e.call(...values)) : callSync(() => e.call(...values))
       if (c.out?.ok && e.undo) e.undo(c.out.value)
@@ -200,7 +200,7 @@ function targetArg(forFiles = false): fc.Arbitrary<Arg> {
 type Body<T> = (w: ZWorld, v: T) => Promise<string | undefined>
 /** One run on fresh loopback pairs: the body, then no fd left open once they are closed. */
 const zrun = <T>(body: Body<T>) => async (v: T): Promise<string | undefined> => {
-  const fds = openFds()
+  const fds = openFdTargets()
   const w = await ZWorld.open(pool)
   let p: string | undefined
   try {

@@ -142,6 +142,19 @@ export function collectUntilClose(socket: net.Socket): Promise<{ data: Buffer; e
   })
 }
 
+/** This process's open fds and what each refers to (/proc/self/fd), to compare before and after. */
+export function openFdTargets(): Map<string, string> {
+  const out = new Map<string, string>()
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    try {
+      out.set(fd, fs.readlinkSync(`/proc/self/fd/${fd}`))
+    } catch {
+      // the readdir's own fd, closed by now
+    }
+  }
+  return out
+}
+
 export function socketFd(socket: net.Socket): number {
   const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd
   assert.ok(typeof fd === 'number' && fd >= 0, 'socket has an fd')

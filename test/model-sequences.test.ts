@@ -23,9 +23,9 @@ import * as fs from 'node:fs'
 import { after, before, test } from 'node:test'
 import fc from 'fast-check'
 import { sendFileZeroCopy, ZeroCopySocket } from '../lib'
-import { tcpPair } from './helpers'
+import { openFdTargets, tcpPair } from './helpers'
 import { command, type Model } from './model/commands'
-import { fdTargets, Harness, sequenceDir, sleep, waitUntil } from './model/harness'
+import { Harness, sequenceDir, sleep, waitUntil } from './model/harness'
 import { checkSequence, finishSequence, report, type EndKind } from './model/verify'
 
 const RUNS = Number(process.env.ZEROCOPY_MODEL_RUNS ?? 40)
@@ -66,13 +66,13 @@ after(() => {
 })
 
 async function checkFds(h: Harness, before: Map<string, string>): Promise<void> {
-  const leaked = () => [...fdTargets()].filter(([fd, target]) => before.get(fd) !== target)
+  const leaked = () => [...openFdTargets()].filter(([fd, target]) => before.get(fd) !== target)
   if (await waitUntil(() => leaked().length === 0, 2000)) return
   h.violate(`fds left open after the sequence: ${leaked().map(([fd, t]) => `${fd} -> ${t}`).join(', ')}`, 'fds')
 }
 
 async function runSequence(cmds: Iterable<fc.AsyncCommand<Model, Harness>>, kind: EndKind, copiedThreshold: number): Promise<void> {
-  const fdsBefore = fdTargets()
+  const fdsBefore = openFdTargets()
   const uncaughtBefore = uncaught.length
   const dir = sequenceDir()
   const pair = await tcpPair()

@@ -9,7 +9,7 @@ import * as path from 'node:path'
 import * as fc from 'fast-check'
 import { pipe, setReceiveBuffer, ZeroCopySocket } from '../../lib'
 import { dgramSocketFd } from '../../lib/node-internals'
-import { randomBytes, socketFd, tcpPair } from '../helpers'
+import { openFdTargets, randomBytes, socketFd, tcpPair } from '../helpers'
 import { describe, type Env, type Outcome } from './args'
 
 export const CALL_MS = 2000
@@ -106,23 +106,12 @@ export async function callAsync(fn: () => unknown): Promise<Called> {
 
 // ---- fds -----------------------------------------------------------------------------
 
-export function openFds(): Map<string, string> {
-  const out = new Map<string, string>()
-  for (const n of fs.readdirSync('/proc/self/fd')) {
-    try {
-      out.set(n, fs.readlinkSync(`/proc/self/fd/${n}`))
-    } catch {
-      // the readdir's own fd, closed by now
-    }
-  }
-  return out
-}
 
 /** Waits (up to 1 s: Node closes handles on a later tick) for the fds opened since `before` to close. */
 export async function leakedFds(before: Map<string, string>): Promise<string | undefined> {
   let extra: string[] = []
   for (const deadline = Date.now() + 1000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 5))) {
-    const now = openFds()
+    const now = openFdTargets()
     extra = [...now].filter(([n, to]) => before.get(n) !== to).map(([n, to]) => `${n} -> ${to}`)
     if (extra.length === 0) return undefined
   }

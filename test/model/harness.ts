@@ -257,17 +257,6 @@ export function fdCount(): number {
   return fs.readdirSync('/proc/self/fd').length
 }
 
-export function fdTargets(): Map<string, string> {
-  const out = new Map<string, string>()
-  for (const fd of fs.readdirSync('/proc/self/fd')) {
-    try {
-      out.set(fd, fs.readlinkSync(`/proc/self/fd/${fd}`))
-    } catch {
-      // the readdir's own fd, gone already
-    }
-  }
-  return out
-}
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
