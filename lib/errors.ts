@@ -53,6 +53,11 @@ export function writeAfterEnd(): Coded {
   return codedError('ERR_STREAM_WRITE_AFTER_END', 'write after end')
 }
 
+/** ERR_ZEROCOPY_FILE_TRUNCATED: the file shrank under a send (`how`: what showed it). */
+export function truncatedFile(how = 'it ended before the bytes it had when the send began', cause?: unknown): Coded {
+  return codedError('ERR_ZEROCOPY_FILE_TRUNCATED', `The file was truncated while sendFileZeroCopy was reading it: ${how}`, cause)
+}
+
 /** What an AbortSignal's abort rejects with (Node's AbortError shape). */
 export function abortError(signal: AbortSignal): Coded {
   const err = codedError('ABORT_ERR', 'The operation was aborted', signal.reason)

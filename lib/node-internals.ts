@@ -4,12 +4,15 @@
 //   the `_handle` getter is deprecated, DEP0112). The number is Node's, valid only until
 //   Node closes the socket: callers duplicate it at once.
 // - Whether a socket's bytes pass through a protocol layer (TLS, a JS stream, HTTP/2's
-//   proxy socket), where writing to the fd would put raw bytes under that layer.
+//   proxy socket), where writing to the fd would put raw bytes under that layer, and
+//   how an HTTP/1 response frames its body (chunked, or none at all).
 // - The write gate: wrapping a net.Socket's `_write`/`_final` so that Node's own writes
 //   and the zero-copy sends keep call order.
 import * as dgram from 'node:dgram'
+import type * as http from 'node:http'
 import * as net from 'node:net'
 import * as tls from 'node:tls'
+import { Writable } from 'node:stream'
 import { types } from 'node:util'
 
 interface HasFd {
@@ -32,28 +35,53 @@ function validFd(fd: unknown): number | undefined {
   return typeof fd === 'number' && Number.isInteger(fd) && fd >= 0 ? fd : undefined
 }
 
+/** A protocol layer between a net.Socket's writes and its fd. */
+export interface ProtocolLayer {
+  /** What writing to the fd would bypass. */
+  reason: string
+  /**
+   * The stream whose own write() is the honest path (the TLS socket encrypts, a JS
+   * stream carries its bytes on); undefined where there is none: the fd carries HTTP/2
+   * frames, which only the HTTP/2 session may write.
+   */
+  through: Writable | undefined
+}
+
 /**
- * Why bytes written to this socket's fd would bypass a protocol layer, or undefined
- * for a plain kernel socket (libuv's TCP or Pipe handle and nothing above it).
+ * The protocol layer above this socket's fd, or undefined for a plain kernel socket
+ * (libuv's TCP or Pipe handle and nothing above it).
  */
-export function protocolLayer(socket: net.Socket): string | undefined {
-  if (types.isProxy(socket)) return 'the socket is a proxy (HTTP/2 compatibility API): its fd carries HTTP/2 frames'
+export function protocolLayer(socket: net.Socket): ProtocolLayer | undefined {
+  if (types.isProxy(socket)) {
+    return { reason: 'the socket is an HTTP/2 session\'s (compatibility API): its fd carries HTTP/2 frames; send to the response or its stream', through: undefined }
+  }
   if (socket instanceof tls.TLSSocket || (socket as { encrypted?: boolean }).encrypted === true) {
-    return 'TLS: the fd carries encrypted records, so bytes go through the TLS socket'
+    return { reason: 'TLS: the fd carries encrypted records, so the bytes go through the TLS socket as copies', through: socket }
   }
   const handle = (socket as unknown as { _handle?: object | null })._handle
   const kind = handle?.constructor?.name
-  if (handle && kind !== 'TCP' && kind !== 'Pipe') return `the socket's handle is a ${kind}, not a kernel socket`
+  if (handle && kind !== 'TCP' && kind !== 'Pipe') {
+    return { reason: `the socket's handle is a ${kind}, not a kernel socket, so the bytes go through the socket as copies`, through: socket }
+  }
   const session = Object.getOwnPropertySymbols(socket).find((s) => s.description === 'session')
   if (session !== undefined && (socket as unknown as Record<symbol, unknown>)[session] !== undefined) {
-    return 'an HTTP/2 session owns this socket: its fd carries HTTP/2 frames'
+    return { reason: 'an HTTP/2 session owns this socket: its fd carries HTTP/2 frames; send to a response or stream', through: undefined }
   }
   return undefined
 }
 
+/**
+ * How an HTTP/1 response frames its body, read after its headers were sent: whether it
+ * has one at all (HEAD, 204 and 304 have none) and whether it is chunked.
+ */
+export function responseFraming(res: http.ServerResponse): { hasBody: boolean; chunked: boolean } {
+  const r = res as unknown as { _hasBody?: boolean; chunkedEncoding?: boolean }
+  return { hasBody: r._hasBody !== false, chunked: r.chunkedEncoding === true }
+}
+
 /** The error a stream was destroyed with, if any (Node 18+ `errored`). */
-export function streamError(socket: net.Socket | undefined): Error | undefined {
-  const err = (socket as { errored?: Error | null } | undefined)?.errored
+export function streamError(stream: Writable | undefined): Error | undefined {
+  const err = (stream as { errored?: Error | null } | undefined)?.errored
   return err instanceof Error ? err : undefined
 }
 
@@ -73,21 +101,36 @@ export interface GateHooks {
 
 interface StreamInternals {
   _write(chunk: unknown, encoding: string, cb: WriteCb): void
+  _writev?: ((chunks: { chunk: unknown; encoding: string }[], cb: WriteCb) => void) | null
   _final(cb: WriteCb): void
 }
 
+/** A gate installed on a stream: its undo, and a write that goes around the gate. */
+export interface StreamGate {
+  undo(): void
+  /** Hands `chunk` to the stream's own `_write` (TLS encrypts it, HTTP/2 frames it). */
+  write(chunk: Buffer, cb: WriteCb): void
+}
+
 /**
- * Wraps a net.Socket's `_write` and `_final` as own properties (the prototype's stay as
+ * Wraps a Writable's `_write` and `_final` as own properties (the prototype's stay as
  * they are) and turns off `_writev`, so that every chunk, a marker too, passes `_write`
- * one at a time in order. Returns the undo.
+ * one at a time in order. A stream that implements only `_writev` keeps working: its
+ * chunks go to that one at a time. Returns the undo and a write past the gate, for an
+ * owner that holds Node's write (its marker) while it writes chunks of its own.
  */
-export function installWriteGate(socket: net.Socket, hooks: GateHooks): () => void {
-  const stream = socket as unknown as StreamInternals
-  const gated = socket as unknown as Record<string, unknown>
-  const write = stream._write
-  const final = stream._final
+export function installStreamGate(stream: Writable, hooks: GateHooks): StreamGate {
+  const inner = stream as unknown as StreamInternals
+  const gated = stream as unknown as Record<string, unknown>
+  const write = inner._write
+  const writev = inner._writev
+  const final = inner._final
+  const direct = (chunk: unknown, encoding: string, cb: WriteCb) => {
+    if (write === Writable.prototype._write && typeof writev === 'function') writev.call(stream, [{ chunk, encoding }], cb)
+    else write.call(stream, chunk, encoding, cb)
+  }
   gated._write = (chunk: unknown, encoding: string, cb: WriteCb) => {
-    const pass = () => write.call(stream, chunk, encoding, cb)
+    const pass = () => direct(chunk, encoding, cb)
     if (!hooks.onWrite(chunk, pass, cb)) pass()
   }
   gated._writev = null
@@ -95,9 +138,17 @@ export function installWriteGate(socket: net.Socket, hooks: GateHooks): () => vo
     const pass = () => final.call(stream, cb)
     if (!hooks.onFinal(pass)) pass()
   }
-  return () => {
-    for (const key of ['_write', '_writev', '_final']) delete gated[key]
+  return {
+    undo: () => {
+      for (const key of ['_write', '_writev', '_final']) delete gated[key]
+    },
+    write: (chunk, cb) => direct(chunk, 'buffer', cb),
   }
+}
+
+/** {@link installStreamGate} for a net.Socket whose fd the owner writes itself. Returns the undo. */
+export function installWriteGate(socket: net.Socket, hooks: GateHooks): () => void {
+  return installStreamGate(socket, hooks).undo
 }
 
 /** Bytes Node still buffers for this socket (written, not yet in the kernel). */

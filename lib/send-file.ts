@@ -13,15 +13,16 @@
 // is read into memory and sent as copies, and the result says so.
 import * as dgram from 'node:dgram'
 import * as fs from 'node:fs'
-import type * as net from 'node:net'
 import { promisify } from 'node:util'
-import { abortError, codedError, invalidArgType, outOfRange, promised } from './errors'
+import { abortError, invalidArgType, outOfRange, promised, truncatedFile } from './errors'
 import { pageSize } from './memory'
 import { native } from './native'
 import { FilePiece, FileRequest, MAPPED_CHUNK, type SendFileResult, type SendRequest } from './send-requests'
 import type { SendChannel } from './send-channel'
-import { attach, closeAfter, type SocketTarget, type ZeroCopyOptions } from './zerocopy-socket'
-import { integerOption, optionsArg } from './validate'
+import { attach, closeAfter, type SocketTarget, type ZeroCopyOptions, type ZeroCopySocket } from './zerocopy-socket'
+import { isResponse, sendToResponse, type ResponseBody, type ResponseTarget } from './http-response'
+import { booleanOption, integerOption, optionsArg } from './validate'
+import { checkFile, openFile, type FileSource, type OpenFile } from './file-source'
 
 export type { SendFileResult } from './send-requests'
 
@@ -33,13 +34,9 @@ export type { SendFileResult } from './send-requests'
 const DEFAULT_WINDOW = 32 << 20
 // Pieces of an unmappable file held in memory at once.
 const READ_PIECES = 8
-const fstat = promisify(fs.fstat)
-const open = promisify(fs.open)
-const close = promisify(fs.close)
 const read = promisify(fs.read)
 
-/** A file to send: a path, an open fd, or a `fs.promises.FileHandle`. */
-export type FileSource = string | number | fs.promises.FileHandle
+export type { FileSource } from './file-source'
 
 /** Options for {@link sendFileZeroCopy}. */
 export interface SendFileOptions {
@@ -60,6 +57,11 @@ export interface SendFileOptions {
   maxWindows?: number
   /** Options for the socket's ZeroCopySocket, if this call attaches it. */
   socketOptions?: ZeroCopyOptions
+  /**
+   * For an HTTP response target only: end the response after the file (default true).
+   * With `end`, a response whose headers were not sent yet gets Content-Length.
+   */
+  end?: boolean
 }
 
 interface FilePlan {
@@ -68,6 +70,7 @@ interface FilePlan {
   windowSize: number
   maxWindows: number
   signal: AbortSignal | undefined
+  end: boolean
 }
 
 function checkOptions(options: unknown): FilePlan & { socketOptions: ZeroCopyOptions | undefined } {
@@ -82,14 +85,10 @@ function checkOptions(options: unknown): FilePlan & { socketOptions: ZeroCopyOpt
     maxWindows: integerOption('options.maxWindows', o.maxWindows, 4, 1, 1024),
     signal,
     socketOptions: o.socketOptions,
+    end: o.end === undefined ? true : booleanOption('options.end', o.end),
   }
 }
 
-function checkFile(file: unknown): FileSource {
-  if (typeof file === 'string' || (typeof file === 'number' && Number.isInteger(file) && file >= 0)) return file
-  if (typeof file === 'object' && file !== null && typeof (file as { fd?: unknown }).fd === 'number') return file as fs.promises.FileHandle
-  throw invalidArgType('file', 'a path string, an fd or a FileHandle', file)
-}
 
 /**
  * Sends a file, or `length` bytes of it from `offset`, on a connected stream socket (a
@@ -98,27 +97,67 @@ function checkFile(file: unknown): FileSource {
  * after that cannot change what the peer receives. Anything written or sent after
  * this call goes after the file.
  *
+ * On a TLS socket, an HTTP/2 stream or any other stream Node transforms, the file is
+ * read and written through the stream's own write() as copies (the result says
+ * `read+copy` and why in `fallback`), resolving once the stream took every byte. On an
+ * HTTP response (`http.ServerResponse`, HTTPS too, or `Http2ServerResponse`) it waits
+ * for the response's turn on its connection, sends the headers (with Content-Length)
+ * and the file as the body, and ends the response unless `options.end` is false.
+ *
  * Rejects (never throws) with `ERR_ZEROCOPY_FILE_TRUNCATED` when the file shrinks under
  * the send (the connection is then reset: the peer must not take a cut body for a
  * whole one), with an `AbortError` when `signal` aborts, with the socket's error when
  * the connection fails, and with `ERR_INVALID_ARG_TYPE` for a dgram socket.
  */
-export function sendFileZeroCopy(socket: SocketTarget, file: FileSource, options?: SendFileOptions): Promise<SendFileResult> {
+export function sendFileZeroCopy(socket: SocketTarget | ResponseTarget, file: FileSource, options?: SendFileOptions): Promise<SendFileResult> {
   return promised(() => {
     const plan = checkOptions(options)
     const source = checkFile(file)
+    if (plan.signal?.aborted) return Promise.reject(abortError(plan.signal))
+    if (isResponse(socket)) return sendToResponse(socket, fileBody(source, plan), plan.end, (t) => attach(t, plan.socketOptions).zc)
     if (socket instanceof dgram.Socket) {
       throw invalidArgType('socket', 'a stream socket (a net.Socket or an fd): a file has no datagram boundaries', socket)
     }
-    if (plan.signal?.aborted) return Promise.reject(abortError(plan.signal))
-    const { zc, created } = attach(socket as net.Socket | number, plan.socketOptions, typeof socket !== 'number')
-    if (zc.channel.datagram) {
+    const { zc, created } = attach(socket, plan.socketOptions, typeof socket !== 'number')
+    if (zc.channel?.datagram) {
       if (created) void zc.close()
       throw invalidArgType('socket', 'a stream socket (a net.Socket or an fd): a file has no datagram boundaries', socket)
     }
-    const sent = sendFile(zc.channel, (make) => zc.submit<SendFileResult>(make), source, plan)
+    const sent = fileOn(zc, source, plan)
     return created && typeof socket === 'number' ? closeAfter(sent, zc) : sent
   })
+}
+
+/** The file on `zc`: mapped windows through its channel, or read copies through its stream. */
+function fileOn(zc: ZeroCopySocket, source: FileSource, plan: FilePlan): Promise<SendFileResult> {
+  const copier = zc.copier
+  if (copier !== undefined) return zc.copy(() => copier.sendFile(source, plan.offset, plan.length, plan.signal, (st) => checkOffset(st, plan.offset)))
+  return sendFile(zc.channel!, (make) => zc.submit<SendFileResult>(make), source, plan)
+}
+
+/** The file as an HTTP response's body: opened first, for its length (Content-Length). */
+function fileBody(source: FileSource, plan: FilePlan): ResponseBody<SendFileResult> {
+  let opened: OpenFile | undefined
+  let length: number | undefined
+  return {
+    async prepare() {
+      opened = await openFile(source)
+      checkOffset(opened.stat, plan.offset)
+      // A regular file's size is its length here, 0 included (an HTTP body has to say
+      // its length up front); a pipe or FIFO has one only if options.length gives it.
+      const st = opened.stat
+      length = st.isFile() ? Math.max(0, Math.min(st.size, plan.offset + (plan.length ?? Infinity)) - plan.offset) : plan.length
+      return length
+    },
+    send(zc) {
+      if (plan.signal?.aborted) return Promise.reject(abortError(plan.signal))
+      return fileOn(zc, opened!.fd, { ...plan, length })
+    },
+    async done() {
+      await opened?.close()
+    },
+    none: (reason) => ({ bytes: 0, zeroCopy: false, copied: false, mechanism: 'read+copy', windows: 0, calls: 0, fallback: reason }),
+  }
 }
 
 type Submit = (make: (settled: (req: SendRequest, err: Error | undefined) => void) => SendRequest) => Promise<SendFileResult>
@@ -151,22 +190,12 @@ function sendFile(channel: SendChannel, submit: Submit, file: FileSource, plan: 
 /** Opens the file and supplies it to `req` piece by piece; closes it at the end. */
 async function produce(req: FileRequest, file: FileSource, plan: FilePlan, notify: (err?: Error) => void): Promise<void> {
   if (req.handedOver) return // refused at enqueue (socket closed, ...)
-  let fd: number | undefined
-  let adopted = false
+  let opened: OpenFile | undefined
   try {
-    if (typeof file === 'string') {
-      fd = await open(file, 'r') // Node's: closed by Node if this environment stops
-    } else {
-      // Our duplicate: the environment closes it if a worker stops before we do.
-      fd = native.dupFd(typeof file === 'number' ? file : file.fd)
-      native.adoptFd(fd)
-      adopted = true
-    }
+    opened = await openFile(file)
     if (req.handedOver) return
-    const st = await fstat(fd)
-    if (plan.offset > 0 && st.isFile() && st.size > 0 && plan.offset > st.size) {
-      throw outOfRange('options.offset', `<= the file's size (${st.size})`, plan.offset)
-    }
+    const { fd, stat: st } = opened
+    checkOffset(st, plan.offset)
     if (st.isFile() && st.size > 0) await mapWindows(req, fd, st.size, plan, notify)
     else await readPieces(req, fd, st, plan, notify)
     req.endOfSource()
@@ -174,8 +203,14 @@ async function produce(req: FileRequest, file: FileSource, plan: FilePlan, notif
   } catch (err) {
     notify(truncatedOr(err as NodeJS.ErrnoException))
   } finally {
-    if (adopted) native.releaseFd(fd!)
-    if (fd !== undefined) await close(fd).catch(() => {})
+    await opened?.close()
+  }
+}
+
+/** An offset past the end of a regular file is a RangeError (as the mapped path would find). */
+export function checkOffset(st: fs.Stats, offset: number): void {
+  if (offset > 0 && st.isFile() && st.size > 0 && offset > st.size) {
+    throw outOfRange('options.offset', `<= the file's size (${st.size})`, offset)
   }
 }
 
@@ -225,10 +260,5 @@ async function readPieces(req: FileRequest, fd: number, st: fs.Stats, plan: File
 }
 
 function truncatedOr(err: NodeJS.ErrnoException): Error {
-  if (err.code !== 'EFAULT') return err
-  return codedError(
-    'ERR_ZEROCOPY_FILE_TRUNCATED',
-    'The file was truncated while sendFileZeroCopy was reading it: the kernel found no page there (EFAULT)',
-    err,
-  )
+  return err.code === 'EFAULT' ? truncatedFile('the kernel found no page there (EFAULT)', err) : err
 }

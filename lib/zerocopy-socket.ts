@@ -5,11 +5,14 @@
 // and fd naming the same kernel socket (lib/socket-registry.ts).
 import * as dgram from 'node:dgram'
 import * as net from 'node:net'
+import { Writable } from 'node:stream'
 import { codedError, invalidArgType, promised, socketClosed } from './errors'
 import type { ByteView } from './native'
 import { dgramSocketFd, netSocketFd, protocolLayer } from './node-internals'
 import { channelFor } from './socket-registry'
+import { isResponse, sendToResponse, type ResponseBody, type ResponseTarget } from './http-response'
 import type { ChannelCounters, SendChannel } from './send-channel'
+import { copierFor, type StreamCopier } from './stream-copy'
 import { BytesRequest, EachRequest, type SendRequest, type SendResult } from './send-requests'
 import { booleanOption, dataViews, integerOption, messageViews, optionsArg, totalBytes } from './validate'
 
@@ -44,6 +47,12 @@ export interface SendOptions {
    * sends is kept.
    */
   copy?: boolean
+  /**
+   * For an HTTP response target only (`sendZeroCopy(res, data)`): end the response after
+   * the data (default true). With `end`, a response whose headers were not sent yet
+   * gets Content-Length.
+   */
+  end?: boolean
 }
 
 /** Counters of one socket (since it was attached); a snapshot. */
@@ -57,8 +66,13 @@ export interface ZeroCopyStats extends ChannelCounters {
   outstandingIds: number
 }
 
-/** A socket to attach: a connected net.Socket, a connected dgram.Socket, or a socket fd. */
-export type SocketTarget = net.Socket | dgram.Socket | number
+/**
+ * A socket to attach: a connected net.Socket, a connected dgram.Socket, or a socket fd;
+ * or a stream whose bytes Node transforms or frames (a TLS socket, an HTTP/2 stream, any
+ * Writable that is not a plain kernel socket), which gets honest copies through its own
+ * write().
+ */
+export type SocketTarget = net.Socket | dgram.Socket | number | Writable
 
 const attached = new WeakMap<object, ZeroCopySocket>()
 
@@ -89,12 +103,18 @@ export class ZeroCopySocket {
 
   private closing = false
 
-  /** @internal */
+  /**
+   * Exactly one of `channel` (a kernel socket: MSG_ZEROCOPY through the send state
+   * machine) and `copier` (a protocol layer: copies through the stream's own write).
+   * @internal
+   */
   constructor(
-    /** @internal */ readonly channel: SendChannel,
+    /** @internal */ readonly channel: SendChannel | undefined,
     private readonly source: object | undefined,
+    /** @internal */ readonly copier?: StreamCopier,
   ) {
-    channel.handle({ type: 'hold' })
+    channel?.handle({ type: 'hold' })
+    copier?.hold()
   }
 
   /**
@@ -108,6 +128,10 @@ export class ZeroCopySocket {
   /** A snapshot of this socket's counters. */
   get stats(): ZeroCopyStats {
     const ch = this.channel
+    if (ch === undefined) {
+      const c = this.copier!
+      return { mode: 'copy', fallbackReason: c.reason, ...c.counters, unsent: c.unsent, outstandingIds: 0 }
+    }
     return {
       mode: ch.policy.mode,
       fallbackReason: ch.policy.fallbackReason,
@@ -128,6 +152,7 @@ export class ZeroCopySocket {
     return promised(() => {
       const copy = booleanOption('options.copy', optionsArg<SendOptions>(options).copy)
       const views = dataViews(data, 'data')
+      if (this.copier !== undefined) return this.copy(() => this.copier!.sendViews(views, false))
       return this.submit<SendResult>((settled) => new BytesRequest(views, totalBytes(views), copy, settled))
     })
   }
@@ -148,6 +173,7 @@ export class ZeroCopySocket {
     return promised(() => {
       const copy = booleanOption('options.copy', optionsArg<SendOptions>(options).copy)
       const views = messageViews(messages, 'messages')
+      if (this.copier !== undefined) return this.copy(() => this.copier!.sendViews(views, true))
       return this.submit<SendResult>((settled) => new EachRequest(views, totalBytes(views), copy, settled))
     })
   }
@@ -163,8 +189,14 @@ export class ZeroCopySocket {
         if (err !== undefined) reject(err)
         else resolve(r.result() as R)
       })
-      this.channel.handle({ type: 'enqueue', req })
+      this.channel!.handle({ type: 'enqueue', req })
     })
+  }
+
+  /** A send through the copier (a protocol layer), unless this instance was closed. @internal */
+  copy<R>(send: () => Promise<R>): Promise<R> {
+    if (this.closing) return Promise.reject(socketClosed('This ZeroCopySocket was closed'))
+    return send()
   }
 
   /**
@@ -178,10 +210,15 @@ export class ZeroCopySocket {
     if (!this.closing) {
       this.closing = true
       if (this.source !== undefined && attached.get(this.source) === this) attached.delete(this.source)
-      if (this.channel.attachedHandle === this) this.channel.attachedHandle = undefined
-      this.channel.handle({ type: 'release' })
+      if (this.copier !== undefined) {
+        this.copier.release()
+      } else {
+        const ch = this.channel!
+        if (ch.attachedHandle === this) ch.attachedHandle = undefined
+        ch.handle({ type: 'release' })
+      }
     }
-    return this.channel.settledBarrier()
+    return this.copier !== undefined ? this.copier.barrier() : this.channel!.settledBarrier()
   }
 }
 
@@ -198,6 +235,12 @@ export function attach(target: SocketTarget, options?: ZeroCopyOptions, shared =
   if (typeof target === 'object' && target !== null) {
     const existing = attached.get(target)
     if (existing !== undefined && existing.isOpen) return { zc: existing, created: false }
+  }
+  const through = honestStream(target)
+  if (through !== undefined) {
+    const zc = new ZeroCopySocket(undefined, shared ? target as object : undefined, copierFor(through.stream, through.reason))
+    if (shared) attached.set(target as object, zc)
+    return { zc, created: true }
   }
   const { fd, source } = resolveTarget(target)
   const channel = channelFor(fd, source, checked)
@@ -217,6 +260,29 @@ export function attach(target: SocketTarget, options?: ZeroCopyOptions, shared =
   return { zc, created: true }
 }
 
+/**
+ * For a target Node transforms or frames: the stream whose own write() carries its
+ * bytes, and why. Undefined for a kernel socket (or an fd). Throws
+ * ERR_ZEROCOPY_PROTOCOL_LAYER where no honest path exists (the socket of an HTTP/2
+ * session).
+ */
+function honestStream(target: SocketTarget): { stream: Writable; reason: string } | undefined {
+  if (target instanceof net.Socket) {
+    const layer = protocolLayer(target)
+    if (layer === undefined) return undefined
+    if (layer.through === undefined) throw codedError('ERR_ZEROCOPY_PROTOCOL_LAYER', `Cannot send on this socket: ${layer.reason}`)
+    return { stream: layer.through, reason: layer.reason }
+  }
+  if (typeof target === 'object' && target !== null && !(target instanceof dgram.Socket) && target instanceof Writable) {
+    const http2 = (target as { session?: unknown }).session !== undefined
+    const reason = http2
+      ? 'HTTP/2: the stream\'s bytes are framed by its session, so they go through the stream as copies'
+      : 'the target is a stream, not a kernel socket: its bytes go through its write() as copies'
+    return { stream: target, reason }
+  }
+  return undefined
+}
+
 function resolveTarget(target: SocketTarget): { fd: number; source: net.Socket | dgram.Socket | undefined } {
   if (typeof target === 'number') {
     if (!Number.isInteger(target) || target < 0 || target > 2 ** 31 - 1) {
@@ -225,10 +291,6 @@ function resolveTarget(target: SocketTarget): { fd: number; source: net.Socket |
     return { fd: target, source: undefined }
   }
   if (target instanceof net.Socket) {
-    const layer = protocolLayer(target)
-    if (layer !== undefined) {
-      throw codedError('ERR_ZEROCOPY_PROTOCOL_LAYER', `Cannot send zero-copy under a protocol layer: ${layer}`)
-    }
     if (target.destroyed) throw socketClosed()
     if (target.pending || target.connecting) throw codedError('ERR_SOCKET_NOT_CONNECTED', 'The socket is not connected')
     const fd = netSocketFd(target)
@@ -251,11 +313,21 @@ function resolveTarget(target: SocketTarget): { fd: number; source: net.Socket |
 /**
  * Sends `data` on `socket` with MSG_ZEROCOPY and resolves once the kernel has released
  * its pages. Shorthand for `ZeroCopySocket.from(socket).send(data, options)`; for an
- * fd, the instance this call makes is closed again once the send settles. Never
- * throws: every error rejects.
+ * fd, the instance this call makes is closed again once the send settles. On a TLS
+ * socket or another stream Node transforms, an honest copy through its write(). On an
+ * HTTP response (HTTPS and HTTP/2 too): after the headers (with Content-Length), as the
+ * body, ending the response unless `options.end` is false. Never throws: every error
+ * rejects.
  */
-export function sendZeroCopy(socket: SocketTarget, data: ByteView | readonly ByteView[], options?: SendOptions): Promise<SendResult> {
+export function sendZeroCopy(socket: SocketTarget | ResponseTarget, data: ByteView | readonly ByteView[], options?: SendOptions): Promise<SendResult> {
   return promised(() => {
+    if (isResponse(socket)) {
+      const o = optionsArg<SendOptions>(options)
+      const copy = booleanOption('options.copy', o.copy)
+      const end = o.end === undefined ? true : booleanOption('options.end', o.end)
+      const views = dataViews(data, 'data')
+      return sendToResponse(socket, viewsBody(views, copy), end, (t) => attach(t).zc)
+    }
     const { zc, created } = attach(socket, undefined, typeof socket !== 'number')
     const sent = zc.send(data, options)
     return created && typeof socket === 'number' ? closeAfter(sent, zc) : sent
@@ -270,4 +342,14 @@ export function closeAfter<T>(p: Promise<T>, zc: ZeroCopySocket): Promise<T> {
   const release = () => void zc.close()
   p.then(release, release)
   return p
+}
+
+/** Views as an HTTP response's body. */
+function viewsBody(views: Uint8Array[], copy: boolean): ResponseBody<SendResult> {
+  return {
+    prepare: () => Promise.resolve(totalBytes(views)),
+    send: (zc) => zc.send(views, { copy }),
+    done: () => Promise.resolve(),
+    none: (reason) => ({ bytes: 0, zeroCopy: false, copied: false, mechanism: 'copy', calls: 0, fallback: reason }),
+  }
 }

@@ -1,0 +1,67 @@
+// A file to send, opened for one send: a path (opened by Node), or a duplicate of the
+// caller's fd or FileHandle (adopted by this Node environment, so a worker that stops
+// mid-send closes it). Every file send path (mapped windows, read copies through a
+// stream, an HTTP response that needs the size for its headers) opens files here.
+import * as fs from 'node:fs'
+import { promisify } from 'node:util'
+import { invalidArgType } from './errors'
+import { native } from './native'
+
+const fstat = promisify(fs.fstat)
+const open = promisify(fs.open)
+const close = promisify(fs.close)
+
+/** A file to send: a path, an open fd, or a `fs.promises.FileHandle`. */
+export type FileSource = string | number | fs.promises.FileHandle
+
+/** The file argument, checked (a coded TypeError otherwise). */
+export function checkFile(file: unknown): FileSource {
+  if (typeof file === 'string' || (typeof file === 'number' && Number.isInteger(file) && file >= 0)) return file
+  if (typeof file === 'object' && file !== null && typeof (file as { fd?: unknown }).fd === 'number') return file as fs.promises.FileHandle
+  throw invalidArgType('file', 'a path string, an fd or a FileHandle', file)
+}
+
+/** A file opened for one send: its fd (ours), its stat, and the close that ends it. */
+export interface OpenFile {
+  fd: number
+  stat: fs.Stats
+  close(): Promise<void>
+}
+
+/** Opens `file` for reading; the caller must close() it (also on failure). */
+export async function openFile(file: FileSource): Promise<OpenFile> {
+  let fd: number
+  let adopted = false
+  if (typeof file === 'string') {
+    fd = await open(file, 'r') // Node's: closed by Node if this environment stops
+  } else {
+    // Our duplicate: the environment closes it if a worker stops before we do.
+    fd = native.dupFd(typeof file === 'number' ? file : file.fd)
+    native.adoptFd(fd)
+    adopted = true
+  }
+  let closed = false
+  const done = async () => {
+    if (closed) return
+    closed = true
+    if (adopted) native.releaseFd(fd)
+    await close(fd).catch(() => {})
+  }
+  try {
+    return { fd, stat: await fstat(fd), close: done }
+  } catch (err) {
+    await done()
+    throw err
+  }
+}
+
+/**
+ * Where a send of `length` bytes from `offset` ends in a file of `size` bytes: the
+ * range is clipped to the file, as the mapped path sends it. Undefined for a source of
+ * unknown size (a pipe, a FIFO, a /proc file whose size reads 0).
+ */
+export function bodyLength(stat: fs.Stats, offset: number, length: number | undefined): number | undefined {
+  if (!stat.isFile() || stat.size === 0) return length
+  const end = length === undefined ? stat.size : Math.min(stat.size, offset + length)
+  return Math.max(0, end - offset)
+}
