@@ -1,10 +1,13 @@
-// An HTTP server that sends files with sendFileZeroCopy: Node writes the headers, the
-// body goes from read-only file mappings with MSG_ZEROCOPY, and each response's Promise
-// resolves once the kernel released the file's pages (the file may change after that
-// without corrupting a response in flight).
-//   node dist/examples/http-file-server.js <directory> [port]
+// An HTTP(S) server that sends files with sendFileZeroCopy(res, file): the call waits
+// for the response's turn on its connection (pipelined requests), sends the headers
+// with Content-Length, the body from read-only file mappings with MSG_ZEROCOPY (through
+// the TLS socket as copies under HTTPS, where a write to the fd would leak plaintext),
+// and ends the response; its Promise resolves once the kernel (or TLS) released the
+// file's pages, so the file may change after that without corrupting a response.
+//   node dist/examples/http-file-server.js <directory> [port] [--cert cert.pem --key key.pem]
 import * as fs from 'node:fs'
 import * as http from 'node:http'
+import * as https from 'node:https'
 import * as path from 'node:path'
 import { sendFileZeroCopy } from '../lib'
 
@@ -15,23 +18,15 @@ export function fileHandler(root: string): http.RequestListener {
     void (async () => {
       const file = path.join(base, path.normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)))
       if (!file.startsWith(base + path.sep)) return respond(res, 403, 'forbidden')
-      let stat: fs.Stats
-      try {
-        stat = await fs.promises.stat(file)
-      } catch {
-        return respond(res, 404, 'not found')
-      }
-      if (!stat.isFile()) return respond(res, 404, 'not found')
       if (req.method !== 'GET' && req.method !== 'HEAD') return respond(res, 405, 'method not allowed')
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': stat.size })
-      if (req.method === 'HEAD' || stat.size === 0) return res.end()
-      res.flushHeaders() // the headers go out through Node first; the body queues behind them
+      const stat = await fs.promises.stat(file).catch(() => undefined)
+      if (!stat?.isFile()) return respond(res, 404, 'not found')
+      res.setHeader('content-type', 'application/octet-stream')
       try {
-        await sendFileZeroCopy(res.socket!, file, { length: stat.size })
-        res.end()
+        // Headers (Content-Length from the file), body, end; a HEAD gets the headers only.
+        await sendFileZeroCopy(res, file)
       } catch (err) {
-        // The body could not be sent whole: the connection is closed, never reused.
-        res.destroy()
+        // The body could not be sent whole: the response was destroyed, never reused.
         console.error(`http-file-server: ${req.url}: ${(err as Error).message}`)
       }
     })()
@@ -44,13 +39,23 @@ function respond(res: http.ServerResponse, status: number, text: string): void {
 }
 
 if (require.main === module) {
-  const [root, port] = process.argv.slice(2)
-  if (!root) {
-    console.error('usage: node dist/examples/http-file-server.js <directory> [port]')
+  const args = process.argv.slice(2)
+  const flag = (name: string) => {
+    const i = args.indexOf(name)
+    return i < 0 ? undefined : args.splice(i, 2)[1]
+  }
+  const certFile = flag('--cert')
+  const keyFile = flag('--key')
+  const [root, port] = args
+  if (!root || (certFile === undefined) !== (keyFile === undefined)) {
+    console.error('usage: node dist/examples/http-file-server.js <directory> [port] [--cert cert.pem --key key.pem]')
     process.exit(2)
   }
-  const server = http.createServer(fileHandler(root))
+  const handler = fileHandler(root)
+  const server =
+    certFile !== undefined ? https.createServer({ cert: fs.readFileSync(certFile), key: fs.readFileSync(keyFile!) }, handler) : http.createServer(handler)
   server.listen(Number(port ?? 8080), '127.0.0.1', () => {
-    console.log(`serving ${path.resolve(root)} on http://127.0.0.1:${(server.address() as { port: number }).port}/`)
+    const scheme = certFile !== undefined ? 'https' : 'http'
+    console.log(`serving ${path.resolve(root)} on ${scheme}://127.0.0.1:${(server.address() as { port: number }).port}/`)
   })
 }
