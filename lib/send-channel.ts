@@ -100,6 +100,11 @@ export interface ChannelCounters {
   enobufs: number
 }
 
+/** Counters at zero (a channel's, or a stream copier's: ZeroCopySocket.stats has one shape). */
+export function newCounters(): ChannelCounters {
+  return { sends: 0, zeroCopyCalls: 0, copyCalls: 0, notifications: 0, completedIds: 0, copiedIds: 0, zeroCopyBytes: 0, copyBytes: 0, eagain: 0, enobufs: 0 }
+}
+
 export class SendChannel implements GateHooks, reactor.ReactorClient {
   state: ChannelState = 'open'
   private wait: SendWait = 'none'
@@ -127,18 +132,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   private readonly out = new Float64Array(2)
   readonly policy: SendPolicy
   lingerMs: number
-  readonly counters: ChannelCounters = {
-    sends: 0,
-    zeroCopyCalls: 0,
-    copyCalls: 0,
-    notifications: 0,
-    completedIds: 0,
-    copiedIds: 0,
-    zeroCopyBytes: 0,
-    copyBytes: 0,
-    eagain: 0,
-    enobufs: 0,
-  }
+  readonly counters: ChannelCounters = newCounters()
   /** ZeroCopySocket instances and file producers using the channel. */
   private holders = 0
   /** The fd is in the reactor's epoll set (see BURST_MESSAGES). */

@@ -16,11 +16,13 @@
 // lets its marker through untouched; one cut after some went destroys the stream, since
 // the peer holds a cut message.
 import * as fs from 'node:fs'
+import * as net from 'node:net'
 import type { Writable } from 'node:stream'
 import { promisify } from 'node:util'
-import { abortError, socketClosed, truncatedFile, writeAfterEnd } from './errors'
+import { abortError, codedError, socketClosed, truncatedFile, writeAfterEnd } from './errors'
 import { bodyLength, openFile, type FileSource } from './file-source'
 import { installStreamGate, streamError, type GateHooks, type StreamGate } from './node-internals'
+import { newCounters, type ChannelCounters } from './send-channel'
 import type { SendFileResult, SendResult } from './send-requests'
 
 const read = promisify(fs.read)
@@ -77,20 +79,6 @@ class CopyJob {
   }
 }
 
-/** Counters of a copier (the shape of ZeroCopySocket.stats' counters). */
-export interface CopyCounters {
-  sends: number
-  zeroCopyCalls: number
-  copyCalls: number
-  notifications: number
-  completedIds: number
-  copiedIds: number
-  zeroCopyBytes: number
-  copyBytes: number
-  eagain: number
-  enobufs: number
-}
-
 const copiers = new WeakMap<Writable, StreamCopier>()
 
 /** The copier of `stream`, made on first use. */
@@ -107,19 +95,7 @@ export class StreamCopier implements GateHooks {
   private readonly queue: CopyJob[] = []
   private readonly byMarker = new Map<Buffer, CopyJob>()
   private gate: StreamGate | undefined
-  private holders = 0
-  readonly counters: CopyCounters = {
-    sends: 0,
-    zeroCopyCalls: 0,
-    copyCalls: 0,
-    notifications: 0,
-    completedIds: 0,
-    copiedIds: 0,
-    zeroCopyBytes: 0,
-    copyBytes: 0,
-    eagain: 0,
-    enobufs: 0,
-  }
+  readonly counters: ChannelCounters = newCounters()
 
   constructor(
     readonly stream: Writable,
@@ -130,15 +106,6 @@ export class StreamCopier implements GateHooks {
   /** Sends not yet settled. */
   get unsent(): number {
     return this.queue.length
-  }
-
-  hold(): void {
-    this.holders++
-  }
-
-  release(): void {
-    this.holders--
-    this.maybeUngate()
   }
 
   /** Resolves once every send queued before this call has settled. */
@@ -199,7 +166,7 @@ export class StreamCopier implements GateHooks {
 
   private submit<R>(run: (write: WriteChunk, job: CopyJob) => Promise<void>, result: (p: Progress) => R, made?: (job: CopyJob) => void): Promise<R> {
     const stream = this.stream
-    if (stream.destroyed) return Promise.reject(streamError(stream) ?? socketClosed('The stream is destroyed'))
+    if (stream.destroyed) return Promise.reject(streamError(stream) ?? destroyed(stream))
     if (stream.writableEnded) return Promise.reject(writeAfterEnd())
     return new Promise<R>((resolve, reject) => {
       const job = new CopyJob(run, (err) => {
@@ -253,7 +220,7 @@ export class StreamCopier implements GateHooks {
       markerDone()
       this.maybeUngate()
     }
-    const onClose = () => job.cut(streamError(stream) ?? socketClosed('The stream was closed before the send completed'))
+    const onClose = () => job.cut(streamError(stream) ?? destroyed(stream))
     stream.once('close', onClose)
     job.whenCut(end) // an abort ends it now; `run` finds cutReason and writes nothing more
     const write: WriteChunk = (chunk) =>
@@ -282,11 +249,18 @@ export class StreamCopier implements GateHooks {
     job.settle(err)
   }
 
+  /** The gate is there only while a marker is in the stream (Node's writev batching is off meanwhile). */
   private maybeUngate(): void {
-    if (this.holders > 0 || this.queue.length > 0 || this.byMarker.size > 0 || this.gate === undefined) return
+    if (this.queue.length > 0 || this.byMarker.size > 0 || this.gate === undefined) return
     this.gate.undo()
     this.gate = undefined
   }
+}
+
+/** A send on a stream that is gone: Node's own codes (a socket is closed, a stream destroyed). */
+function destroyed(stream: Writable): Error {
+  if (stream instanceof net.Socket) return socketClosed('The socket was closed before the send completed')
+  return codedError('ERR_STREAM_DESTROYED', 'Cannot call write after a stream was destroyed')
 }
 
 /**

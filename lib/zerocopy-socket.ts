@@ -114,7 +114,6 @@ export class ZeroCopySocket {
     /** @internal */ readonly copier?: StreamCopier,
   ) {
     channel?.handle({ type: 'hold' })
-    copier?.hold()
   }
 
   /**
@@ -210,10 +209,8 @@ export class ZeroCopySocket {
     if (!this.closing) {
       this.closing = true
       if (this.source !== undefined && attached.get(this.source) === this) attached.delete(this.source)
-      if (this.copier !== undefined) {
-        this.copier.release()
-      } else {
-        const ch = this.channel!
+      const ch = this.channel
+      if (ch !== undefined) {
         if (ch.attachedHandle === this) ch.attachedHandle = undefined
         ch.handle({ type: 'release' })
       }
