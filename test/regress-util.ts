@@ -113,11 +113,6 @@ export function receive(socket: net.Socket, keep = true): Received {
   return r
 }
 
-/** Open fds of this process, as the kernel lists them. */
-export function openFdCount(): number {
-  return fs.readdirSync('/proc/self/fd').length
-}
-
 /** Records uncaught exceptions while a test runs; `stop()` returns them. */
 export function catchUncaught(): { errors: unknown[]; stop(): unknown[] } {
   const errors: unknown[] = []
