@@ -79,6 +79,15 @@ export function responseFraming(res: http.ServerResponse): { hasBody: boolean; c
   return { hasBody: r._hasBody !== false, chunked: r.chunkedEncoding === true }
 }
 
+/**
+ * Whether `stream` is a Writable that was constructed (it has its write state): an object
+ * made with `Object.create(Writable.prototype)` passes `instanceof` yet throws on use.
+ */
+export function isConstructedWritable(stream: Writable): boolean {
+  const state = (stream as unknown as { _writableState?: unknown })._writableState
+  return typeof state === 'object' && state !== null
+}
+
 /** The error a stream was destroyed with, if any (Node 18+ `errored`). */
 export function streamError(stream: Writable | undefined): Error | undefined {
   const err = (stream as { errored?: Error | null } | undefined)?.errored
@@ -112,9 +121,12 @@ export interface StreamGate {
   write(chunk: Buffer, cb: WriteCb): void
 }
 
+const GATED = ['_write', '_writev', '_final'] as const
+
 /**
  * Wraps a Writable's `_write` and `_final` as own properties (the prototype's stay as
- * they are) and turns off `_writev`, so that every chunk, a marker too, passes `_write`
+ * they are; the undo puts back any own ones, as `new Writable({ write })` makes) and
+ * turns off `_writev`, so that every chunk, a marker too, passes `_write`
  * one at a time in order. A stream that implements only `_writev` keeps working: its
  * chunks go to that one at a time. Returns the undo and a write past the gate, for an
  * owner that holds Node's write (its marker) while it writes chunks of its own.
@@ -125,6 +137,9 @@ export function installStreamGate(stream: Writable, hooks: GateHooks): StreamGat
   const write = inner._write
   const writev = inner._writev
   const final = inner._final
+  // A stream made with `new Writable({ write, writev, final })` has these as own
+  // properties: the undo puts back exactly what was there.
+  const own = GATED.map((key) => [key, Object.getOwnPropertyDescriptor(stream, key)] as const)
   const direct = (chunk: unknown, encoding: string, cb: WriteCb) => {
     if (write === Writable.prototype._write && typeof writev === 'function') writev.call(stream, [{ chunk, encoding }], cb)
     else write.call(stream, chunk, encoding, cb)
@@ -140,7 +155,10 @@ export function installStreamGate(stream: Writable, hooks: GateHooks): StreamGat
   }
   return {
     undo: () => {
-      for (const key of ['_write', '_writev', '_final']) delete gated[key]
+      for (const [key, descriptor] of own) {
+        if (descriptor === undefined) delete gated[key]
+        else Object.defineProperty(stream, key, descriptor)
+      }
     },
     write: (chunk, cb) => direct(chunk, 'buffer', cb),
   }

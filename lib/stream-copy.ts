@@ -214,9 +214,16 @@ export class StreamCopier implements GateHooks {
       this.byMarker.set(job.marker, job)
       this.counters.sends++
       // Refused or destroyed before the marker reached _write: the job never started.
-      stream.write(job.marker, (err?: Error | null) => {
-        if (err && !job.started) this.finish(job, err)
-      })
+      try {
+        stream.write(job.marker, (err?: Error | null) => {
+          if (err && !job.started) this.finish(job, err)
+        })
+      } catch (err) {
+        // A write() that throws (a subclass's own): the marker is not in the stream.
+        this.byMarker.delete(job.marker)
+        this.finish(job, err as Error)
+        this.maybeUngate()
+      }
     })
   }
 
