@@ -168,7 +168,10 @@ function abortWatch(signal: AbortSignal | undefined): { race<T>(p: Promise<T> | 
  * block waits in the response for its first write, and must go before our body.
  */
 function sendHeaders(res: ResponseTarget, length: number | undefined, end: boolean): void {
-  if (!res.headersSent && end && length !== undefined && !res.hasHeader('transfer-encoding')) {
+  // A 204 (or 1xx) must not carry Content-Length (RFC 9110, 8.6); a HEAD or 304 says the
+  // length the body would have.
+  const forbidden = res.statusCode === 204 || (res.statusCode >= 100 && res.statusCode < 200)
+  if (!res.headersSent && end && length !== undefined && !forbidden && !res.hasHeader('transfer-encoding')) {
     const set = res.getHeader('content-length')
     if (set === undefined) res.setHeader('content-length', length)
     else if (Number(set) !== length) {

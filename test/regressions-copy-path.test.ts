@@ -8,6 +8,7 @@
 //   client that stalled longer than keepAliveTimeout got a cut body;
 // - an abort while the response waited for its turn (pipelining) did nothing until the
 //   turn came, and then the headers (with Content-Length) went out with no body;
+// - a 204 response got a Content-Length header, which RFC 9110 forbids (Node sends none);
 // - a Writable-looking object (never constructed) or a write() that throws left the send
 //   in the copier's queue for ever: close() never settled, and the error had no code.
 import assert from 'node:assert/strict'
@@ -172,6 +173,22 @@ test('an abort while the response waits for its turn rejects at once and leaves 
     responses.map((r) => r.body.toString()),
     ['one', 'instead'],
   )
+})
+
+test('a 204 response carries no Content-Length; a HEAD response says the length', async (t) => {
+  const port = await listen(
+    http.createServer((req, res) => {
+      if (req.url === '/204') res.statusCode = 204
+      void sendZeroCopy(res, Buffer.from('hello'))
+    }),
+    t,
+  )
+  const c = net.connect(port, '127.0.0.1')
+  c.write('GET /204 HTTP/1.1\r\nHost: x\r\n\r\nHEAD /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+  const [noContent, head] = parseResponses(await within(5000, readAll(c), 'the responses'), new Set([0, 1]))
+  assert.equal(noContent?.status, 204)
+  assert.equal(noContent?.headers['content-length'], undefined)
+  assert.equal(head?.headers['content-length'], '5')
 })
 
 test('a Writable-looking object or a write() that throws: a coded rejection, and close() settles', async () => {
