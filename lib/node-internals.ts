@@ -71,6 +71,18 @@ export function protocolLayer(socket: net.Socket): ProtocolLayer | undefined {
 }
 
 /**
+ * The fd of the TCP connection under a TLS socket (its TLSWrap handle over a TCP handle),
+ * or undefined (not TLS, over a JS stream, closed). Only for resetting that connection:
+ * nothing may be written to it.
+ */
+export function tcpFdUnderTls(stream: Writable): number | undefined {
+  if (!(stream instanceof tls.TLSSocket)) return undefined
+  const handle = (stream as unknown as { _handle?: { _parent?: { constructor?: { name?: string }; fd?: number } } | null })._handle
+  const parent = handle?._parent
+  return parent?.constructor?.name === 'TCP' ? validFd(parent.fd) : undefined
+}
+
+/**
  * How an HTTP/1 response frames its body, read after its headers were sent: whether it
  * has one at all (HEAD, 204 and 304 have none) and whether it is chunked.
  */

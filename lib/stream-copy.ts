@@ -20,7 +20,8 @@ import type { Writable } from 'node:stream'
 import { promisify } from 'node:util'
 import { abortError, socketClosed, truncatedFile, writeAfterEnd } from './errors'
 import { bodyLength, openFile, type FileSource } from './file-source'
-import { installStreamGate, streamError, type GateHooks, type StreamGate } from './node-internals'
+import { native } from './native'
+import { installStreamGate, streamError, tcpFdUnderTls, type GateHooks, type StreamGate } from './node-internals'
 import type { SendFileResult, SendResult } from './send-requests'
 
 const read = promisify(fs.read)
@@ -254,8 +255,15 @@ export class StreamCopier implements GateHooks {
       if (ended) return
       ended = true
       stream.removeListener('close', onClose)
-      // Part of it went: the peer must not take a cut message for a whole one.
-      if (err !== undefined && job.progress.calls > 0) stream.destroy()
+      // Part of it went: the peer must not take a cut message for a whole one. Under TLS
+      // a plain destroy would end the TCP stream with a FIN, which a client reads as a
+      // clean end: the connection is reset (RST) instead. An HTTP/2 stream's destroy
+      // resets that stream (RST_STREAM).
+      if (err !== undefined && job.progress.calls > 0) {
+        const tcp = tcpFdUnderTls(stream)
+        if (tcp !== undefined) native.disconnect(tcp)
+        stream.destroy()
+      }
       this.finish(job, err)
       markerDone()
       this.maybeUngate()

@@ -8,6 +8,8 @@
 //   client that stalled longer than keepAliveTimeout got a cut body;
 // - an abort while the response waited for its turn (pipelining) did nothing until the
 //   turn came, and then the headers (with Content-Length) went out with no body;
+// - a TLS send cut after part of it went (an abort) destroyed the TLS socket with a FIN: the
+//   client saw a clean end after a cut body; now the TCP connection under it is reset;
 // - a 204 response got a Content-Length header, which RFC 9110 forbids (Node sends none);
 // - a Writable-looking object (never constructed) or a write() that throws left the send
 //   in the copier's queue for ever: close() never settled, and the error had no code.
@@ -16,9 +18,12 @@ import * as fs from 'node:fs'
 import * as http from 'node:http'
 import * as net from 'node:net'
 import * as path from 'node:path'
+import * as tls from 'node:tls'
 import { Writable } from 'node:stream'
 import { test } from 'node:test'
 import { ZeroCopySocket, sendFileZeroCopy, sendZeroCopy } from '../lib'
+import { native } from '../lib/native'
+import { cert, key } from './fixtures/tls-cert'
 import { randomBytes, tempDir } from './helpers'
 import { parseResponses } from './http-util'
 import { exitWatchdog, sleep, waitFor, within } from './regress-util'
@@ -173,6 +178,56 @@ test('an abort while the response waits for its turn rejects at once and leaves 
     responses.map((r) => r.body.toString()),
     ['one', 'instead'],
   )
+})
+
+test('a TLS file send aborted after part of it went resets the TCP connection under it (no clean end after a cut body)', async (t) => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'big')
+  fs.writeFileSync(file, randomBytes(8 << 20, 8))
+  let served: Promise<void> | undefined
+  const server = tls.createServer({ key, cert }, (s) => {
+    s.on('error', () => {})
+    served = (async () => {
+      const before = s.bytesWritten
+      const ac = new AbortController()
+      const p = sendFileZeroCopy(s, file, { signal: ac.signal })
+      await waitFor('part of the file to go', () => s.bytesWritten > before + 512 * 1024)
+      ac.abort()
+      await assert.rejects(p, { name: 'AbortError' })
+    })()
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())))
+  // The client over a TCP socket of our own, whose kernel state tells a reset (CLOSE) from
+  // a FIN (CLOSE_WAIT): libuv reports either to a reader as its end of the stream.
+  const raw = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1')
+  raw.on('error', () => {})
+  const client = tls.connect({ socket: raw, ca: cert, servername: 'localhost' })
+  let got = 0
+  let how = 'open'
+  let fd = -1 // the TCP fd (newer Node lines take the raw socket's handle when wrapping it)
+  client.once('secureConnect', () => (fd = (client as unknown as { _handle: { fd: number } })._handle.fd))
+  client.on('data', (d: Buffer) => (got += d.length))
+  const ended = new Promise<void>((resolve) => {
+    client.on('end', () => {
+      const out = new Float64Array(2) // [bytes acknowledged, tcpi_state]
+      if (how === 'open') how = fd >= 0 && native.tcpAckState(fd, out) === 0 && out[1] === 7 ? 'reset' : 'clean end'
+      resolve()
+    })
+    client.on('error', (err: NodeJS.ErrnoException) => {
+      if (how === 'open') how = err.code === 'ECONNRESET' ? 'reset' : `error ${err.code}`
+      resolve()
+    })
+    client.on('close', () => resolve())
+  })
+  client.pause() // the file backs up until the abort
+  await waitFor('the call', () => served !== undefined)
+  await within(5000, served!, 'the abort')
+  client.resume()
+  await within(5000, ended, 'the client to see the end')
+  client.destroy()
+  assert.ok(got < 8 << 20, 'a cut body')
+  assert.equal(how, 'reset', 'the client sees a reset (ECONNRESET, or an end with the TCP state CLOSE), not a FIN')
 })
 
 test('a 204 response carries no Content-Length; a HEAD response says the length', async (t) => {
