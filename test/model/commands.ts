@@ -1,12 +1,13 @@
-// The commands of the model-based sequences: each acts on the CLIENT socket (or the
-// peer), appends the bytes it puts in the stream to the model at call time, and tracks
-// its Promise. A send is never awaited by the command that makes it; `await zc.close()`
+// The commands of the model-based sequences: each acts on the CLIENT socket, the sender
+// (over TLS: the server side's TLS socket), or the peer, appends the bytes it puts in
+// the stream to the model at call time, and tracks its Promise. A send is never awaited by the command that makes it; `await zc.close()`
 // and "await the latest send" wait (bounded), and only with a reading peer and no cork
 // (anything else would be the test deadlocking itself); `wait` lets the event loop run.
 import * as net from 'node:net'
 import fc from 'fast-check'
 import { sendFileZeroCopy, sendZeroCopy, ZeroCopySocket } from '../../lib'
 import { MARK, MiB, POOL_SIZE, payload, sleep, waitUntil, type Harness, type Op } from './harness'
+import type { LinkKind } from './link'
 
 export interface Model {
   corked: number
@@ -248,7 +249,7 @@ class PeerCmd implements Cmd {
       h.peer.resetAt = performance.now()
       h.peer.reset = true
       h.note(`the peer held ${h.peer.heldAtReset} B`)
-      server.resetAndDestroy()
+      h.pair.resetPeer()
       m.reset = true
     }
     h.peer.paused = m.paused = this.action === 'pause'
@@ -341,10 +342,18 @@ const KINDS: Record<string, [number, fc.Arbitrary<Cmd>]> = {
   awaitLast: [2, fc.constant(new AwaitLastCmd())],
 }
 export const COMMAND_KINDS = Object.keys(KINDS)
+/**
+ * Kinds that name the socket by its fd number: over TLS that fd carries encrypted
+ * records, and nothing can tell a bare number is under a TLS socket (README), so they
+ * do not apply there.
+ */
+const FD_KINDS = new Set(['sendZeroCopyFd', 'fileFd', 'fileAbortFd', 'fromFd'])
 
-/** One command of the kinds named (all by default), weighted. */
-export function command(only: string[] = COMMAND_KINDS): fc.Arbitrary<Cmd> {
+/** One command of the kinds named (all by default) that apply to `link`, weighted. */
+export function command(only: string[] = COMMAND_KINDS, link: LinkKind = 'tcp'): fc.Arbitrary<Cmd> {
   const unknown = only.filter((k) => !(k in KINDS))
   if (unknown.length > 0) throw new Error(`unknown command kinds ${unknown.join(', ')}; known: ${COMMAND_KINDS.join(', ')}`)
-  return fc.oneof(...only.map((k) => ({ weight: KINDS[k]![0], arbitrary: KINDS[k]![1] })))
+  const kinds = link === 'tls' ? only.filter((k) => !FD_KINDS.has(k)) : only
+  if (kinds.length === 0) throw new Error(`none of the kinds ${only.join(', ')} applies over ${link}`)
+  return fc.oneof(...kinds.map((k) => ({ weight: KINDS[k]![0], arbitrary: KINDS[k]![1] })))
 }

@@ -1,6 +1,7 @@
-// The real side of the model-based sequences (test/model-sequences.test.ts): one loopback
-// TCP pair, the byte stream the model expects, every Promise (and write callback) the
-// sequence made, and the violations seen so far. Commands (commands.ts) drive it; the
+// The real side of the model-based sequences (test/model-sequences.test.ts): one
+// connection (test/model/link.ts: loopback TCP, or TLS), the byte stream the model
+// expects, every Promise (and write callback) the sequence made, and the violations
+// seen so far. Commands (commands.ts) drive it; the
 // end of a sequence (verify.ts) settles and checks it.
 import * as fs from 'node:fs'
 import type * as net from 'node:net'
@@ -8,7 +9,8 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { inputQueueBytes, ZeroCopySocket, type ZeroCopyOptions } from '../../lib'
 import { native } from '../../lib/native'
-import { randomBytes, socketFd, type TcpPair } from '../helpers'
+import { randomBytes, socketFd } from '../helpers'
+import type { Link } from './link'
 
 /** Written over a buffer or file once its send settled; the generator never makes it. */
 export const MARK = 0xee
@@ -96,7 +98,7 @@ export class Harness {
   private files = 0
 
   constructor(
-    readonly pair: TcpPair,
+    readonly pair: Link,
     readonly options: ZeroCopyOptions,
     readonly dir: string,
   ) {
