@@ -23,6 +23,7 @@ import * as http2 from 'node:http2'
 import type * as net from 'node:net'
 import { abortError, codedError, socketClosed, writeAfterEnd } from './errors'
 import { responseFraming } from './node-internals'
+import { resetStream } from './stream-copy'
 import type { SendFileResult, SendResult } from './send-requests'
 import type { ZeroCopySocket } from './zerocopy-socket'
 
@@ -97,7 +98,7 @@ export function sendToResponse<R extends SendResult | SendFileResult>(
       const settled = finished(body, sent, () => {
         failed = true
         // The headers went: the client must not take a cut body for a whole one.
-        direct(() => res.destroy())
+        direct(() => (res instanceof http.ServerResponse ? res.destroy() : resetStream(res.stream)))
       })
       settled.catch(() => {}) // the caller takes it once this step returns
       // Node's end (and through it the response's 'finish', which arms the keep-alive

@@ -82,6 +82,12 @@ export function tcpFdUnderTls(stream: Writable): number | undefined {
   return parent?.constructor?.name === 'TCP' ? validFd(parent.fd) : undefined
 }
 
+/** An HTTP/2 stream (Node does not export its class): it has a session and an RST code. */
+export function isHttp2Stream(stream: unknown): stream is Writable & { close(code: number): void } {
+  const s = stream as { session?: unknown; close?: unknown } | null
+  return s instanceof Writable && s.session !== undefined && typeof s.close === 'function' && 'rstCode' in s
+}
+
 /**
  * How an HTTP/1 response frames its body, read after its headers were sent: whether it
  * has one at all (HEAD, 204 and 304 have none) and whether it is chunked.

@@ -16,12 +16,13 @@
 // lets its marker through untouched; one cut after some went destroys the stream, since
 // the peer holds a cut message.
 import * as fs from 'node:fs'
+import * as http2 from 'node:http2'
 import type { Writable } from 'node:stream'
 import { promisify } from 'node:util'
 import { abortError, socketClosed, truncatedFile, writeAfterEnd } from './errors'
 import { bodyLength, openFile, type FileSource } from './file-source'
 import { native } from './native'
-import { installStreamGate, streamError, tcpFdUnderTls, type GateHooks, type StreamGate } from './node-internals'
+import { installStreamGate, isHttp2Stream, streamError, tcpFdUnderTls, type GateHooks, type StreamGate } from './node-internals'
 import type { SendFileResult, SendResult } from './send-requests'
 
 const read = promisify(fs.read)
@@ -255,15 +256,8 @@ export class StreamCopier implements GateHooks {
       if (ended) return
       ended = true
       stream.removeListener('close', onClose)
-      // Part of it went: the peer must not take a cut message for a whole one. Under TLS
-      // a plain destroy would end the TCP stream with a FIN, which a client reads as a
-      // clean end: the connection is reset (RST) instead. An HTTP/2 stream's destroy
-      // resets that stream (RST_STREAM).
-      if (err !== undefined && job.progress.calls > 0) {
-        const tcp = tcpFdUnderTls(stream)
-        if (tcp !== undefined) native.disconnect(tcp)
-        stream.destroy()
-      }
+      // Part of it went: the peer must not take a cut message for a whole one.
+      if (err !== undefined && job.progress.calls > 0) resetStream(stream)
       this.finish(job, err)
       markerDone()
       this.maybeUngate()
@@ -302,6 +296,20 @@ export class StreamCopier implements GateHooks {
     this.gate.undo()
     this.gate = undefined
   }
+}
+
+/**
+ * Ends `stream` so that its peer cannot take what it got for a whole message: a plain
+ * destroy() would not. Under TLS it ends the TCP stream with a FIN, which a client reads
+ * as a clean end, so the TCP connection is reset (RST) first; an HTTP/2 stream destroyed
+ * with data still queued is ended with END_STREAM, so it is reset instead (RST_STREAM
+ * CANCEL, which Node does not emit as an 'error').
+ */
+export function resetStream(stream: Writable): void {
+  const tcp = tcpFdUnderTls(stream)
+  if (tcp !== undefined) native.disconnect(tcp)
+  if (isHttp2Stream(stream) && !stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL)
+  else stream.destroy()
 }
 
 /**

@@ -2,8 +2,8 @@
 // copies, files, Node writes, corks, closes, re-attaches, fd-named calls, aborts and
 // peer actions on one loopback TCP pair, checked against the byte stream the model
 // expects; and the same over a TLS connection, where the sender is the server side's
-// TLS socket and every call takes the honest copy path (fd-named calls do not apply
-// there). Invariants, at the end of each sequence:
+// TLS socket and every call takes the honest copy path, and over an HTTP/2 stream
+// (fd-named calls do not apply to either). Invariants, at the end of each sequence:
 //   1. the peer's bytes equal the model's (with a reset, destroy or abort: a prefix of it);
 //   2. every Promise settles, in bounded time (and every socket.write callback runs once);
 //   3. buffers and files overwritten with 0xEE once their send settled never reach the peer;
@@ -18,7 +18,8 @@
 //   ZEROCOPY_MODEL_CMDS       the commands' replayPath printed with it (shrunk command lists need it)
 //   ZEROCOPY_MODEL_RUNS       sequences to run over TCP (default 40; `npm run test:model-long`: 2000)
 //   ZEROCOPY_MODEL_TLS_RUNS   sequences to run over TLS (default 15; `npm run test:model-long`: 500)
-//   ZEROCOPY_MODEL_LINK       'tcp' or 'tls': run only that test (a replay names it)
+//   ZEROCOPY_MODEL_H2_RUNS    sequences to run over an HTTP/2 stream (default 10; test:model-long: 500)
+//   ZEROCOPY_MODEL_LINK       'tcp', 'tls' or 'h2': run only that test (a replay names it)
 //   ZEROCOPY_MODEL_SHRINK_MS  time allowed to shrink a failure (default 30000; 0 = no shrinking)
 //   ZEROCOPY_MODEL_ONLY       comma-separated command kinds to draw from (default all; the names
 //                             are the keys of KINDS in test/model/commands.ts), to isolate a failure
@@ -30,12 +31,13 @@ import { sendFileZeroCopy, ZeroCopySocket } from '../lib'
 import { openFdTargets } from './helpers'
 import { command, type Model } from './model/commands'
 import { Harness, sequenceDir, sleep, waitUntil } from './model/harness'
-import { makeLink, type LinkKind } from './model/link'
+import { LINK_KINDS, makeLink, type LinkKind } from './model/link'
 import { checkSequence, finishSequence, report, type EndKind } from './model/verify'
 
 const RUNS: Record<LinkKind, number> = {
   tcp: Number(process.env.ZEROCOPY_MODEL_RUNS ?? 40),
   tls: Number(process.env.ZEROCOPY_MODEL_TLS_RUNS ?? 15),
+  h2: Number(process.env.ZEROCOPY_MODEL_H2_RUNS ?? 10),
 }
 const LINK = process.env.ZEROCOPY_MODEL_LINK
 // npm test runs one fixed seed (the same sequences every time); 'random' draws a new one.
@@ -58,7 +60,7 @@ before(async () => {
   // contexts) exist before the first sequence counts its fds.
   const dir = sequenceDir()
   fs.writeFileSync(`${dir}/w`, 'warm-up')
-  for (const kind of ['tcp', 'tls'] as const) {
+  for (const kind of LINK_KINDS) {
     const pair = await makeLink(kind)
     pair.server.resume()
     const zc = ZeroCopySocket.from(pair.client)
@@ -116,9 +118,10 @@ function bounded<T>(p: Promise<T>, ms: number): Promise<T> {
 const TITLES: Record<LinkKind, string> = {
   tcp: 'random command sequences on a loopback TCP pair keep the send contract',
   tls: 'random command sequences on a TLS connection (the honest copy path) keep the send contract',
+  h2: 'random command sequences on an HTTP/2 stream (copies framed by the session) keep the send contract',
 }
 
-for (const link of ['tcp', 'tls'] as const) {
+for (const link of LINK_KINDS) {
   test(TITLES[link], { skip: LINK !== undefined && LINK !== link }, (t) => checkSequences(t, link))
 }
 

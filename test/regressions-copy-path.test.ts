@@ -10,12 +10,16 @@
 //   turn came, and then the headers (with Content-Length) went out with no body;
 // - a TLS send cut after part of it went (an abort) destroyed the TLS socket with a FIN: the
 //   client saw a clean end after a cut body; now the TCP connection under it is reset;
+// - an HTTP/2 send cut after part of it went destroyed the stream, which Node ends with
+//   END_STREAM (RST code 0) when data is still queued: the client saw a clean end after a
+//   cut body; now the stream is reset (RST_STREAM CANCEL);
 // - a 204 response got a Content-Length header, which RFC 9110 forbids (Node sends none);
 // - a Writable-looking object (never constructed) or a write() that throws left the send
 //   in the copier's queue for ever: close() never settled, and the error had no code.
 import assert from 'node:assert/strict'
 import * as fs from 'node:fs'
 import * as http from 'node:http'
+import * as http2 from 'node:http2'
 import * as net from 'node:net'
 import * as path from 'node:path'
 import * as tls from 'node:tls'
@@ -228,6 +232,46 @@ test('a TLS file send aborted after part of it went resets the TCP connection un
   client.destroy()
   assert.ok(got < 8 << 20, 'a cut body')
   assert.equal(how, 'reset', 'the client sees a reset (ECONNRESET, or an end with the TCP state CLOSE), not a FIN')
+})
+
+test('an HTTP/2 file send aborted after part of it went resets the stream (no clean end after a cut body)', async (t) => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'big')
+  fs.writeFileSync(file, randomBytes(1 << 20, 12))
+  let served: Promise<void> | undefined
+  const server = http2.createServer()
+  server.on('stream', (stream) => {
+    stream.respond({ ':status': 200 })
+    served = (async () => {
+      const ac = new AbortController()
+      const p = sendFileZeroCopy(stream, file, { signal: ac.signal })
+      await sleep(50) // the client does not read: the flow-control window (64 KiB) holds the rest
+      ac.abort()
+      await assert.rejects(p, { name: 'AbortError' })
+    })()
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const session = http2.connect(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}`)
+  t.after(() => {
+    session.destroy()
+    return new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+  const req = session.request({ ':path': '/' })
+  req.on('error', () => {})
+  req.pause()
+  let ended = false
+  let got = 0
+  req.on('data', (d: Buffer) => (got += d.length))
+  req.on('end', () => (ended = true))
+  const closed = new Promise<void>((resolve) => req.on('close', () => resolve()))
+  await waitFor('the call', () => served !== undefined)
+  await within(5000, served!, 'the abort')
+  req.resume()
+  await within(5000, closed, 'the client stream to close')
+  assert.ok(got < 1 << 20, 'a cut body')
+  // Node's client emits 'end' after a reset too, once it read what came before it: the
+  // stream's RST code is what tells a cut body from a whole one.
+  assert.equal(req.rstCode, http2.constants.NGHTTP2_CANCEL, `the stream was reset (RST_STREAM CANCEL), not ended (got ${got} B, 'end' ${ended})`)
 })
 
 test('a 204 response carries no Content-Length; a HEAD response says the length', async (t) => {

@@ -109,8 +109,14 @@ export class Harness {
     })
     // After a reset, libuv reports a reader that still had bytes queued as 'end': the
     // kernel's TCP state tells them apart (CLOSE after a reset, CLOSE_WAIT after a FIN).
-    server.on('end', () => (this.peer.sawEnd = !kernelSawReset(server)))
-    server.on('close', () => (this.peer.closed = true))
+    // An HTTP/2 stream's 'end' is END_STREAM, its reset an error.
+    server.on('end', () => (this.peer.sawEnd = !kernelSawReset(server as net.Socket)))
+    server.on('close', () => {
+      this.peer.closed = true
+      // Node's HTTP/2 client emits 'end' after RST_STREAM too: its code tells them apart.
+      const rst = (server as { rstCode?: number }).rstCode
+      if (typeof rst === 'number' && rst !== 0) this.peer.sawEnd = false
+    })
     server.on('error', (err) => (this.peer.error = err))
     client.on('error', () => {}) // ECONNRESET/EPIPE after a reset: expected, not uncaught
   }
@@ -238,7 +244,7 @@ export class Harness {
     const { server } = this.pair
     let queued = 0
     try {
-      queued = inputQueueBytes(socketFd(server))
+      queued = inputQueueBytes(socketFd(server as net.Socket)) // no fd of its own (HTTP/2): 0
     } catch {
       // closed already
     }

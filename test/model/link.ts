@@ -1,23 +1,28 @@
-// The connection a model sequence runs over: a sender (`client`, the socket the commands
+// The connection a model sequence runs over: a sender (`client`, the stream the commands
 // write to) and a peer (`server`, which reads and collects). Over plain loopback TCP the
 // sender is a kernel socket (MSG_ZEROCOPY through its SendChannel); over TLS it is the
 // server side of a TLS connection (the honest copy path through the TLS socket), and the
 // peer a TLS client over a TCP socket of its own, whose kernel state tells a reset from
-// a FIN.
+// a FIN; over HTTP/2 (h2c) it is a server stream after respond() (copies framed by the
+// session), and the peer the client's request stream: END_STREAM is its clean end,
+// RST_STREAM its reset, and a paused peer stalls the stream's flow-control window.
+import * as http2 from 'node:http2'
 import * as net from 'node:net'
+import type { Duplex } from 'node:stream'
 import * as tls from 'node:tls'
 import { native } from '../../lib/native'
 import { cert, key } from '../fixtures/tls-cert'
 import { tcpPair } from '../helpers'
 
-export type LinkKind = 'tcp' | 'tls'
+export type LinkKind = 'tcp' | 'tls' | 'h2'
+export const LINK_KINDS: readonly LinkKind[] = ['tcp', 'tls', 'h2']
 
 export interface Link {
   kind: LinkKind
-  /** The sender: a net.Socket (tcp) or the server-side tls.TLSSocket (tls). */
-  client: net.Socket
-  /** The peer that reads: a net.Socket (tcp) or a tls.TLSSocket client (tls). */
-  server: net.Socket
+  /** The sender: a net.Socket (tcp), the server-side tls.TLSSocket (tls), a ServerHttp2Stream (h2). */
+  client: Duplex
+  /** The peer that reads: a net.Socket (tcp), a tls.TLSSocket client (tls), a ClientHttp2Stream (h2). */
+  server: Duplex
   /** Resets the peer's TCP connection (RST) and destroys the peer. */
   resetPeer(): void
   close(): Promise<void>
@@ -70,6 +75,32 @@ export async function tlsLink(): Promise<Link> {
   }
 }
 
+/** One HTTP/2 stream on a fresh h2c connection; `client` is the server's stream (the sender). */
+export async function h2Link(): Promise<Link> {
+  const listener = http2.createServer()
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve))
+  const accepted = new Promise<http2.ServerHttp2Stream>((resolve) => listener.once('stream', resolve))
+  const session = http2.connect(`http://127.0.0.1:${(listener.address() as net.AddressInfo).port}`)
+  session.on('error', () => {})
+  const peer = session.request({ ':path': '/', ':method': 'POST' })
+  const sender = await accepted
+  sender.respond({ ':status': 200 })
+  await new Promise<void>((resolve) => peer.once('response', () => resolve()))
+  listener.close() // stops listening; the session's socket stays until destroyed
+  return {
+    kind: 'h2',
+    client: sender,
+    server: peer,
+    resetPeer: () => peer.close(http2.constants.NGHTTP2_CANCEL),
+    async close() {
+      sender.destroy()
+      peer.destroy()
+      session.destroy()
+      await new Promise<void>((resolve) => listener.close(() => resolve()))
+    },
+  }
+}
+
 export function makeLink(kind: LinkKind): Promise<Link> {
-  return kind === 'tls' ? tlsLink() : tcpLink()
+  return kind === 'tls' ? tlsLink() : kind === 'h2' ? h2Link() : tcpLink()
 }
