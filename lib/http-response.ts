@@ -62,7 +62,8 @@ export function sendToResponse<R extends SendResult | SendFileResult>(
 ): Promise<R> {
   if (res.writableEnded) return Promise.reject(writeAfterEnd())
   if (body.signal?.aborted) return Promise.reject(abortError(body.signal))
-  return laneOf(res).run(async (direct) => {
+  const sent = laneOf(res).run(async (direct) => {
+    if (body.signal?.aborted) throw abortError(body.signal) // while an earlier call went
     // Until the headers go, an abort rejects at once and leaves the response as it was.
     const abort = abortWatch(body.signal)
     let prepared = false
@@ -70,7 +71,7 @@ export function sendToResponse<R extends SendResult | SendFileResult>(
     try {
       const length = await abort.race(body.prepare().finally(() => (prepared = true)))
       if (res.writableEnded) throw writeAfterEnd()
-      const target = res instanceof http.ServerResponse ? await abort.race(socketOf(res)) : streamOf(res)
+      const target = res instanceof http.ServerResponse ? await socketOf(res, body.signal) : streamOf(res)
       abort.stop()
       if (body.signal?.aborted) throw abortError(body.signal)
       sendHeaders(res, length, end)
@@ -118,6 +119,12 @@ export function sendToResponse<R extends SendResult | SendFileResult>(
       }
     }
   })
+  if (body.signal === undefined) return sent
+  // An abort rejects the call at once, also while it waits behind an earlier call on the
+  // response; its step then finds the signal aborted and sends nothing.
+  sent.catch(() => {})
+  const abort = abortWatch(body.signal)
+  return abort.race(sent).finally(() => abort.stop())
 }
 
 /** The body's settlement, after what it opened was let go; `onError` runs first on a failure. */
@@ -189,9 +196,13 @@ function framingOf(res: ResponseTarget): { hasBody: boolean; chunked: boolean } 
   return { hasBody: !head && status !== 204 && status !== 205 && status !== 304, chunked: false }
 }
 
-/** The HTTP/1 response's socket, once it has it (a pipelined response waits for its turn). */
-function socketOf(res: http.ServerResponse): Promise<net.Socket> | net.Socket {
+/**
+ * The HTTP/1 response's socket, once it has it (a pipelined response waits for its
+ * turn); an abort of `signal` meanwhile rejects at once.
+ */
+function socketOf(res: http.ServerResponse, signal: AbortSignal | undefined): Promise<net.Socket> | net.Socket {
   if (res.socket !== null && res.socket !== undefined) return res.socket
+  if (signal?.aborted) return Promise.reject(abortError(signal))
   // A queued response gets no 'close' of its own if the connection dies first; its
   // request's socket is the same connection.
   const conn = (res.req as { socket?: net.Socket } | undefined)?.socket
@@ -204,13 +215,19 @@ function socketOf(res: http.ServerResponse): Promise<net.Socket> | net.Socket {
       cleanup()
       reject(socketClosed('The connection closed before the response got its turn'))
     }
+    const onAbort = () => {
+      cleanup()
+      reject(abortError(signal!))
+    }
     const cleanup = () => {
       res.removeListener('socket', onSocket)
       res.removeListener('close', onClose)
       conn?.removeListener('close', onClose)
+      signal?.removeEventListener('abort', onAbort)
     }
     res.once('socket', onSocket)
     res.once('close', onClose)
+    signal?.addEventListener('abort', onAbort, { once: true })
     if (conn !== undefined) {
       if (conn.destroyed) return onClose()
       conn.once('close', onClose)

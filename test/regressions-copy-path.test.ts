@@ -8,6 +8,7 @@
 //   client that stalled longer than keepAliveTimeout got a cut body;
 // - an abort while the response waited for its turn (pipelining) did nothing until the
 //   turn came, and then the headers (with Content-Length) went out with no body;
+//   The same while it waited behind an earlier call on the same response;
 // - a TLS send cut after part of it went (an abort) destroyed the TLS socket with a FIN: the
 //   client saw a clean end after a cut body; now the TCP connection under it is reset;
 // - an HTTP/2 send cut after part of it went destroyed the stream, which Node ends with
@@ -182,6 +183,39 @@ test('an abort while the response waits for its turn rejects at once and leaves 
     responses.map((r) => r.body.toString()),
     ['one', 'instead'],
   )
+})
+
+test('an abort while the call waits behind an earlier one on the same response rejects at once and sends nothing', async (t) => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'f')
+  fs.writeFileSync(file, randomBytes(1000, 4))
+  const big = randomBytes(16 << 20, 13)
+  let outcome: { error?: NodeJS.ErrnoException; ms: number } | undefined
+  let first: Promise<unknown> | undefined
+  const server = http.createServer((_req, res) => {
+    res.writeHead(200) // chunked
+    // The client does not read yet: this call waits to be in the kernel.
+    first = sendZeroCopy(res, big, { end: false }).finally(() => res.end())
+    const ac = new AbortController()
+    const t0 = performance.now()
+    sendFileZeroCopy(res, file, { signal: ac.signal }).then(
+      () => (outcome = { ms: performance.now() - t0 }),
+      (error: NodeJS.ErrnoException) => (outcome = { error, ms: performance.now() - t0 }),
+    )
+    setTimeout(() => ac.abort(), 50)
+  })
+  const port = await listen(server, t)
+  const c = net.connect(port, '127.0.0.1')
+  c.pause()
+  const all = readAll(c)
+  c.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+  await waitFor('the abort to settle the call', () => outcome !== undefined, 2000).catch(() => {})
+  c.resume()
+  assert.equal(outcome?.error?.name, 'AbortError', 'rejected while the earlier call still went')
+  assert.ok(outcome!.ms < 1000, `rejected in ${outcome!.ms} ms`)
+  await within(10000, first!, 'the earlier call')
+  const [r] = parseResponses(await within(10000, all, 'the response'))
+  assert.ok(r?.body.equals(big), 'the body is the earlier call\'s alone')
 })
 
 test('a TLS file send aborted after part of it went resets the TCP connection under it (no clean end after a cut body)', async (t) => {
