@@ -113,9 +113,13 @@ export class Harness {
     server.on('end', () => (this.peer.sawEnd = !kernelSawReset(server as net.Socket)))
     server.on('close', () => {
       this.peer.closed = true
-      // Node's HTTP/2 client emits 'end' after RST_STREAM too: its code tells them apart.
+      // Node's HTTP/2 client emits 'end' after RST_STREAM too, and no 'error' for CANCEL:
+      // the stream's RST code tells a reset from a clean end.
       const rst = (server as { rstCode?: number }).rstCode
-      if (typeof rst === 'number' && rst !== 0) this.peer.sawEnd = false
+      if (typeof rst === 'number' && rst !== 0) {
+        this.peer.sawEnd = false
+        this.peer.error ??= new Error(`the stream was reset (RST_STREAM code ${rst})`)
+      }
     })
     server.on('error', (err) => (this.peer.error = err))
     client.on('error', () => {}) // ECONNRESET/EPIPE after a reset: expected, not uncaught
