@@ -252,6 +252,9 @@ export class StreamCopier implements GateHooks {
     const stream = this.stream
     const gate = this.gate!
     let ended = false
+    // The write in flight, if any: a cut stops waiting for it (a reset HTTP/2 stream on
+    // Node 24 and later never calls back), so that `run` ends and closes its file.
+    let inFlight: (() => void) | undefined
     const end = (err: Error | undefined) => {
       if (ended) return
       ended = true
@@ -261,6 +264,7 @@ export class StreamCopier implements GateHooks {
       this.finish(job, err)
       markerDone()
       this.maybeUngate()
+      inFlight?.()
     }
     const onClose = () => job.cut(streamError(stream) ?? socketClosed('The stream was closed before the send completed'))
     stream.once('close', onClose)
@@ -270,8 +274,13 @@ export class StreamCopier implements GateHooks {
         if (job.cutReason !== undefined) return resolve()
         job.progress.calls++
         this.counters.copyCalls++
+        inFlight = resolve
         gate.write(chunk, (err) => {
-          if (err) return reject(err)
+          inFlight = undefined
+          // A stream destroyed meanwhile calls back without an error for a write it
+          // dropped (net sockets, HTTP/2 streams on Node 24 and later): not a success.
+          const failed = err ?? (stream.destroyed ? (streamError(stream) ?? socketClosed('The stream was destroyed under this write')) : undefined)
+          if (failed) return reject(failed)
           job.progress.bytes += chunk.length
           this.counters.copyBytes += chunk.length
           resolve()
