@@ -21,8 +21,9 @@
 import * as http from 'node:http'
 import * as http2 from 'node:http2'
 import type * as net from 'node:net'
-import { codedError, socketClosed, writeAfterEnd } from './errors'
+import { abortError, codedError, socketClosed, writeAfterEnd } from './errors'
 import { responseFraming } from './node-internals'
+import { resetStream } from './stream-copy'
 import type { SendFileResult, SendResult } from './send-requests'
 import type { ZeroCopySocket } from './zerocopy-socket'
 
@@ -38,13 +39,16 @@ export interface ResponseBody<R> {
   prepare(): Promise<number | undefined>
   /** Queues the body on `zc` now (in order with whatever is queued after it). */
   send(zc: ZeroCopySocket): Promise<R>
-  /** Lets go of what prepare() opened. */
+  /** Lets go of what prepare() opened (once prepare() has settled, if it is running). */
   done(): Promise<void>
   /** The result of a response that has no body (HEAD, 204, 304). */
   none(reason: string): R
+  /** The call's signal: an abort before the headers went leaves the response untouched. */
+  signal?: AbortSignal
 }
 
 const CRLF = Buffer.from('\r\n')
+const EMPTY = Buffer.alloc(0)
 
 /**
  * Sends `body` on `res` as the module comment describes. `attach` gives the
@@ -57,51 +61,113 @@ export function sendToResponse<R extends SendResult | SendFileResult>(
   attach: (target: net.Socket | http2.Http2Stream) => ZeroCopySocket,
 ): Promise<R> {
   if (res.writableEnded) return Promise.reject(writeAfterEnd())
-  return laneOf(res).run(async (direct) => {
-    const length = await body.prepare()
+  if (body.signal?.aborted) return Promise.reject(abortError(body.signal))
+  const sent = laneOf(res).run(async (direct) => {
+    if (body.signal?.aborted) throw abortError(body.signal) // while an earlier call went
+    // Until the headers go, an abort rejects at once and leaves the response as it was.
+    const abort = abortWatch(body.signal)
+    let prepared = false
     let queued = false
     try {
+      const length = await abort.race(body.prepare().finally(() => (prepared = true)))
       if (res.writableEnded) throw writeAfterEnd()
-      const target = res instanceof http.ServerResponse ? await socketOf(res) : streamOf(res)
+      const target = res instanceof http.ServerResponse ? await socketOf(res, body.signal) : streamOf(res)
+      abort.stop()
+      if (body.signal?.aborted) throw abortError(body.signal)
       sendHeaders(res, length, end)
       const framing = framingOf(res)
+      if (!framing.hasBody || length === 0) {
+        queued = true
+        if (end) direct(() => res.end())
+        const why = framing.hasBody ? 'an empty body' : 'the response has no body (a HEAD request, or status 204 or 304)'
+        return { settled: finished(body, Promise.resolve(body.none(why))) }
+      }
+      const zc = attach(target)
+      if (framing.chunked && length === undefined) {
+        throw codedError('ERR_ZEROCOPY_LENGTH_REQUIRED', 'A chunked response needs the body\'s length: pass options.length for a pipe or FIFO')
+      }
       let sent: Promise<R>
-      if (!framing.hasBody) {
-        sent = Promise.resolve(body.none('the response has no body (a HEAD request, or status 204 or 304)'))
+      if (framing.chunked) {
+        void zc.send(Buffer.from(`${length!.toString(16)}\r\n`), { copy: true }).catch(() => {})
+        sent = body.send(zc)
+        void zc.send(CRLF, { copy: true }).catch(() => {})
       } else {
-        const zc = attach(target)
-        if (framing.chunked && length === undefined) {
-          throw codedError('ERR_ZEROCOPY_LENGTH_REQUIRED', 'A chunked response needs the body\'s length: pass options.length for a pipe or FIFO')
-        }
-        if (length === 0) sent = Promise.resolve(body.none('an empty body'))
-        else if (framing.chunked) {
-          void zc.send(Buffer.from(`${length!.toString(16)}\r\n`), { copy: true }).catch(() => {})
-          sent = body.send(zc)
-          void zc.send(CRLF, { copy: true }).catch(() => {})
-        } else {
-          sent = body.send(zc)
-        }
+        sent = body.send(zc)
       }
       queued = true
-      if (end) direct(() => res.end())
-      return {
-        settled: sent.then(
-          (r) => {
-            void body.done()
-            return r
-          },
-          (err: unknown) => {
-            void body.done()
-            // The headers went: the client must not take a cut body for a whole one.
-            if (framing.hasBody) direct(() => res.destroy())
-            throw err
-          },
-        ),
-      }
+      let failed = false
+      const settled = finished(body, sent, () => {
+        failed = true
+        // The headers went: the client must not take a cut body for a whole one.
+        direct(() => (res instanceof http.ServerResponse ? res.destroy() : resetStream(res.stream)))
+      })
+      settled.catch(() => {}) // the caller takes it once this step returns
+      // Node's end (and through it the response's 'finish', which arms the keep-alive
+      // timer and hands the connection to the next pipelined response) waits until the
+      // body is in the kernel or the stream, as with Node's own writes; so does the lane.
+      const after = handedOver(target, zc).then(async () => {
+        await new Promise((resolve) => setImmediate(resolve)) // a body cut meanwhile has rejected
+        if (end && !failed) direct(() => res.end())
+      })
+      return { settled, after }
     } finally {
-      if (!queued) await body.done()
+      abort.stop()
+      if (!queued) {
+        // A prepare() still running (an abort won the race) closes what it opened later.
+        const closing = body.done()
+        if (prepared) await closing
+      }
     }
   })
+  if (body.signal === undefined) return sent
+  // An abort rejects the call at once, also while it waits behind an earlier call on the
+  // response; its step then finds the signal aborted and sends nothing.
+  sent.catch(() => {})
+  const abort = abortWatch(body.signal)
+  return abort.race(sent).finally(() => abort.stop())
+}
+
+/** The body's settlement, after what it opened was let go; `onError` runs first on a failure. */
+function finished<R>(body: ResponseBody<R>, sent: Promise<R>, onError?: () => void): Promise<R> {
+  return sent.then(
+    async (r) => {
+      await body.done()
+      return r
+    },
+    async (err: unknown) => {
+      onError?.()
+      await body.done()
+      throw err
+    },
+  )
+}
+
+/**
+ * Resolves once everything queued on `zc` so far is in the kernel (a kernel socket: Node
+ * writes are held until then, so an empty write's callback says so) or has gone through
+ * the stream (a copier: its sends settled), or has failed.
+ */
+function handedOver(target: net.Socket | http2.Http2Stream, zc: ZeroCopySocket): Promise<void> {
+  if (zc.copier !== undefined) return zc.copier.barrier()
+  const socket = target as net.Socket
+  if (socket.destroyed || socket.writableEnded) return Promise.resolve()
+  return new Promise<void>((resolve) => socket.write(EMPTY, () => resolve()))
+}
+
+/** Rejections for an abort while a call waits; `race` adds one to a wait. */
+function abortWatch(signal: AbortSignal | undefined): { race<T>(p: Promise<T> | T): Promise<T>; stop(): void } {
+  if (signal === undefined) return { race: (p) => Promise.resolve(p), stop: () => {} }
+  let onAbort: (() => void) | undefined
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(abortError(signal))
+    if (signal.aborted) onAbort()
+    else signal.addEventListener('abort', onAbort, { once: true })
+  })
+  aborted.catch(() => {})
+  return {
+    race: (p) => Promise.race([p, aborted]),
+    stop: () => signal.removeEventListener('abort', onAbort!),
+  }
 }
 
 /**
@@ -110,7 +176,10 @@ export function sendToResponse<R extends SendResult | SendFileResult>(
  * block waits in the response for its first write, and must go before our body.
  */
 function sendHeaders(res: ResponseTarget, length: number | undefined, end: boolean): void {
-  if (!res.headersSent && end && length !== undefined && !res.hasHeader('transfer-encoding')) {
+  // A 204 (or 1xx) must not carry Content-Length (RFC 9110, 8.6); a HEAD or 304 says the
+  // length the body would have.
+  const forbidden = res.statusCode === 204 || (res.statusCode >= 100 && res.statusCode < 200)
+  if (!res.headersSent && end && length !== undefined && !forbidden && !res.hasHeader('transfer-encoding')) {
     const set = res.getHeader('content-length')
     if (set === undefined) res.setHeader('content-length', length)
     else if (Number(set) !== length) {
@@ -127,9 +196,13 @@ function framingOf(res: ResponseTarget): { hasBody: boolean; chunked: boolean } 
   return { hasBody: !head && status !== 204 && status !== 205 && status !== 304, chunked: false }
 }
 
-/** The HTTP/1 response's socket, once it has it (a pipelined response waits for its turn). */
-function socketOf(res: http.ServerResponse): Promise<net.Socket> | net.Socket {
+/**
+ * The HTTP/1 response's socket, once it has it (a pipelined response waits for its
+ * turn); an abort of `signal` meanwhile rejects at once.
+ */
+function socketOf(res: http.ServerResponse, signal: AbortSignal | undefined): Promise<net.Socket> | net.Socket {
   if (res.socket !== null && res.socket !== undefined) return res.socket
+  if (signal?.aborted) return Promise.reject(abortError(signal))
   // A queued response gets no 'close' of its own if the connection dies first; its
   // request's socket is the same connection.
   const conn = (res.req as { socket?: net.Socket } | undefined)?.socket
@@ -142,13 +215,19 @@ function socketOf(res: http.ServerResponse): Promise<net.Socket> | net.Socket {
       cleanup()
       reject(socketClosed('The connection closed before the response got its turn'))
     }
+    const onAbort = () => {
+      cleanup()
+      reject(abortError(signal!))
+    }
     const cleanup = () => {
       res.removeListener('socket', onSocket)
       res.removeListener('close', onClose)
       conn?.removeListener('close', onClose)
+      signal?.removeEventListener('abort', onAbort)
     }
     res.once('socket', onSocket)
     res.once('close', onClose)
+    signal?.addEventListener('abort', onAbort, { once: true })
     if (conn !== undefined) {
       if (conn.destroyed) return onClose()
       conn.once('close', onClose)
@@ -160,6 +239,12 @@ function streamOf(res: http2.Http2ServerResponse): http2.Http2Stream {
   const stream = res.stream
   if (stream.destroyed || stream.closed) throw socketClosed('The HTTP/2 stream is closed')
   return stream
+}
+
+/** A step of a lane: its body's settlement, and what the lane waits for before the next step. */
+interface Step<R> {
+  settled: Promise<R>
+  after?: Promise<void>
 }
 
 /**
@@ -175,10 +260,11 @@ class ResponseLane {
   constructor(private readonly res: ResponseTarget) {}
 
   /**
-   * Runs `step` once every earlier step was queued; resolves with its body's settlement.
-   * The lane moves on as soon as the body is queued, not when it settles.
+   * Runs `step` once every earlier step finished; resolves with its body's settlement.
+   * The lane moves on once the step's `after` (the body in the kernel and the end) is
+   * done, not when the body settles.
    */
-  run<R>(step: (direct: (fn: () => void) => void) => Promise<{ settled: Promise<R> }>): Promise<R> {
+  run<R>(step: (direct: (fn: () => void) => void) => Promise<Step<R>>): Promise<R> {
     const queued = this.queue(() => step((fn) => this.direct(fn)))
     return queued.then((q) => q.settled)
   }
@@ -193,14 +279,12 @@ class ResponseLane {
     }
   }
 
-  private queue<T>(step: () => Promise<T>): Promise<T> {
+  private queue<R>(step: () => Promise<Step<R>>): Promise<Step<R>> {
     this.hold()
     this.pending++
     const p = this.tail.then(step)
-    this.tail = p.then(
-      () => this.stepDone(),
-      () => this.stepDone(),
-    )
+    const done = () => this.stepDone()
+    this.tail = p.then((q) => q.after).then(done, done)
     return p
   }
 
@@ -215,11 +299,13 @@ class ResponseLane {
   private hold(): void {
     if (this.restore !== undefined) return
     const res = this.res as unknown as Record<string, unknown>
+    // A wrapper someone put there before (compression-style middleware) comes back as it was.
+    const own = (['write', 'end'] as const).map((key) => [key, Object.getOwnPropertyDescriptor(res, key)] as const)
     const write = res.write as (...args: unknown[]) => boolean
     const end = res.end as (...args: unknown[]) => unknown
     const replay = (fn: (...args: unknown[]) => unknown, args: unknown[]) => () => {
       this.direct(() => fn.apply(this.res, args))
-      return Promise.resolve()
+      return Promise.resolve({ settled: Promise.resolve() })
     }
     res.write = (...args: unknown[]) => {
       if (this.replaying) return write.apply(this.res, args)
@@ -232,8 +318,10 @@ class ResponseLane {
       return this.res
     }
     this.restore = () => {
-      delete res.write
-      delete res.end
+      for (const [key, descriptor] of own) {
+        if (descriptor === undefined) delete res[key]
+        else Object.defineProperty(res, key, descriptor)
+      }
     }
   }
 }

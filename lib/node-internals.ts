@@ -71,12 +71,39 @@ export function protocolLayer(socket: net.Socket): ProtocolLayer | undefined {
 }
 
 /**
+ * The fd of the TCP connection under a TLS socket (its TLSWrap handle over a TCP handle),
+ * or undefined (not TLS, over a JS stream, closed). Only for resetting that connection:
+ * nothing may be written to it.
+ */
+export function tcpFdUnderTls(stream: Writable): number | undefined {
+  if (!(stream instanceof tls.TLSSocket)) return undefined
+  const handle = (stream as unknown as { _handle?: { _parent?: { constructor?: { name?: string }; fd?: number } } | null })._handle
+  const parent = handle?._parent
+  return parent?.constructor?.name === 'TCP' ? validFd(parent.fd) : undefined
+}
+
+/** An HTTP/2 stream (Node does not export its class): it has a session and an RST code. */
+export function isHttp2Stream(stream: unknown): stream is Writable & { close(code: number): void } {
+  const s = stream as { session?: unknown; close?: unknown } | null
+  return s instanceof Writable && s.session !== undefined && typeof s.close === 'function' && 'rstCode' in s
+}
+
+/**
  * How an HTTP/1 response frames its body, read after its headers were sent: whether it
  * has one at all (HEAD, 204 and 304 have none) and whether it is chunked.
  */
 export function responseFraming(res: http.ServerResponse): { hasBody: boolean; chunked: boolean } {
   const r = res as unknown as { _hasBody?: boolean; chunkedEncoding?: boolean }
   return { hasBody: r._hasBody !== false, chunked: r.chunkedEncoding === true }
+}
+
+/**
+ * Whether `stream` is a Writable that was constructed (it has its write state): an object
+ * made with `Object.create(Writable.prototype)` passes `instanceof` yet throws on use.
+ */
+export function isConstructedWritable(stream: Writable): boolean {
+  const state = (stream as unknown as { _writableState?: unknown })._writableState
+  return typeof state === 'object' && state !== null
 }
 
 /** The error a stream was destroyed with, if any (Node 18+ `errored`). */
@@ -112,9 +139,12 @@ export interface StreamGate {
   write(chunk: Buffer, cb: WriteCb): void
 }
 
+const GATED = ['_write', '_writev', '_final'] as const
+
 /**
  * Wraps a Writable's `_write` and `_final` as own properties (the prototype's stay as
- * they are) and turns off `_writev`, so that every chunk, a marker too, passes `_write`
+ * they are; the undo puts back any own ones, as `new Writable({ write })` makes) and
+ * turns off `_writev`, so that every chunk, a marker too, passes `_write`
  * one at a time in order. A stream that implements only `_writev` keeps working: its
  * chunks go to that one at a time. Returns the undo and a write past the gate, for an
  * owner that holds Node's write (its marker) while it writes chunks of its own.
@@ -125,6 +155,9 @@ export function installStreamGate(stream: Writable, hooks: GateHooks): StreamGat
   const write = inner._write
   const writev = inner._writev
   const final = inner._final
+  // A stream made with `new Writable({ write, writev, final })` has these as own
+  // properties: the undo puts back exactly what was there.
+  const own = GATED.map((key) => [key, Object.getOwnPropertyDescriptor(stream, key)] as const)
   const direct = (chunk: unknown, encoding: string, cb: WriteCb) => {
     if (write === Writable.prototype._write && typeof writev === 'function') writev.call(stream, [{ chunk, encoding }], cb)
     else write.call(stream, chunk, encoding, cb)
@@ -140,7 +173,10 @@ export function installStreamGate(stream: Writable, hooks: GateHooks): StreamGat
   }
   return {
     undo: () => {
-      for (const key of ['_write', '_writev', '_final']) delete gated[key]
+      for (const [key, descriptor] of own) {
+        if (descriptor === undefined) delete gated[key]
+        else Object.defineProperty(stream, key, descriptor)
+      }
     },
     write: (chunk, cb) => direct(chunk, 'buffer', cb),
   }

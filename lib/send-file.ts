@@ -137,11 +137,14 @@ function fileOn(zc: ZeroCopySocket, source: FileSource, plan: FilePlan): Promise
 
 /** The file as an HTTP response's body: opened first, for its length (Content-Length). */
 function fileBody(source: FileSource, plan: FilePlan): ResponseBody<SendFileResult> {
+  let opening: Promise<OpenFile> | undefined
   let opened: OpenFile | undefined
   let length: number | undefined
   return {
+    signal: plan.signal,
     async prepare() {
-      opened = await openFile(source)
+      opening = openFile(source)
+      opened = await opening
       checkOffset(opened.stat, plan.offset)
       // A regular file's size is its length here, 0 included (an HTTP body has to say
       // its length up front); a pipe or FIFO has one only if options.length gives it.
@@ -154,6 +157,7 @@ function fileBody(source: FileSource, plan: FilePlan): ResponseBody<SendFileResu
       return fileOn(zc, opened!.fd, { ...plan, length })
     },
     async done() {
+      await opening?.catch(() => undefined) // an abort may have stopped waiting for it
       await opened?.close()
     },
     none: (reason) => ({ bytes: 0, zeroCopy: false, copied: false, mechanism: 'read+copy', windows: 0, calls: 0, fallback: reason }),

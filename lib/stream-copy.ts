@@ -16,12 +16,14 @@
 // lets its marker through untouched; one cut after some went destroys the stream, since
 // the peer holds a cut message.
 import * as fs from 'node:fs'
+import * as http2 from 'node:http2'
 import * as net from 'node:net'
 import type { Writable } from 'node:stream'
 import { promisify } from 'node:util'
 import { abortError, codedError, socketClosed, truncatedFile, writeAfterEnd } from './errors'
 import { bodyLength, openFile, type FileSource } from './file-source'
-import { installStreamGate, streamError, type GateHooks, type StreamGate } from './node-internals'
+import { native } from './native'
+import { installStreamGate, isHttp2Stream, streamError, tcpFdUnderTls, type GateHooks, type StreamGate } from './node-internals'
 import { newCounters, type ChannelCounters } from './send-channel'
 import type { SendFileResult, SendResult } from './send-requests'
 
@@ -181,9 +183,16 @@ export class StreamCopier implements GateHooks {
       this.byMarker.set(job.marker, job)
       this.counters.sends++
       // Refused or destroyed before the marker reached _write: the job never started.
-      stream.write(job.marker, (err?: Error | null) => {
-        if (err && !job.started) this.finish(job, err)
-      })
+      try {
+        stream.write(job.marker, (err?: Error | null) => {
+          if (err && !job.started) this.finish(job, err)
+        })
+      } catch (err) {
+        // A write() that throws (a subclass's own): the marker is not in the stream.
+        this.byMarker.delete(job.marker)
+        this.finish(job, err as Error)
+        this.maybeUngate()
+      }
     })
   }
 
@@ -210,15 +219,19 @@ export class StreamCopier implements GateHooks {
     const stream = this.stream
     const gate = this.gate!
     let ended = false
+    // The write in flight, if any: a cut stops waiting for it (a reset HTTP/2 stream on
+    // Node 24 and later never calls back), so that `run` ends and closes its file.
+    let inFlight: (() => void) | undefined
     const end = (err: Error | undefined) => {
       if (ended) return
       ended = true
       stream.removeListener('close', onClose)
       // Part of it went: the peer must not take a cut message for a whole one.
-      if (err !== undefined && job.progress.calls > 0) stream.destroy()
+      if (err !== undefined && job.progress.calls > 0) resetStream(stream)
       this.finish(job, err)
       markerDone()
       this.maybeUngate()
+      inFlight?.()
     }
     const onClose = () => job.cut(streamError(stream) ?? destroyed(stream))
     stream.once('close', onClose)
@@ -228,8 +241,13 @@ export class StreamCopier implements GateHooks {
         if (job.cutReason !== undefined) return resolve()
         job.progress.calls++
         this.counters.copyCalls++
+        inFlight = resolve
         gate.write(chunk, (err) => {
-          if (err) return reject(err)
+          inFlight = undefined
+          // A stream destroyed meanwhile calls back without an error for a write it
+          // dropped (net sockets, HTTP/2 streams on Node 24 and later): not a success.
+          const failed = err ?? (stream.destroyed ? (streamError(stream) ?? socketClosed('The stream was destroyed under this write')) : undefined)
+          if (failed) return reject(failed)
           job.progress.bytes += chunk.length
           this.counters.copyBytes += chunk.length
           resolve()
@@ -261,6 +279,20 @@ export class StreamCopier implements GateHooks {
 function destroyed(stream: Writable): Error {
   if (stream instanceof net.Socket) return socketClosed('The socket was closed before the send completed')
   return codedError('ERR_STREAM_DESTROYED', 'Cannot call write after a stream was destroyed')
+}
+
+/**
+ * Ends `stream` so that its peer cannot take what it got for a whole message: a plain
+ * destroy() would not. Under TLS it ends the TCP stream with a FIN, which a client reads
+ * as a clean end, so the TCP connection is reset (RST) first; an HTTP/2 stream destroyed
+ * with data still queued is ended with END_STREAM, so it is reset instead (RST_STREAM
+ * CANCEL, which Node does not emit as an 'error').
+ */
+export function resetStream(stream: Writable): void {
+  const tcp = tcpFdUnderTls(stream)
+  if (tcp !== undefined) native.disconnect(tcp)
+  if (isHttp2Stream(stream) && !stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL)
+  else stream.destroy()
 }
 
 /**

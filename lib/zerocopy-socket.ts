@@ -8,7 +8,7 @@ import * as net from 'node:net'
 import { Writable } from 'node:stream'
 import { codedError, invalidArgType, promised, socketClosed } from './errors'
 import type { ByteView } from './native'
-import { dgramSocketFd, netSocketFd, protocolLayer } from './node-internals'
+import { dgramSocketFd, isConstructedWritable, netSocketFd, protocolLayer } from './node-internals'
 import { channelFor } from './socket-registry'
 import { isResponse, sendToResponse, type ResponseBody, type ResponseTarget } from './http-response'
 import type { ChannelCounters, SendChannel } from './send-channel'
@@ -271,6 +271,7 @@ function honestStream(target: SocketTarget): { stream: Writable; reason: string 
     return { stream: layer.through, reason: layer.reason }
   }
   if (typeof target === 'object' && target !== null && !(target instanceof dgram.Socket) && target instanceof Writable) {
+    if (!isConstructedWritable(target)) throw invalidArgType('target', 'a constructed stream.Writable (this one has no write state)', target)
     const http2 = (target as { session?: unknown }).session !== undefined
     const reason = http2
       ? 'HTTP/2: the stream\'s bytes are framed by its session, so they go through the stream as copies'

@@ -25,6 +25,7 @@ import {
   offsetArg, optionsArg, sendOptionsArg, sizeArg, zcOptionsFields, type Field, type Outcome,
 } from './fuzz/args'
 import { SEED, ZWorld, RawPool, callAsync, callSync, leakedFds, type Called, type On, fuzz } from './fuzz/world'
+import { STREAM_TARGETS, StreamSite, isResponseKind, type StreamTarget } from './fuzz/streams'
 
 const RAW_RUNS = 300
 const ZC_RUNS = 80
@@ -37,8 +38,10 @@ const msgFlags = [0, MSG_DONTWAIT, MSG_DONTWAIT | MSG_NOSIGNAL, MSG_DONTWAIT | M
 
 const fdsAtStart = openFdTargets()
 let pool: RawPool
+let site: StreamSite
 before(async () => {
   pool = await RawPool.open()
+  site = await StreamSite.open()
   // The reactor's epoll instance lives as long as the process (lib/reactor.ts): open it
   // now, and count it in the fds the process started with.
   const w = await ZWorld.open(pool)
@@ -47,7 +50,8 @@ before(async () => {
   await w.close()
   for (const [n, to] of openFdTargets()) if (to === 'anon_inode:[eventpoll]' && !fdsAtStart.has(n)) fdsAtStart.set(n, to)
 })
-after(() => {
+after(async () => {
+  await site.close() // if the last test did not run (a name pattern)
   // A ZeroCopySocket left busy by a failure would keep this process alive forever.
   setTimeout(() => {
     console.error('fuzz-entry-points: something (a busy ZeroCopySocket?) kept the process alive 5 s after the tests; exiting')
@@ -456,8 +460,109 @@ sendFileTest('sendFileZeroCopy(socket, file)', fc.record({ target: tcp, file: fi
 sendFileTest('sendFileZeroCopy(socket, file, options)', fc.record({ target: tcp, file: fileArg(), options: fileOptions(false) }))
 sendFileTest('sendFileZeroCopy(target, file, options)', fc.record({ target: targetArg(true), file: fileArg(), options: fileOptions(true) }))
 
+// ---- targets with a protocol layer: TLS, HTTP responses, HTTP/2, Writables ------------------
+
+const STREAM_RUNS = 30
+const streamTargetArg = () =>
+  fc.oneof(
+    { withCrossShrink: true },
+    { arbitrary: fc.constantFrom(...STREAM_TARGETS.filter(([, c]) => c.length === 0).map(([k]) => objArg(k))), weight: 3 },
+    { arbitrary: fc.constantFrom(...STREAM_TARGETS.filter(([, c]) => c.length > 0).map(([k, c]) => objArg(k, c))), weight: 1 },
+  )
+/**
+ * `options.end`: a boolean (a TypeError else) where it is read: by sendFileZeroCopy always
+ * (its options are checked whole), by sendZeroCopy for an HTTP response only.
+ */
+const endArg = fc.constantFrom<[string, unknown, boolean]>(['absent', undefined, false], ['true', true, false], ['false', false, false], ["'yes'", 'yes', true], ['1', 1, true], ['null', null, true])
+function endSlot(target: Arg, [label, value, bad]: [string, unknown, boolean], always: boolean): Arg {
+  return val(`end: ${label}`, value, !bad ? [] : always || isResponseKind(target.label) ? [TYPE] : [MAYBE])
+}
+const withEnd = (o: unknown, end: Arg) => (end.label === 'end: absent' ? o : { ...(typeof o === 'object' && o !== null ? o : {}), end: end.make(undefined as never) })
+
+/** One run on a fresh target of `kind` (its own connection): the body, the target's check, no fd left. */
+const srun = <T extends { target: Arg }>(body: (t: StreamTarget, v: T) => Promise<{ problem?: string; want?: Buffer; failed: boolean }>) => async (v: T): Promise<string | undefined> => {
+  const fds = openFdTargets()
+  const st = await site.target(v.target.label)
+  let p: string | undefined
+  try {
+    const r = await body(st, v)
+    p = r.problem ?? (await st.check(r.want, r.failed))
+  } finally {
+    await st.close()
+  }
+  return p ?? (await leakedFds(fds))
+}
+const streamSendShape = (bytes: number) => (v: unknown) => {
+  const r = v as zc.SendResult & { windows?: number }
+  if (r?.bytes !== bytes) return `bytes ${String(r?.bytes)}, want ${bytes}`
+  if (typeof r.zeroCopy !== 'boolean' || typeof r.copied !== 'boolean' || !Number.isSafeInteger(r.calls) || typeof r.mechanism !== 'string') return 'not a result'
+  return undefined
+}
+/** Through a protocol layer bytes are copies, and the result says so (README "honest copies"). */
+const honest = (kind: string, bytes: number) => (v: unknown) =>
+  streamSendShape(bytes)(v) ??
+  (kind !== 'http res' && bytes > 0 && ((v as zc.SendResult).zeroCopy || !(v as zc.SendResult).copied || typeof (v as zc.SendResult).fallback !== 'string')
+    ? 'bytes through a protocol layer must say zeroCopy: false, copied: true and why (fallback)'
+    : undefined)
+
+test('sendZeroCopy(stream target, data, options)', (t) =>
+  fuzz(t, fc.record({ target: streamTargetArg(), data: dataArg('send'), options: sendOptionsArg(), end: endArg }), STREAM_RUNS, srun(async (st, { target, data, options, end }) => {
+    const d = data.make(undefined as never)
+    const msgs = snapshot(data, d)
+    const e = endSlot(target, end, false)
+    const c = await callAsync(() => zc.sendZeroCopy(st.value as never, d as Buffer, withEnd(options.make(undefined as never), e) as zc.SendOptions))
+    const want = msgs && Buffer.concat(msgs)
+    const problem = callProblem([target, data, options, e], c, honest(target.label, want?.length ?? 0))
+    return { problem: problem && `sendZeroCopy(${target}, ${data}, ${options} + ${e}) ${problem}`, want, failed: !c.out?.ok }
+  })),
+)
+
+const streamFileOptions = optionsArg({
+  offset: [['0', 0, []], ['1', 1, []], ['4096', 4096, []], ['65536', 65536, []], ['70000', 70000, [RANGE]], ['-1', -1, [RANGE]], ["'5'", '5', [TYPE]]],
+  length: [['0', 0, []], ['1', 1, []], ['1000', 1000, []], ['2**40', 2 ** 40, []], ['1.5', 1.5, [RANGE]], ['null', null, [TYPE]]],
+  signal: [
+    ['a live signal', new Fresh(() => new AbortController().signal), []],
+    ['an aborted signal', new Fresh(() => AbortSignal.abort()), ['ABORT_ERR']],
+  ],
+}, false)
+const poolFile = fc.constantFrom(new Arg('path', () => pool.file), new Arg('fd(file)', () => pool.fd('file')))
+test('sendFileZeroCopy(stream target, file, options)', (t) =>
+  fuzz(t, fc.record({ target: streamTargetArg(), file: poolFile, options: streamFileOptions, end: endArg }), STREAM_RUNS, srun(async (st, { target, file, options, end }) => {
+    const o = options.make(undefined as never) as zc.SendFileOptions | undefined
+    const e = endSlot(target, end, true)
+    const c = await callAsync(() => zc.sendFileZeroCopy(st.value as never, file.make(pool) as string, withEnd(o, e) as zc.SendFileOptions))
+    const at = typeof o?.offset === 'number' ? o.offset : 0
+    const len = typeof o?.length === 'number' ? o.length : undefined
+    const want = pool.fileBytes.subarray(at, len === undefined ? undefined : at + len)
+    const problem = callProblem([target, file, options, e], c, honest(target.label, want.length))
+    return { problem: problem && `sendFileZeroCopy(${target}, ${file}, ${options} + ${e}) ${problem}`, want, failed: !c.out?.ok }
+  })),
+)
+
+test('ZeroCopySocket.from(stream target): send, sendEach, close', (t) =>
+  fuzz(t, fc.tuple(fc.record({ target: streamTargetArg(), options: sendOptionsArg() }), fc.oneof(fc.record({ each: fc.constant(false), data: dataArg('send') }), fc.record({ each: fc.constant(true), data: dataArg('each') }))).map(([a, b]) => ({ ...a, ...b })), STREAM_RUNS, srun(async (st, { target, each, data, options }) => {
+    // A response is not a stream to attach: from() refuses it (send to it with sendZeroCopy).
+    // An ended or destroyed Writable may be attached; its sends reject.
+    const refused = isResponseKind(target.label) ? [TYPE] : target.bad.filter((c) => c === TYPE || c === 'ERR_ZEROCOPY_PROTOCOL_LAYER')
+    const fromArg = new Arg(target.label, () => st.value, refused.length > 0 ? refused : target.bad.length > 0 ? [MAYBE] : [])
+    const made = callSync(() => ZeroCopySocket.from(st.value as never))
+    const p0 = callProblem([fromArg], made, (v) => (v instanceof ZeroCopySocket ? undefined : 'not a ZeroCopySocket'))
+    if (p0 !== undefined) return { problem: `ZeroCopySocket.from(${target}) ${p0}`, failed: true }
+    if (!made.out!.ok) return { failed: true }
+    const z = made.out!.value as ZeroCopySocket
+    const d = data.make(undefined as never)
+    const msgs = snapshot(data, d)
+    const o = options.make(undefined as never) as zc.SendOptions
+    const c = await callAsync(() => (each ? z.sendEach(d as Buffer[], o) : z.send(d as Buffer, o)))
+    const want = msgs && Buffer.concat(msgs)
+    const problem = callProblem([target, data, options], c, honest(target.label, want?.length ?? 0)) ?? callProblem([], await callAsync(() => z.close()), (v) => (v === undefined ? undefined : 'not undefined'))
+    return { problem: problem && `ZeroCopySocket.from(${target}).${each ? 'sendEach' : 'send'}(${data}, ${options}) ${problem}`, want, failed: !c.out?.ok }
+  })),
+)
+
 test('no fd of the process is left open', async (t) => {
   t.diagnostic(`seed ${SEED}`)
+  await site.close()
   await pool.close()
   assert.equal(await leakedFds(fdsAtStart), undefined)
 })

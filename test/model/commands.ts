@@ -1,12 +1,14 @@
-// The commands of the model-based sequences: each acts on the CLIENT socket (or the
-// peer), appends the bytes it puts in the stream to the model at call time, and tracks
-// its Promise. A send is never awaited by the command that makes it; `await zc.close()`
+// The commands of the model-based sequences: each acts on the CLIENT, the sender (over
+// TLS the server side's TLS socket, over HTTP/2 a server stream), or on the peer,
+// appends the bytes it puts in the stream to the model at call time, and tracks its
+// Promise. A send is never awaited by the command that makes it; `await zc.close()`
 // and "await the latest send" wait (bounded), and only with a reading peer and no cork
 // (anything else would be the test deadlocking itself); `wait` lets the event loop run.
 import * as net from 'node:net'
 import fc from 'fast-check'
 import { sendFileZeroCopy, sendZeroCopy, ZeroCopySocket } from '../../lib'
 import { MARK, MiB, POOL_SIZE, payload, sleep, waitUntil, type Harness, type Op } from './harness'
+import type { LinkKind } from './link'
 
 export interface Model {
   corked: number
@@ -215,11 +217,11 @@ class FromCmd implements Cmd {
   async run(_m: Model, h: Harness) {
     h.begin(this.toString())
     const fd = h.clientFd()
-    if (fd === undefined) return h.note('skipped: client closed')
+    if (this.byFd ? fd === undefined : h.pair.client.destroyed) return h.note('skipped: client closed')
     const before = h.current
     let zc: ZeroCopySocket
     try {
-      zc = ZeroCopySocket.from(this.byFd ? fd : h.pair.client, h.options)
+      zc = ZeroCopySocket.from(this.byFd ? fd! : h.pair.client, h.options)
     } catch (err) {
       return h.violate(`threw ${(err as NodeJS.ErrnoException).code} on an open socket`)
     }
@@ -248,7 +250,7 @@ class PeerCmd implements Cmd {
       h.peer.resetAt = performance.now()
       h.peer.reset = true
       h.note(`the peer held ${h.peer.heldAtReset} B`)
-      server.resetAndDestroy()
+      h.pair.resetPeer()
       m.reset = true
     }
     h.peer.paused = m.paused = this.action === 'pause'
@@ -339,12 +341,26 @@ const KINDS: Record<string, [number, fc.Arbitrary<Cmd>]> = {
   reset: [1, fc.constant(new PeerCmd('resetAndDestroy'))],
   wait: [3, fc.constantFrom(0, 1, 5, 20).map((ms) => new WaitCmd(ms))],
   awaitLast: [2, fc.constant(new AwaitLastCmd())],
+  // A file bigger than the kernel buffers of a loopback connection can hold, aborted
+  // while it goes: the cut comes inside it. On the copy path only (TLS, HTTP/2), where
+  // copies run at memory speed, so smaller files are always whole when an abort fires.
+  bigFileAbort: [1, fc.tuple(fc.integer({ min: 6 * MiB, max: 10 * MiB }), off, fc.oneof(fc.constant<AbortAt>('midway'), fc.integer({ min: 1, max: 10 }))).map(([s, o, a]) => new FileCmd(s, o, null, false, a))],
 }
 export const COMMAND_KINDS = Object.keys(KINDS)
+/** Kinds drawn only on the copy path. */
+const COPY_KINDS = new Set(['bigFileAbort'])
+/**
+ * Kinds that name the socket by its fd number: over TLS that fd carries encrypted
+ * records, and nothing can tell a bare number is under a TLS socket (README); an HTTP/2
+ * stream has no fd. They apply over plain TCP only.
+ */
+const FD_KINDS = new Set(['sendZeroCopyFd', 'fileFd', 'fileAbortFd', 'fromFd'])
 
-/** One command of the kinds named (all by default), weighted. */
-export function command(only: string[] = COMMAND_KINDS): fc.Arbitrary<Cmd> {
+/** One command of the kinds named (all by default) that apply to `link`, weighted. */
+export function command(only: string[] = COMMAND_KINDS, link: LinkKind = 'tcp'): fc.Arbitrary<Cmd> {
   const unknown = only.filter((k) => !(k in KINDS))
   if (unknown.length > 0) throw new Error(`unknown command kinds ${unknown.join(', ')}; known: ${COMMAND_KINDS.join(', ')}`)
-  return fc.oneof(...only.map((k) => ({ weight: KINDS[k]![0], arbitrary: KINDS[k]![1] })))
+  const kinds = link === 'tcp' ? only.filter((k) => !COPY_KINDS.has(k)) : only.filter((k) => !FD_KINDS.has(k))
+  if (kinds.length === 0) throw new Error(`none of the kinds ${only.join(', ')} applies over ${link}`)
+  return fc.oneof(...kinds.map((k) => ({ weight: KINDS[k]![0], arbitrary: KINDS[k]![1] })))
 }

@@ -1,6 +1,7 @@
-// The real side of the model-based sequences (test/model-sequences.test.ts): one loopback
-// TCP pair, the byte stream the model expects, every Promise (and write callback) the
-// sequence made, and the violations seen so far. Commands (commands.ts) drive it; the
+// The real side of the model-based sequences (test/model-sequences.test.ts): one
+// connection (test/model/link.ts: loopback TCP, or TLS), the byte stream the model
+// expects, every Promise (and write callback) the sequence made, and the violations
+// seen so far. Commands (commands.ts) drive it; the
 // end of a sequence (verify.ts) settles and checks it.
 import * as fs from 'node:fs'
 import type * as net from 'node:net'
@@ -8,7 +9,8 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { inputQueueBytes, ZeroCopySocket, type ZeroCopyOptions } from '../../lib'
 import { native } from '../../lib/native'
-import { randomBytes, socketFd, type TcpPair } from '../helpers'
+import { randomBytes, socketFd } from '../helpers'
+import type { Link } from './link'
 
 /** Written over a buffer or file once its send settled; the generator never makes it. */
 export const MARK = 0xee
@@ -96,7 +98,7 @@ export class Harness {
   private files = 0
 
   constructor(
-    readonly pair: TcpPair,
+    readonly pair: Link,
     readonly options: ZeroCopyOptions,
     readonly dir: string,
   ) {
@@ -107,8 +109,18 @@ export class Harness {
     })
     // After a reset, libuv reports a reader that still had bytes queued as 'end': the
     // kernel's TCP state tells them apart (CLOSE after a reset, CLOSE_WAIT after a FIN).
-    server.on('end', () => (this.peer.sawEnd = !kernelSawReset(server)))
-    server.on('close', () => (this.peer.closed = true))
+    // An HTTP/2 stream's 'end' is END_STREAM, its reset an error.
+    server.on('end', () => (this.peer.sawEnd = !kernelSawReset(server as net.Socket)))
+    server.on('close', () => {
+      this.peer.closed = true
+      // Node's HTTP/2 client emits 'end' after RST_STREAM too, and no 'error' for CANCEL:
+      // the stream's RST code tells a reset from a clean end.
+      const rst = (server as { rstCode?: number }).rstCode
+      if (typeof rst === 'number' && rst !== 0) {
+        this.peer.sawEnd = false
+        this.peer.error ??= new Error(`the stream was reset (RST_STREAM code ${rst})`)
+      }
+    })
     server.on('error', (err) => (this.peer.error = err))
     client.on('error', () => {}) // ECONNRESET/EPIPE after a reset: expected, not uncaught
   }
@@ -236,7 +248,7 @@ export class Harness {
     const { server } = this.pair
     let queued = 0
     try {
-      queued = inputQueueBytes(socketFd(server))
+      queued = inputQueueBytes(socketFd(server as net.Socket)) // no fd of its own (HTTP/2): 0
     } catch {
       // closed already
     }
