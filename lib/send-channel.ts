@@ -6,6 +6,8 @@
 //   - the socket's MSG_ZEROCOPY id counter (CompletionTracker; lib/socket-registry.ts
 //     carries it over when the channel closes and the socket is attached again),
 //   - the reactor registration (EPOLLERR for completions, EPOLLOUT while waiting),
+//   - its engine (lib/send-ops.ts): MSG_ZEROCOPY + error queue (epoll), or io_uring's
+//     SEND_ZC with its own sequence numbers and notification CQEs (lib/uring.ts),
 //   - the byte order of the stream: one FIFO queue of requests, and the gate that
 //     holds Node's own writes and end() behind ready requests.
 //
@@ -29,17 +31,19 @@ import * as dgram from 'node:dgram'
 import * as net from 'node:net'
 import * as os from 'node:os'
 import { CompletionTracker } from './completions'
-import { ErrorQueueReader } from './error-queue'
+import type { EngineName } from './engine'
 import { codedError, socketClosed, systemError, writeAfterEnd } from './errors'
 import { native } from './native'
 import { installWriteGate, nodeBuffered, streamError, type GateHooks } from './node-internals'
 import * as reactor from './reactor'
+import { epollOps, type SendOps } from './send-ops'
 import { SendPolicy } from './send-policy'
 import { TcpDelivery } from './tcp-delivery'
 import { EachRequest, type IdOwner, type SendRequest } from './send-requests'
+import { uringHub, type UringLink } from './uring'
 
 const { MSG_ZEROCOPY, MSG_DONTWAIT, MSG_NOSIGNAL, EPOLLERR, EPOLLOUT } = native.constants
-const { EAGAIN, ENOBUFS, ECONNRESET, EFAULT } = os.constants.errno
+const { EAGAIN, ENOBUFS, ECONNRESET, EFAULT, ENOMEM, EOPNOTSUPP } = os.constants.errno
 const SEND_FLAGS = MSG_DONTWAIT | MSG_NOSIGNAL
 const SHUT_WR = 1
 // A request with at least this many send calls to go (a sendEach batch, a file window)
@@ -77,9 +81,12 @@ export interface ChannelInit {
   tcp: boolean
   source: net.Socket | dgram.Socket | undefined
   firstId: number
+  engine: EngineName
+  /** Why not io_uring, when 'auto' chose epoll. */
+  engineFallback: string | undefined
   copiedThreshold: number
   lingerMs: number
-  /** Why SO_ZEROCOPY must stay off (libuv reads this socket's error queue), if so. */
+  /** Why SO_ZEROCOPY must stay off (libuv reads this socket's error queue; epoll engine only), if so. */
   noZeroCopy: string | undefined
   /** The caller's fd number, for a socket attached by fd alone. */
   origin: number | undefined
@@ -123,8 +130,13 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   private readonly queue: SendRequest[] = []
   /** Node's writes and end() held while ready requests are unsent. */
   private readonly held: Array<() => void> = []
-  private readonly errq = new ErrorQueueReader()
-  private readonly out = new Float64Array(2)
+  private readonly out = new Float64Array(4)
+  /** How sends reach the kernel and releases come back (lib/send-ops.ts). */
+  private readonly ops: SendOps
+  readonly engine: EngineName
+  readonly engineFallback: string | undefined
+  /** The socket's MSG_ZEROCOPY counter when attached: io_uring sends never move it. */
+  private readonly kernelFirstId: number
   readonly policy: SendPolicy
   lingerMs: number
   readonly counters: ChannelCounters = {
@@ -169,7 +181,11 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     this.fd = init.fd
     this.datagram = init.datagram
     this.tcp = init.tcp
-    this.tracker = new CompletionTracker<IdOwner>(init.firstId)
+    this.engine = init.engine
+    this.engineFallback = init.engineFallback
+    this.kernelFirstId = init.firstId
+    this.ops = init.engine === 'io_uring' ? uringHub().link(this) : epollOps
+    this.tracker = new CompletionTracker<IdOwner>(init.engine === 'io_uring' ? 0 : init.firstId)
     this.policy = new SendPolicy(init.copiedThreshold)
     this.lingerMs = init.lingerMs
     this.onClosed = init.onClosed
@@ -182,7 +198,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
         this.policy.disable(`SO_ZEROCOPY is not supported on this socket (${(err as NodeJS.ErrnoException).code})`)
       }
     }
-    this.token = reactor.register(this.fd, this)
+    this.token = reactor.register(this.fd, this, this.engine === 'io_uring')
     this.origin = init.origin
     this.adoptSource(init.source)
   }
@@ -207,7 +223,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
 
   /** The id the kernel gives this socket's next MSG_ZEROCOPY send. */
   get nextId(): number {
-    return this.tracker.nextId
+    return this.engine === 'io_uring' ? this.kernelFirstId : this.tracker.nextId
   }
 
   get unsent(): number {
@@ -338,6 +354,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
       return
     }
     this.unsettled.set(req, ++this.enqueued)
+    req.engine = this.engine
     this.counters.sends++
     // Node's own buffered bytes go first: a marker behind them makes this request
     // ready when Node hands it to _write (every earlier chunk is in the kernel then).
@@ -507,7 +524,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
       fd = native.dupFd(this.origin!)
       if (native.socketIdentity(fd).key === this.key) {
         this.fd = fd
-        this.token = reactor.register(fd, this)
+        this.token = reactor.register(fd, this, this.engine === 'io_uring')
         this.watched = true
         return undefined
       }
@@ -542,6 +559,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     this.uninstallGate?.()
     this.uninstallGate = undefined
     this.source?.off('close', this.onSourceClose)
+    if (this.engine === 'io_uring') (this.ops as UringLink).close()
     this.releaseHeld()
     this.updateBusy()
     this.maybeForget()
@@ -562,6 +580,15 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
 
   private pump(): void {
     if (this.state !== 'open') return
+    if (!this.ops.completionsOnSocket) {
+      // io_uring: releases come as CQEs, not as wake-ups of the socket; those met while
+      // sending are read right after.
+      for (;;) {
+        this.sendQueued()
+        if (!(this.ops as UringLink).pending || (this.state as ChannelState) === 'closed') return
+        if (!(this.drain() > 0 && this.canSend())) return
+      }
+    }
     const head = this.queue[0]
     if (this.watched && head !== undefined && head.ready && head.callsLeft() >= BURST_MESSAGES) this.setWatched(false)
     for (;;) {
@@ -605,7 +632,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
       const owner = req.idOwner()
       let r: number
       try {
-        r = req.sendNext(this.fd, SEND_FLAGS | (zeroCopy ? MSG_ZEROCOPY : 0), this.datagram, this.out)
+        r = req.sendNext(this.ops, this.fd, SEND_FLAGS | (zeroCopy ? MSG_ZEROCOPY : 0), this.datagram, this.out)
       } catch (err) {
         this.refuse(req, err as Error) // its memory was detached while it waited
         continue
@@ -623,9 +650,14 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
         if (this.watched) reactor.wantWritable(this.fd, this.token, true)
         return
       }
-      if (r === -ENOBUFS) {
+      // io_uring: ENOMEM when pinned pages in flight reach RLIMIT_MEMLOCK (non-root).
+      if (r === -ENOBUFS || (r === -ENOMEM && zeroCopy && this.engine === 'io_uring')) {
         if (this.enobufs(req)) continue
         return
+      }
+      if (r === -EOPNOTSUPP && zeroCopy && this.engine === 'io_uring') {
+        this.policy.disable('io_uring cannot send this socket zero-copy (EOPNOTSUPP)')
+        continue
       }
       this.sendFailed(req, -r)
     }
@@ -634,7 +666,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   private account(req: SendRequest, owner: IdOwner, bytes: number, calls: number, zeroCopy: boolean): void {
     req.calls += calls
     if (zeroCopy) {
-      for (let i = 0; i < calls; i++) this.tracker.take(owner)
+      this.ops.takeIds(this.tracker, owner, calls)
       owner.idsTaken(calls)
       req.pendingIds += calls
       req.zcBytes += bytes
@@ -718,7 +750,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   /** Reads the whole error queue; returns the notifications read. */
   private drain(): number {
     this.delivery.stale()
-    const read = this.errq.drain(this.fd, this.onCompletion)
+    const read = this.ops.drain(this.fd, this.onCompletion)
     if (read > 0 && this.wait === 'completion') this.wait = 'none'
     return read
   }

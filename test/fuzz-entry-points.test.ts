@@ -218,7 +218,7 @@ const sendShape = (bytes: number) => (v: unknown) => {
   const r = v as zc.SendResult
   if (r?.bytes !== bytes) return `bytes ${String(r?.bytes)}, want ${bytes}`
   if (typeof r.zeroCopy !== 'boolean' || typeof r.copied !== 'boolean' || !Number.isSafeInteger(r.calls)) return 'not a SendResult'
-  return ['msg_zerocopy', 'copy', 'mixed'].includes(r.mechanism) ? undefined : `mechanism ${String(r.mechanism)}`
+  return ['msg_zerocopy', 'io_uring', 'copy', 'mixed'].includes(r.mechanism) ? undefined : `mechanism ${String(r.mechanism)}`
 }
 const fileShape = (bytes: number, streamy: boolean) => (v: unknown) => {
   const r = v as zc.SendFileResult
@@ -227,7 +227,7 @@ const fileShape = (bytes: number, streamy: boolean) => (v: unknown) => {
   // A source without a size is read and copied, and says so (CONTRACT.md "Settling").
   if (streamy && bytes > 0 && (r.zeroCopy || !r.copied || typeof r.fallback !== 'string')) return 'a source read and copied must say zeroCopy: false, copied: true, and why (fallback)'
   if (streamy) return undefined // the mechanism of such a copy is not named by the contract
-  return ['mmap+msg_zerocopy', 'mmap+copy', 'mixed'].includes(r.mechanism) ? undefined : `mechanism ${String(r.mechanism)}`
+  return ['mmap+msg_zerocopy', 'mmap+io_uring', 'mmap+copy', 'mixed'].includes(r.mechanism) ? undefined : `mechanism ${String(r.mechanism)}`
 }
 
 /** The messages a valid data argument stands for (undefined for a bad one). */

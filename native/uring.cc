@@ -1,0 +1,364 @@
+// The io_uring engine's ring: one per Node environment (lib/uring.ts makes it), through
+// which the sends of every socket on the io_uring engine go as IORING_OP_SEND_ZC /
+// SENDMSG_ZC, each with IORING_SEND_ZC_REPORT_USAGE.
+//
+// Every send call here is synchronous, like sendmsg(2): it fills the SQEs, enters the
+// kernel once, and returns their results. That holds because every SQE carries
+// MSG_DONTWAIT: the kernel issues it inline, during io_uring_enter, and a socket with
+// no room fails it with EAGAIN instead of parking it for later. So the kernel reads the
+// caller's iovecs and msghdr only during the call, and the send state machine above
+// (lib/send-channel.ts) keeps its meaning unchanged: bytes and calls now, EAGAIN ->
+// wait for room, an error -> the request's error. Several SQEs of one call (a sendEach
+// batch) are linked (IOSQE_IO_LINK) with MSG_WAITALL: they run in order, and the first
+// that fails or sends short on a stream cancels the rest, as a sendmsg loop would stop.
+//
+// What comes later is the release: each SEND_ZC whose result carries IORING_CQE_F_MORE
+// posts one notification CQE (IORING_CQE_F_NOTIF) when the kernel let go of the pages,
+// with IORING_NOTIF_USAGE_ZC_COPIED set if it copied after all. Notifications go to the
+// ring, never to the socket's error queue (so libuv, which reads UDP error queues from
+// 1.52 on, never sees them). They wake the event loop through an eventfd registered
+// with the ring and watched by the reactor's epoll (lib/uring.ts), without a thread
+// hop; reap() hands them to JS. user_data is (token << 32) | seq: the socket's token
+// and the send's own sequence number, both chosen by JS.
+//
+// Lifetime: the ring and the eventfd belong to the environment; its cleanup hook
+// closes them (a terminated worker), the finalizer otherwise. Closing the ring while
+// notifications are outstanding is safe: the kernel holds its own page references.
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "args.h"
+#include "errors.h"
+#include "exports.h"
+#include "mapping.h"
+#include "uring-ring.h"
+
+namespace zc {
+
+namespace {
+
+constexpr unsigned kSqEntries = 256;  // sendEach's batch (kMaxMessagesPerCall in socket.cc)
+constexpr unsigned kCqEntries = 8192;
+constexpr unsigned kMaxMessagesPerCall = 256;
+constexpr unsigned kZcFlags = IORING_SEND_ZC_REPORT_USAGE;
+
+// One completion as JS reads it: 4 words.
+struct Completion {
+  uint32_t token;
+  uint32_t seq;
+  int32_t res;
+  uint32_t flags;
+};
+
+// What one SQE of a call came back with.
+struct Result {
+  int32_t res = 0;
+  bool seen = false;
+};
+
+class Uring final : public Napi::ObjectWrap<Uring> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Uring",
+                       {
+                           InstanceMethod<&Uring::Send>("send"),
+                           InstanceMethod<&Uring::SendEach>("sendEach"),
+                           InstanceMethod<&Uring::SendMapped>("sendMapped"),
+                           InstanceMethod<&Uring::Reap>("reap"),
+                           InstanceMethod<&Uring::Close>("close"),
+                           InstanceAccessor<&Uring::EventFd>("eventFd"),
+                           InstanceAccessor<&Uring::RingFd>("fd"),
+                       });
+  }
+
+  // new Uring(): the ring, and an eventfd the kernel signals on new completions.
+  explicit Uring(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Uring>(info) {
+    Napi::Env env = info.Env();
+    int r = ring_.Open(kSqEntries, kCqEntries);
+    if (r < 0) throw SystemError(env, -r, "io_uring_setup");
+    eventFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (eventFd_ < 0) {
+      const int err = errno;
+      ring_.Close();
+      throw SystemError(env, err, "eventfd");
+    }
+    r = uring::Register(ring_.fd(), IORING_REGISTER_EVENTFD, &eventFd_, 1);
+    if (r < 0) {
+      Shutdown();
+      throw SystemError(env, -r, "io_uring_register");
+    }
+    napi_add_env_cleanup_hook(env, OnEnvTeardown, this);
+    hooked_ = true;
+  }
+
+  ~Uring() override {
+    if (hooked_) napi_remove_env_cleanup_hook(Env(), OnEnvTeardown, this);
+    Shutdown();
+  }
+
+ private:
+  static void OnEnvTeardown(void* arg) {
+    auto* self = static_cast<Uring*>(arg);
+    self->hooked_ = false;
+    self->Shutdown();
+  }
+
+  void Shutdown() {
+    ring_.Close();
+    if (eventFd_ >= 0) close(eventFd_);
+    eventFd_ = -1;
+  }
+
+  void CheckOpen(Napi::Env env) const {
+    if (ring_.fd() < 0) ThrowTypeError(env, "ERR_INVALID_STATE", "The io_uring ring is closed");
+  }
+
+  Napi::Value EventFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), eventFd_); }
+  Napi::Value RingFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), ring_.fd()); }
+
+  // An SQE for one zero-copy send of [base, base + len) on `fd`.
+  io_uring_sqe* PrepSend(int fd, const void* base, size_t len, unsigned flags, uint64_t userData) {
+    io_uring_sqe* sqe = ring_.NextSqe();
+    sqe->opcode = IORING_OP_SEND_ZC;
+    sqe->fd = fd;
+    sqe->addr = reinterpret_cast<uint64_t>(base);
+    sqe->len = static_cast<uint32_t>(len);
+    sqe->msg_flags = flags;
+    sqe->ioprio = kZcFlags;
+    sqe->user_data = userData;
+    return sqe;
+  }
+
+  // Submits the SQEs filled since the last call and waits for the results of the `n`
+  // whose user_data is (token << 32) | (seq + i); everything else the CQ holds
+  // (notifications, of any socket) goes to the stash for reap(). The wait is for CPU
+  // work only: MSG_DONTWAIT sends never wait for the network. Returns 0 or -errno (the
+  // ring refused the submission; the SQEs are then withdrawn).
+  int SubmitAndCollect(uint32_t token, uint32_t seq, unsigned n, std::vector<Result>& results) {
+    results.assign(n, Result{});
+    // While we reap ourselves the kernel need not wake the loop for these results.
+    ring_.SetEventFdEnabled(false);
+    int r;
+    for (int attempt = 0;; attempt++) {
+      r = ring_.Submit(0);
+      // EBUSY: completions overflowed and must be read first; EAGAIN: no memory now.
+      if ((r != -EBUSY && r != -EAGAIN) || attempt >= 64) break;
+      Collect(token, seq, results);
+    }
+    if (r < 0) ring_.Withdraw();
+    unsigned seen = 0;
+    if (r >= 0) {
+      for (;;) {
+        seen += Collect(token, seq, results);
+        if (seen >= n) break;
+        const int w = ring_.Submit(1);
+        if (w < 0 && w != -EBUSY && w != -EAGAIN && w != -ETIME) {
+          r = w;
+          break;
+        }
+      }
+    }
+    ring_.SetEventFdEnabled(true);
+    // Completions posted before the eventfd was on again would wake nobody: take them.
+    Collect(token, seq, results);
+    return r < 0 ? r : 0;
+  }
+
+  // Moves the CQ's entries into `results` (ours) and the stash (the rest). Returns how
+  // many results it found.
+  unsigned Collect(uint32_t token, uint32_t seq, std::vector<Result>& results) {
+    unsigned found = 0;
+    ring_.Drain([&](const io_uring_cqe& cqe) {
+      const uint32_t t = static_cast<uint32_t>(cqe.user_data >> 32);
+      const uint32_t i = static_cast<uint32_t>(cqe.user_data) - seq;
+      if (t == token && i < results.size() && !(cqe.flags & IORING_CQE_F_NOTIF) && !results[i].seen) {
+        results[i].res = cqe.res;
+        results[i].seen = true;
+        found++;
+        return;
+      }
+      stash_.push_back(Completion{t, static_cast<uint32_t>(cqe.user_data), cqe.res, cqe.flags});
+    });
+    return found;
+  }
+
+  // The words JS reads after every send: out[0] bytes, out[1] send calls (each of which
+  // will post a notification), out[2] SQEs used (sequence numbers taken), out[3]
+  // completions waiting for reap().
+  void Report(double* out, uint64_t bytes, unsigned calls, unsigned used) const {
+    out[0] = static_cast<double>(bytes);
+    out[1] = calls;
+    out[2] = used;
+    out[3] = static_cast<double>(stash_.size());
+  }
+
+  static uint64_t UserData(uint32_t token, uint32_t seq) { return (static_cast<uint64_t>(token) << 32) | seq; }
+
+  // send(token, seq, fd, data, flags, out: Float64Array) -> bytes, or -errno. One
+  // SEND_ZC (one view) or SENDMSG_ZC (several) with `flags` (MSG_DONTWAIT is added).
+  Napi::Value Send(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    CheckOpen(env);
+    const uint32_t token = UintArg(info, 0, "token", UINT32_MAX);
+    const uint32_t seq = UintArg(info, 1, "seq", UINT32_MAX);
+    const int fd = FdArg(info, 2, "fd");
+    const unsigned flags = FlagsArg(info, 4, "flags") | MSG_DONTWAIT | MSG_WAITALL;
+    double* out = OutArg(info, 5);
+    std::vector<iovec> iov;
+    ByteViewsArg(info, 3, "data", iov);  // last: no JS runs between this and the send
+    msghdr msg{};
+    if (iov.size() == 1) {
+      PrepSend(fd, iov[0].iov_base, iov[0].iov_len, flags, UserData(token, seq));
+    } else {
+      msg.msg_iov = iov.data();
+      msg.msg_iovlen = iov.size();
+      io_uring_sqe* sqe = PrepSend(fd, nullptr, 0, flags, UserData(token, seq));
+      sqe->opcode = IORING_OP_SENDMSG_ZC;
+      sqe->addr = reinterpret_cast<uint64_t>(&msg);  // read during the call (see above)
+      sqe->len = 1;
+    }
+    return Finish(env, token, seq, out);
+  }
+
+  // sendMapped(token, seq, fd, mapping, offset, length, flags, out) -> bytes, or
+  // -errno: one SEND_ZC from a file mapping (mapping.cc; EFAULT past a truncated end).
+  Napi::Value SendMapped(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    CheckOpen(env);
+    const uint32_t token = UintArg(info, 0, "token", UINT32_MAX);
+    const uint32_t seq = UintArg(info, 1, "seq", UINT32_MAX);
+    const int fd = FdArg(info, 2, "fd");
+    const unsigned flags = FlagsArg(info, 6, "flags") | MSG_DONTWAIT | MSG_WAITALL;
+    double* out = OutArg(info, 7);
+    uint64_t length = 0;
+    const char* start = MappedRangeArg(info, 3, length);
+    PrepSend(fd, start, length, flags, UserData(token, seq));
+    return Finish(env, token, seq, out);
+  }
+
+  // One SQE submitted: its result, reported as trySend reports a sendmsg.
+  Napi::Value Finish(Napi::Env env, uint32_t token, uint32_t seq, double* out) {
+    std::vector<Result> results;
+    const int r = SubmitAndCollect(token, seq, 1, results);
+    if (r < 0) {
+      Report(out, 0, 0, 1);
+      return Napi::Number::New(env, r);
+    }
+    const int32_t res = results[0].res;
+    Report(out, res > 0 ? res : 0, res >= 0 ? 1 : 0, 1);
+    return Napi::Number::New(env, res);
+  }
+
+  // sendEach(token, seq, fd, messages, first, firstOffset, flags, datagram, out)
+  //   -> messages completed (>= 0), or -errno when the first send failed.
+  // What trySendEach (socket.cc) does with sendmmsg or a sendmsg loop, as one chain of
+  // linked SEND_ZCs: messages[first] (from byte firstOffset), messages[first + 1], ...
+  // up to 256, each its own send (own notification). On a stream empty messages are
+  // skipped (no send) and a short send ends the chain; a datagram is all or nothing, an
+  // empty one too.
+  Napi::Value SendEach(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    CheckOpen(env);
+    const uint32_t token = UintArg(info, 0, "token", UINT32_MAX);
+    const uint32_t seq = UintArg(info, 1, "seq", UINT32_MAX);
+    const int fd = FdArg(info, 2, "fd");
+    const uint32_t first = UintArg(info, 4, "first", UINT32_MAX);
+    const uint64_t firstOffset = LengthArg(info, 5, "firstOffset");
+    const unsigned flags = FlagsArg(info, 6, "flags") | MSG_DONTWAIT | MSG_WAITALL;
+    const bool datagram = BoolArg(info, 7, "datagram");
+    double* out = OutArg(info, 8);
+    std::vector<iovec> iov;
+    const uint32_t count = ByteViewListArg(info, 3, "messages", first, kMaxMessagesPerCall, iov);
+    if (count > 0 && firstOffset > iov[0].iov_len) {
+      ThrowRangeError(env, "ERR_OUT_OF_RANGE", "The \"firstOffset\" is past the end of the first message");
+    }
+    if (count > 0) {
+      iov[0].iov_base = static_cast<char*>(iov[0].iov_base) + firstOffset;
+      iov[0].iov_len -= firstOffset;
+    }
+    // One SQE per message that is sent at all; sqeOf[k] = the SQE of message k, or -1.
+    std::vector<int> sqeOf(count, -1);
+    unsigned n = 0;
+    io_uring_sqe* last = nullptr;
+    for (uint32_t k = 0; k < count; k++) {
+      if (!datagram && iov[k].iov_len == 0) continue;
+      if (last != nullptr) last->flags |= IOSQE_IO_LINK;
+      last = PrepSend(fd, iov[k].iov_base, iov[k].iov_len, flags, UserData(token, seq + n));
+      sqeOf[k] = static_cast<int>(n++);
+    }
+    std::vector<Result> results;
+    const int r = n > 0 ? SubmitAndCollect(token, seq, n, results) : 0;
+    if (r < 0) {
+      Report(out, 0, 0, n);
+      return Napi::Number::New(env, r);
+    }
+    uint64_t bytes = 0;
+    unsigned calls = 0;
+    uint32_t done = 0;
+    int error = 0;
+    for (; done < count; done++) {
+      if (sqeOf[done] < 0) continue;  // an empty stream message: nothing to send
+      const int32_t res = results[sqeOf[done]].res;
+      if (res < 0) {
+        error = -res;
+        break;
+      }
+      bytes += static_cast<uint64_t>(res);
+      calls++;
+      if (static_cast<size_t>(res) < iov[done].iov_len) break;  // short: the rest waits for room
+    }
+    Report(out, bytes, calls, n);
+    if (calls == 0 && done == 0 && error != 0) return Napi::Number::New(env, -error);
+    return Napi::Number::New(env, done);
+  }
+
+  // reap(out: Uint32Array) -> completions written, 4 words each: token, seq, res (as
+  // uint32), flags. The stash first (in order), then the CQ. Call again while it fills
+  // `out`.
+  Napi::Value Reap(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    CheckOpen(env);
+    Napi::Uint32Array words = TypedArrayArg(info, 0, "out", napi_uint32_array, "Uint32Array", 4).As<Napi::Uint32Array>();
+    const size_t capacity = words.ElementLength() / 4;
+    ring_.Drain([&](const io_uring_cqe& cqe) {
+      stash_.push_back(Completion{static_cast<uint32_t>(cqe.user_data >> 32), static_cast<uint32_t>(cqe.user_data), cqe.res, cqe.flags});
+    });
+    const size_t n = std::min(capacity, stash_.size());
+    uint32_t* w = words.Data();
+    for (size_t i = 0; i < n; i++) {
+      w[4 * i] = stash_[i].token;
+      w[4 * i + 1] = stash_[i].seq;
+      w[4 * i + 2] = static_cast<uint32_t>(stash_[i].res);
+      w[4 * i + 3] = stash_[i].flags;
+    }
+    stash_.erase(stash_.begin(), stash_.begin() + static_cast<std::ptrdiff_t>(n));
+    return Napi::Number::New(env, static_cast<double>(n));
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Shutdown();
+    return info.Env().Undefined();
+  }
+
+  static double* OutArg(const Napi::CallbackInfo& info, size_t index) {
+    return TypedArrayArg(info, index, "out", napi_float64_array, "Float64Array", 4).As<Napi::Float64Array>().Data();
+  }
+
+  uring::Ring ring_;
+  int eventFd_ = -1;
+  bool hooked_ = false;
+  std::vector<Completion> stash_;
+};
+
+}  // namespace
+
+void ExportUring(Napi::Env env, Napi::Object exports) {
+  exports.Set("Uring", Uring::Define(env));
+}
+
+}  // namespace zc
