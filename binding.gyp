@@ -20,6 +20,7 @@
         "native/syscall.cc",
         "native/splice.cc",
         "native/uring.cc",
+        "native/uring-buffers.cc",
         "native/uring-probe.cc",
         "native/uring-ring.cc"
       ],

@@ -80,7 +80,7 @@ export interface NativeReactor {
 /**
  * native/uring.cc: the environment's io_uring. Sends are synchronous (MSG_DONTWAIT
  * SEND_ZC, results collected before returning); out = [bytes, calls, SQEs used,
- * completions waiting for reap]. user_data = token << 32 | seq.
+ * completions waiting for reap, calls from registered buffers]. user_data = token << 32 | seq.
  */
 export interface NativeUring {
   readonly fd: number
@@ -98,6 +98,8 @@ export interface NativeUring {
     out: Float64Array,
   ): number
   sendMapped(token: number, seq: number, fd: number, mapping: NativeMapping, offset: number, length: number, flags: number, out: Float64Array): number
+  /** A zeroed ArrayBuffer whose pages are registered with the ring (native/uring-buffers.cc). */
+  allocRegistered(size: number): ArrayBuffer
   /** Completions as 4 words each: token, seq, res (uint32), flags. */
   reap(out: Uint32Array): number
   close(): void

@@ -105,6 +105,8 @@ export interface ChannelCounters {
   copyBytes: number
   eagain: number
   enobufs: number
+  /** Zero-copy send calls made from registered memory (allocRegistered; io_uring). */
+  registeredSends: number
 }
 
 export class SendChannel implements GateHooks, reactor.ReactorClient {
@@ -130,7 +132,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   private readonly queue: SendRequest[] = []
   /** Node's writes and end() held while ready requests are unsent. */
   private readonly held: Array<() => void> = []
-  private readonly out = new Float64Array(4)
+  private readonly out = new Float64Array(5)
   /** How sends reach the kernel and releases come back (lib/send-ops.ts). */
   private readonly ops: SendOps
   readonly engine: EngineName
@@ -150,6 +152,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     copyBytes: 0,
     eagain: 0,
     enobufs: 0,
+    registeredSends: 0,
   }
   /** ZeroCopySocket instances and file producers using the channel. */
   private holders = 0
@@ -668,6 +671,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     if (zeroCopy) {
       this.ops.takeIds(this.tracker, owner, calls)
       owner.idsTaken(calls)
+      this.counters.registeredSends += this.ops.lastRegistered
       req.pendingIds += calls
       req.zcBytes += bytes
       this.counters.zeroCopyCalls += calls

@@ -28,12 +28,15 @@ export interface SendOps {
   drain(fd: number, onCompletion: OnCompletion): number
   /** The sockets's completions wake its channel through EPOLLERR on the socket (epoll) or not (io_uring). */
   readonly completionsOnSocket: boolean
+  /** Of the last call's zero-copy sends, those made from registered memory (io_uring). */
+  readonly lastRegistered: number
 }
 
 /** MSG_ZEROCOPY + the error queue: ids are the kernel's own per-socket counter. */
 export const epollOps: SendOps = {
   engine: 'epoll',
   completionsOnSocket: true,
+  lastRegistered: 0,
   send: (fd, data, flags) => native.trySend(fd, data, flags),
   sendEach: (fd, views, first, offset, flags, datagram, out) => native.trySendEach(fd, views, first, offset, flags, datagram, out),
   sendMapped: (fd, mapping, offset, length, flags) => native.trySendMapped(fd, mapping, offset, length, flags),

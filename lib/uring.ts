@@ -111,7 +111,8 @@ export class UringLink implements SendOps {
   /** The next SQE's sequence number, and the first of the last call. */
   private seq = 0
   private lastSeq = 0
-  private readonly out = new Float64Array(4)
+  private readonly out = new Float64Array(5)
+  lastRegistered = 0
 
   constructor(
     private readonly hub: UringHub,
@@ -147,6 +148,7 @@ export class UringLink implements SendOps {
   private sent(out: Float64Array): void {
     this.lastSeq = this.seq
     this.seq = (this.seq + out[2]!) >>> 0
+    this.lastRegistered = out[4]!
     if (out[3]! > 0) this.hub.reap(this)
   }
 

@@ -36,6 +36,7 @@
 #include "errors.h"
 #include "exports.h"
 #include "mapping.h"
+#include "uring-buffers.h"
 #include "uring-ring.h"
 
 namespace zc {
@@ -46,6 +47,8 @@ constexpr unsigned kSqEntries = 256;  // sendEach's batch (kMaxMessagesPerCall i
 constexpr unsigned kCqEntries = 8192;
 constexpr unsigned kMaxMessagesPerCall = 256;
 constexpr unsigned kZcFlags = IORING_SEND_ZC_REPORT_USAGE;
+constexpr unsigned kBufferSlots = 1024;  // registered buffers per environment
+constexpr uint64_t kMaxRegistered = uint64_t(1) << 30;  // the kernel's limit per buffer
 
 // One completion as JS reads it: 4 words.
 struct Completion {
@@ -71,6 +74,7 @@ class Uring final : public Napi::ObjectWrap<Uring> {
                            InstanceMethod<&Uring::SendMapped>("sendMapped"),
                            InstanceMethod<&Uring::Reap>("reap"),
                            InstanceMethod<&Uring::Close>("close"),
+                           InstanceMethod<&Uring::AllocRegistered>("allocRegistered"),
                            InstanceAccessor<&Uring::EventFd>("eventFd"),
                            InstanceAccessor<&Uring::RingFd>("fd"),
                        });
@@ -92,6 +96,8 @@ class Uring final : public Napi::ObjectWrap<Uring> {
       Shutdown();
       throw SystemError(env, -r, "io_uring_register");
     }
+    // Registered memory needs Linux 5.19 (sparse tables); without it sends still work.
+    if (buffers_->Open(ring_.fd(), kBufferSlots) < 0) buffers_->Detach();
     napi_add_env_cleanup_hook(env, OnEnvTeardown, this);
     hooked_ = true;
   }
@@ -109,6 +115,7 @@ class Uring final : public Napi::ObjectWrap<Uring> {
   }
 
   void Shutdown() {
+    buffers_->Detach();  // buffers still alive are only unmapped when collected
     ring_.Close();
     if (eventFd_ >= 0) close(eventFd_);
     eventFd_ = -1;
@@ -121,7 +128,8 @@ class Uring final : public Napi::ObjectWrap<Uring> {
   Napi::Value EventFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), eventFd_); }
   Napi::Value RingFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), ring_.fd()); }
 
-  // An SQE for one zero-copy send of [base, base + len) on `fd`.
+  // An SQE for one zero-copy send of [base, base + len) on `fd`; from a registered
+  // buffer's slot when the range lies in one (sqeFixed_ says which did).
   io_uring_sqe* PrepSend(int fd, const void* base, size_t len, unsigned flags, uint64_t userData) {
     io_uring_sqe* sqe = ring_.NextSqe();
     sqe->opcode = IORING_OP_SEND_ZC;
@@ -131,6 +139,12 @@ class Uring final : public Napi::ObjectWrap<Uring> {
     sqe->msg_flags = flags;
     sqe->ioprio = kZcFlags;
     sqe->user_data = userData;
+    const int slot = len > 0 ? buffers_->SlotOf(base, len) : -1;
+    if (slot >= 0) {
+      sqe->ioprio |= IORING_RECVSEND_FIXED_BUF;
+      sqe->buf_index = static_cast<uint16_t>(slot);
+    }
+    sqeFixed_.push_back(slot >= 0);
     return sqe;
   }
 
@@ -140,6 +154,7 @@ class Uring final : public Napi::ObjectWrap<Uring> {
   // work only: MSG_DONTWAIT sends never wait for the network. Returns 0 or -errno (the
   // ring refused the submission; the SQEs are then withdrawn).
   int SubmitAndCollect(uint32_t token, uint32_t seq, unsigned n, std::vector<Result>& results) {
+    sqeFixed_.resize(n, false);
     results.assign(n, Result{});
     // While we reap ourselves the kernel need not wake the loop for these results.
     ring_.SetEventFdEnabled(false);
@@ -189,12 +204,15 @@ class Uring final : public Napi::ObjectWrap<Uring> {
 
   // The words JS reads after every send: out[0] bytes, out[1] send calls (each of which
   // will post a notification), out[2] SQEs used (sequence numbers taken), out[3]
-  // completions waiting for reap().
-  void Report(double* out, uint64_t bytes, unsigned calls, unsigned used) const {
+  // completions waiting for reap(), out[4] of those calls, the ones that sent from
+  // registered buffers.
+  void Report(double* out, uint64_t bytes, unsigned calls, unsigned used, unsigned fixed) {
     out[0] = static_cast<double>(bytes);
     out[1] = calls;
     out[2] = used;
     out[3] = static_cast<double>(stash_.size());
+    out[4] = fixed;
+    sqeFixed_.clear();
   }
 
   static uint64_t UserData(uint32_t token, uint32_t seq) { return (static_cast<uint64_t>(token) << 32) | seq; }
@@ -246,11 +264,11 @@ class Uring final : public Napi::ObjectWrap<Uring> {
     std::vector<Result> results;
     const int r = SubmitAndCollect(token, seq, 1, results);
     if (r < 0) {
-      Report(out, 0, 0, 1);
+      Report(out, 0, 0, 1, 0);
       return Napi::Number::New(env, r);
     }
     const int32_t res = results[0].res;
-    Report(out, res > 0 ? res : 0, res >= 0 ? 1 : 0, 1);
+    Report(out, res > 0 ? res : 0, res >= 0 ? 1 : 0, 1, res >= 0 && sqeFixed_[0] ? 1 : 0);
     return Napi::Number::New(env, res);
   }
 
@@ -294,11 +312,12 @@ class Uring final : public Napi::ObjectWrap<Uring> {
     std::vector<Result> results;
     const int r = n > 0 ? SubmitAndCollect(token, seq, n, results) : 0;
     if (r < 0) {
-      Report(out, 0, 0, n);
+      Report(out, 0, 0, n, 0);
       return Napi::Number::New(env, r);
     }
     uint64_t bytes = 0;
     unsigned calls = 0;
+    unsigned fixed = 0;
     uint32_t done = 0;
     int error = 0;
     for (; done < count; done++) {
@@ -310,9 +329,10 @@ class Uring final : public Napi::ObjectWrap<Uring> {
       }
       bytes += static_cast<uint64_t>(res);
       calls++;
+      fixed += sqeFixed_[sqeOf[done]] ? 1 : 0;
       if (static_cast<size_t>(res) < iov[done].iov_len) break;  // short: the rest waits for room
     }
-    Report(out, bytes, calls, n);
+    Report(out, bytes, calls, n, fixed);
     if (calls == 0 && done == 0 && error != 0) return Napi::Number::New(env, -error);
     return Napi::Number::New(env, done);
   }
@@ -345,11 +365,47 @@ class Uring final : public Napi::ObjectWrap<Uring> {
     return info.Env().Undefined();
   }
 
+  // allocRegistered(size) -> ArrayBuffer of `size` bytes (zeroed) whose pages are
+  // registered with the ring; throws a SystemError (ENOSPC: no free slot, ENOMEM:
+  // RLIMIT_MEMLOCK, EBADF: this kernel has no sparse buffer tables).
+  Napi::Value AllocRegistered(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    CheckOpen(env);
+    const uint64_t size = LengthArg(info, 0, "size");
+    if (size == 0 || size > kMaxRegistered) {
+      ThrowRangeError(env, "ERR_OUT_OF_RANGE", "The \"size\" of registered memory must be > 0 and <= 2^30");
+    }
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    const size_t length = (static_cast<size_t>(size) + page - 1) / page * page;
+    int err = 0;
+    void* base = buffers_->Allocate(length, err);
+    if (base == nullptr) throw SystemError(env, err, "io_uring_register");
+    auto* hint = new uring::SharedBufferTable(buffers_);
+    napi_value ab;
+    napi_status st = napi_create_external_arraybuffer(env, base, static_cast<size_t>(size), FreeRegistered, hint, &ab);
+    if (st != napi_ok) {
+      buffers_->Free(base);
+      delete hint;
+      throw Napi::Error::New(env, "zerocopy: could not wrap registered memory in an ArrayBuffer");
+    }
+    return Napi::Value(env, ab);
+  }
+
+  // The ArrayBuffer was collected (or its environment ended): no send of it is in
+  // flight any more (a request holds its views until released).
+  static void FreeRegistered(napi_env, void* data, void* hint) {
+    auto* table = static_cast<uring::SharedBufferTable*>(hint);
+    (*table)->Free(data);
+    delete table;
+  }
+
   static double* OutArg(const Napi::CallbackInfo& info, size_t index) {
-    return TypedArrayArg(info, index, "out", napi_float64_array, "Float64Array", 4).As<Napi::Float64Array>().Data();
+    return TypedArrayArg(info, index, "out", napi_float64_array, "Float64Array", 5).As<Napi::Float64Array>().Data();
   }
 
   uring::Ring ring_;
+  uring::SharedBufferTable buffers_ = std::make_shared<uring::BufferTable>();
+  std::vector<bool> sqeFixed_;  // per SQE of the call being made: from a registered buffer
   int eventFd_ = -1;
   bool hooked_ = false;
   std::vector<Completion> stash_;
