@@ -75,6 +75,13 @@ function measurePath(p: Path, size: number, ctx: BenchContext): Row[] {
     () => row(`ZeroCopySocket.sendEach (${BATCH} per call, epoll engine, kept)`, 'zerocopy', node('zerocopy-batch', 'epoll'), 'C send MSG_ZEROCOPY'),
     () => row('ZeroCopySocket.send (io_uring engine, kept)', 'zerocopy', node('zerocopy-forced', 'io_uring'), ['C send MSG_ZEROCOPY', 'C io_uring SEND_ZC']),
     () => row(`ZeroCopySocket.sendEach (${BATCH} per call, io_uring engine, kept)`, 'zerocopy', node('zerocopy-batch', 'io_uring'), ['C send MSG_ZEROCOPY', 'C io_uring SEND_ZC']),
+    () =>
+      row(
+        `ZeroCopySocket.sendEach (${BATCH} per call, io_uring, registered buffers)`,
+        'zerocopy',
+        node('zerocopy-batch-registered', 'io_uring'),
+        ['C io_uring SEND_ZC fixed buffer', 'C send MSG_ZEROCOPY'],
+      ),
     () => row('ZeroCopySocket.send (default engine and policy)', 'zerocopy', node('zerocopy'), 'C send'),
     () => row(p.proto === 'tcp' ? 'socket.write' : 'dgram send', 'stock-node', node('write'), 'C send'),
     () => row('C send MSG_ZEROCOPY', 'c', c('zerocopy')),

@@ -97,10 +97,20 @@ export interface NativeUring {
     datagram: boolean,
     out: Float64Array,
   ): number
-  sendMapped(token: number, seq: number, fd: number, mapping: NativeMapping, offset: number, length: number, flags: number, out: Float64Array): number
+  sendMapped(
+    token: number,
+    seq: number,
+    fd: number,
+    mapping: NativeMapping,
+    offset: number,
+    length: number,
+    flags: number,
+    out: Float64Array,
+    chunk: number,
+  ): number
   /** A zeroed ArrayBuffer whose pages are registered with the ring (native/uring-buffers.cc). */
   allocRegistered(size: number): ArrayBuffer
-  /** Completions as 4 words each: token, seq, res (uint32), flags. */
+  /** Releases (notification CQEs) as 4 words each: token, first seq, last seq, copied 0/1. */
   reap(out: Uint32Array): number
   close(): void
 }

@@ -20,8 +20,12 @@ export interface SendOps {
    * (native/socket.cc): messages done, or -errno; out[0] bytes, out[1] calls.
    */
   sendEach(fd: number, views: readonly ByteView[], first: number, offset: number, flags: number, datagram: boolean, out: Float64Array): number
-  /** One send from a file mapping: bytes, or -errno (EFAULT past a truncated end). */
-  sendMapped(fd: number, mapping: NativeMapping, offset: number, length: number, flags: number): number
+  /**
+   * Sends from a file mapping in calls of `chunk` bytes: as many as the engine makes in
+   * one go (epoll: one sendmsg; io_uring: a linked chain of up to 64). Bytes, or -errno
+   * (EFAULT past a truncated end); out[0] bytes, out[1] calls.
+   */
+  sendMapped(fd: number, mapping: NativeMapping, offset: number, length: number, chunk: number, flags: number, out: Float64Array): number
   /** The last call's `calls` zero-copy sends each took an id, for `owner`. */
   takeIds<T>(tracker: CompletionTracker<T>, owner: T, calls: number): void
   /** Reads the releases that came in, calling `onCompletion` per id range; returns how many. */
@@ -39,11 +43,19 @@ export const epollOps: SendOps = {
   lastRegistered: 0,
   send: (fd, data, flags) => native.trySend(fd, data, flags),
   sendEach: (fd, views, first, offset, flags, datagram, out) => native.trySendEach(fd, views, first, offset, flags, datagram, out),
-  sendMapped: (fd, mapping, offset, length, flags) => native.trySendMapped(fd, mapping, offset, length, flags),
+  sendMapped: oneMappedSend,
   takeIds(tracker, owner, calls) {
     for (let i = 0; i < calls; i++) tracker.take(owner)
   },
   drain: (fd, onCompletion) => errq.drain(fd, onCompletion),
+}
+
+/** One sendmsg of the mapping's next `chunk` bytes (also io_uring's copies). */
+export function oneMappedSend(fd: number, mapping: NativeMapping, offset: number, length: number, chunk: number, flags: number, out: Float64Array): number {
+  const r = native.trySendMapped(fd, mapping, offset, Math.min(length, chunk), flags)
+  out[0] = r > 0 ? r : 0
+  out[1] = r > 0 ? 1 : 0
+  return r
 }
 
 // One reader serves every channel: a drain runs to its end before the next starts.

@@ -345,11 +345,10 @@ export class FileRequest extends SendRequest {
 
   sendNext(ops: SendOps, fd: number, flags: number, _datagram: boolean, out: Float64Array): number {
     const p = this.pieces[0]!
+    // A mapped piece goes in MAPPED_CHUNK calls, as many at once as the engine makes.
+    if (p.mapping !== undefined) return ops.sendMapped(fd, p.mapping, p.offset + p.sent, p.length - p.sent, MAPPED_CHUNK, flags, out)
     const len = Math.min(p.length - p.sent, MAPPED_CHUNK)
-    const r =
-      p.mapping !== undefined
-        ? ops.sendMapped(fd, p.mapping, p.offset + p.sent, len, flags)
-        : ops.send(fd, p.chunk!.subarray(p.sent, p.sent + len), flags)
+    const r = ops.send(fd, p.chunk!.subarray(p.sent, p.sent + len), flags)
     out[0] = r > 0 ? r : 0
     out[1] = r > 0 ? 1 : 0
     return r

@@ -14,11 +14,9 @@ import type { CompletionTracker } from './completions'
 import type { OnCompletion } from './error-queue'
 import { native, type ByteView, type NativeMapping, type NativeUring } from './native'
 import * as reactor from './reactor'
-import type { SendOps } from './send-ops'
+import { oneMappedSend, type SendOps } from './send-ops'
 
 const { MSG_ZEROCOPY, EPOLLERR } = native.constants
-const CQE_F_NOTIF = 1 << 3
-const NOTIF_USAGE_ZC_COPIED = 0x80000000
 const REAP_ENTRIES = 256
 
 /** The ring of this environment, made on first use. */
@@ -78,11 +76,9 @@ class UringHub implements reactor.ReactorClient {
     for (;;) {
       const n = this.ring.reap(this.words)
       for (let i = 0; i < n; i++) {
-        const flags = this.words[4 * i + 3]!
-        if (!(flags & CQE_F_NOTIF)) continue // results are taken by the send call itself
         const link = this.links.get(this.words[4 * i]!)
         if (link === undefined) continue // its channel closed meanwhile
-        link.released.push(this.words[4 * i + 1]!, (this.words[4 * i + 2]! & NOTIF_USAGE_ZC_COPIED) !== 0 ? 1 : 0)
+        link.released.push(this.words[4 * i + 1]!, this.words[4 * i + 2]!, this.words[4 * i + 3]!)
         if (link !== caller) this.woken.add(link)
       }
       if (n < REAP_ENTRIES) break
@@ -106,7 +102,7 @@ class UringHub implements reactor.ReactorClient {
 export class UringLink implements SendOps {
   readonly engine = 'io_uring'
   readonly completionsOnSocket = false
-  /** Releases reaped and not yet drained: pairs of (sequence number, copied 0/1). */
+  /** Releases reaped and not yet drained: (first, last sequence number, copied 0/1). */
   readonly released: number[] = []
   /** The next SQE's sequence number, and the first of the last call. */
   private seq = 0
@@ -134,10 +130,10 @@ export class UringLink implements SendOps {
     return r
   }
 
-  sendMapped(fd: number, mapping: NativeMapping, offset: number, length: number, flags: number): number {
-    if (!(flags & MSG_ZEROCOPY)) return native.trySendMapped(fd, mapping, offset, length, flags)
-    const r = this.hub.ring.sendMapped(this.token, this.seq, fd, mapping, offset, length, flags & ~MSG_ZEROCOPY, this.out)
-    this.sent(this.out)
+  sendMapped(fd: number, mapping: NativeMapping, offset: number, length: number, chunk: number, flags: number, out: Float64Array): number {
+    if (!(flags & MSG_ZEROCOPY)) return oneMappedSend(fd, mapping, offset, length, chunk, flags, out)
+    const r = this.hub.ring.sendMapped(this.token, this.seq, fd, mapping, offset, length, flags & ~MSG_ZEROCOPY, out, chunk)
+    this.sent(out)
     return r
   }
 
@@ -159,8 +155,8 @@ export class UringLink implements SendOps {
   drain(_fd: number, onCompletion: OnCompletion): number {
     this.hub.reap(this)
     const r = this.released.splice(0)
-    for (let i = 0; i < r.length; i += 2) onCompletion(r[i]!, r[i]!, r[i + 1] === 1)
-    return r.length / 2
+    for (let i = 0; i < r.length; i += 3) onCompletion(r[i]!, r[i + 1]!, r[i + 2] === 1)
+    return r.length / 3
   }
 
   /** Releases are waiting to be drained. */

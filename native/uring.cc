@@ -46,6 +46,7 @@ namespace {
 constexpr unsigned kSqEntries = 256;  // sendEach's batch (kMaxMessagesPerCall in socket.cc)
 constexpr unsigned kCqEntries = 8192;
 constexpr unsigned kMaxMessagesPerCall = 256;
+constexpr unsigned kMaxChunksPerCall = 64;  // of a file window (16 MiB at 256 KiB)
 constexpr unsigned kZcFlags = IORING_SEND_ZC_REPORT_USAGE;
 constexpr unsigned kBufferSlots = 1024;  // registered buffers per environment
 constexpr uint64_t kMaxRegistered = uint64_t(1) << 30;  // the kernel's limit per buffer
@@ -243,8 +244,10 @@ class Uring final : public Napi::ObjectWrap<Uring> {
     return Finish(env, token, seq, out);
   }
 
-  // sendMapped(token, seq, fd, mapping, offset, length, flags, out) -> bytes, or
-  // -errno: one SEND_ZC from a file mapping (mapping.cc; EFAULT past a truncated end).
+  // sendMapped(token, seq, fd, mapping, offset, length, flags, out, chunk) -> bytes,
+  // or -errno: [offset, offset + length) of a file mapping (mapping.cc; EFAULT past a
+  // truncated end) as a linked chain of SEND_ZCs of `chunk` bytes each (at most 64),
+  // each its own call with its own notification: a file window in one io_uring_enter.
   Napi::Value SendMapped(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     CheckOpen(env);
@@ -253,10 +256,16 @@ class Uring final : public Napi::ObjectWrap<Uring> {
     const int fd = FdArg(info, 2, "fd");
     const unsigned flags = FlagsArg(info, 6, "flags") | MSG_DONTWAIT | MSG_WAITALL;
     double* out = OutArg(info, 7);
+    const uint32_t chunk = UintArg(info, 8, "chunk", UINT32_MAX);
+    if (chunk == 0) ThrowRangeError(env, "ERR_OUT_OF_RANGE", "The \"chunk\" must be > 0");
     uint64_t length = 0;
     const char* start = MappedRangeArg(info, 3, length);
-    PrepSend(fd, start, length, flags, UserData(token, seq));
-    return Finish(env, token, seq, out);
+    std::vector<iovec> iov;
+    for (uint64_t at = 0; at < length && iov.size() < kMaxChunksPerCall; at += chunk) {
+      iov.push_back(iovec{const_cast<char*>(start + at), static_cast<size_t>(std::min<uint64_t>(chunk, length - at))});
+    }
+    const int64_t r = SendLinked(token, seq, fd, iov, flags, false, out);
+    return Napi::Number::New(env, static_cast<double>(r < 0 ? r : static_cast<int64_t>(out[0])));
   }
 
   // One SQE submitted: its result, reported as trySend reports a sendmsg.
@@ -276,9 +285,7 @@ class Uring final : public Napi::ObjectWrap<Uring> {
   //   -> messages completed (>= 0), or -errno when the first send failed.
   // What trySendEach (socket.cc) does with sendmmsg or a sendmsg loop, as one chain of
   // linked SEND_ZCs: messages[first] (from byte firstOffset), messages[first + 1], ...
-  // up to 256, each its own send (own notification). On a stream empty messages are
-  // skipped (no send) and a short send ends the chain; a datagram is all or nothing, an
-  // empty one too.
+  // up to 256, each its own send (own notification).
   Napi::Value SendEach(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     CheckOpen(env);
@@ -299,11 +306,22 @@ class Uring final : public Napi::ObjectWrap<Uring> {
       iov[0].iov_base = static_cast<char*>(iov[0].iov_base) + firstOffset;
       iov[0].iov_len -= firstOffset;
     }
-    // One SQE per message that is sent at all; sqeOf[k] = the SQE of message k, or -1.
+    return Napi::Number::New(env, static_cast<double>(SendLinked(token, seq, fd, iov, flags, datagram, out)));
+  }
+
+  // Each iovec its own SEND_ZC, linked in order: the first that fails (or, on a stream,
+  // sends short) ends the chain, as a sendmsg loop would stop. On a stream empty
+  // entries are skipped (no send); a datagram is all or nothing, an empty one too.
+  // Returns the entries completed (>= 0), or -errno when the first send failed; `out`
+  // as Report says.
+  int64_t SendLinked(uint32_t token, uint32_t seq, int fd, const std::vector<iovec>& iov, unsigned flags, bool datagram,
+                     double* out) {
+    const size_t count = iov.size();
+    // One SQE per entry that is sent at all; sqeOf[k] = the SQE of entry k, or -1.
     std::vector<int> sqeOf(count, -1);
     unsigned n = 0;
     io_uring_sqe* last = nullptr;
-    for (uint32_t k = 0; k < count; k++) {
+    for (size_t k = 0; k < count; k++) {
       if (!datagram && iov[k].iov_len == 0) continue;
       if (last != nullptr) last->flags |= IOSQE_IO_LINK;
       last = PrepSend(fd, iov[k].iov_base, iov[k].iov_len, flags, UserData(token, seq + n));
@@ -313,15 +331,15 @@ class Uring final : public Napi::ObjectWrap<Uring> {
     const int r = n > 0 ? SubmitAndCollect(token, seq, n, results) : 0;
     if (r < 0) {
       Report(out, 0, 0, n, 0);
-      return Napi::Number::New(env, r);
+      return r;
     }
     uint64_t bytes = 0;
     unsigned calls = 0;
     unsigned fixed = 0;
-    uint32_t done = 0;
+    size_t done = 0;
     int error = 0;
     for (; done < count; done++) {
-      if (sqeOf[done] < 0) continue;  // an empty stream message: nothing to send
+      if (sqeOf[done] < 0) continue;  // an empty stream entry: nothing to send
       const int32_t res = results[sqeOf[done]].res;
       if (res < 0) {
         error = -res;
@@ -333,13 +351,17 @@ class Uring final : public Napi::ObjectWrap<Uring> {
       if (static_cast<size_t>(res) < iov[done].iov_len) break;  // short: the rest waits for room
     }
     Report(out, bytes, calls, n, fixed);
-    if (calls == 0 && done == 0 && error != 0) return Napi::Number::New(env, -error);
-    return Napi::Number::New(env, done);
+    if (calls == 0 && done == 0 && error != 0) return -error;
+    return static_cast<int64_t>(done);
   }
 
-  // reap(out: Uint32Array) -> completions written, 4 words each: token, seq, res (as
-  // uint32), flags. The stash first (in order), then the CQ. Call again while it fills
-  // `out`.
+  // reap(out: Uint32Array) -> releases written, 4 words each: token, first seq, last
+  // seq, copied (0/1). The stash first (in order), then the CQ. Only notification CQEs
+  // are releases (a result that was not collected by its call belongs to a call that
+  // failed as a whole, and means nothing now). Consecutive sequence numbers of one
+  // socket with the same copied flag come as one range, as the error queue's
+  // notifications do: a batch of 256 sends is usually one entry. Call again while it
+  // fills `out`.
   Napi::Value Reap(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     CheckOpen(env);
@@ -348,15 +370,25 @@ class Uring final : public Napi::ObjectWrap<Uring> {
     ring_.Drain([&](const io_uring_cqe& cqe) {
       stash_.push_back(Completion{static_cast<uint32_t>(cqe.user_data >> 32), static_cast<uint32_t>(cqe.user_data), cqe.res, cqe.flags});
     });
-    const size_t n = std::min(capacity, stash_.size());
     uint32_t* w = words.Data();
-    for (size_t i = 0; i < n; i++) {
-      w[4 * i] = stash_[i].token;
-      w[4 * i + 1] = stash_[i].seq;
-      w[4 * i + 2] = static_cast<uint32_t>(stash_[i].res);
-      w[4 * i + 3] = stash_[i].flags;
+    size_t n = 0;
+    size_t used = 0;
+    for (; used < stash_.size(); used++) {
+      const Completion& c = stash_[used];
+      if (!(c.flags & IORING_CQE_F_NOTIF)) continue;
+      const uint32_t copied = (static_cast<uint32_t>(c.res) & IORING_NOTIF_USAGE_ZC_COPIED) ? 1 : 0;
+      if (n > 0 && w[4 * (n - 1)] == c.token && w[4 * (n - 1) + 2] + 1 == c.seq && w[4 * (n - 1) + 3] == copied) {
+        w[4 * (n - 1) + 2] = c.seq;
+        continue;
+      }
+      if (n == capacity) break;
+      w[4 * n] = c.token;
+      w[4 * n + 1] = c.seq;
+      w[4 * n + 2] = c.seq;
+      w[4 * n + 3] = copied;
+      n++;
     }
-    stash_.erase(stash_.begin(), stash_.begin() + static_cast<std::ptrdiff_t>(n));
+    stash_.erase(stash_.begin(), stash_.begin() + static_cast<std::ptrdiff_t>(used));
     return Napi::Number::New(env, static_cast<double>(n));
   }
 
