@@ -36,6 +36,7 @@ import { codedError, socketClosed, systemError, writeAfterEnd } from './errors'
 import { native } from './native'
 import { installWriteGate, nodeBuffered, streamError, type GateHooks } from './node-internals'
 import * as reactor from './reactor'
+import { batchableRun, sendRun } from './send-batch'
 import { epollOps, type SendOps } from './send-ops'
 import { SendPolicy } from './send-policy'
 import { TcpDelivery } from './tcp-delivery'
@@ -107,6 +108,8 @@ export interface ChannelCounters {
   enobufs: number
   /** Zero-copy send calls made from registered memory (allocRegistered; io_uring). */
   registeredSends: number
+  /** Native calls that carried two or more single send()s made in one tick (lib/send-batch.ts). */
+  sameTickBatches: number
 }
 
 export class SendChannel implements GateHooks, reactor.ReactorClient {
@@ -153,6 +156,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     eagain: 0,
     enobufs: 0,
     registeredSends: 0,
+    sameTickBatches: 0,
   }
   /** ZeroCopySocket instances and file producers using the channel. */
   private holders = 0
@@ -177,6 +181,10 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   private readonly unsettled = new Map<SendRequest, number>()
   private enqueued = 0
   private readonly barriers: Array<{ upTo: number; resolve: () => void }> = []
+  /** A send() was queued this tick: the pump waits for the tick's end (lib/send-batch.ts). */
+  private gathering = false
+  /** One request of a batch had its memory refused: send the next one alone. */
+  private unbatchedOnce = false
 
   constructor(init: ChannelInit) {
     this.key = init.key
@@ -372,6 +380,14 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     }
     this.queue.push(req)
     this.updateBusy()
+    // Single sends made in this tick go to the kernel together, at its end.
+    if (req.kind === 'bytes' && !this.gathering) {
+      this.gathering = true
+      queueMicrotask(() => {
+        this.gathering = false
+        this.handle({ type: 'sourceReady', req })
+      })
+    }
   }
 
   /** Why a new request cannot be taken, if it cannot. */
@@ -582,7 +598,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   // ---- sending ------------------------------------------------------------------
 
   private pump(): void {
-    if (this.state !== 'open') return
+    if (this.state !== 'open' || this.gathering) return
     if (!this.ops.completionsOnSocket) {
       // io_uring: releases come as CQEs, not as wake-ups of the socket; those met while
       // sending are read right after.
@@ -633,17 +649,34 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
       const zeroCopy = this.policy.zeroCopyFor(req)
       if (zeroCopy && this.tcp) this.delivery.beforeSend(this.fd)
       const owner = req.idOwner()
+      const flags = SEND_FLAGS | (zeroCopy ? MSG_ZEROCOPY : 0)
+      const run = this.unbatchedOnce ? undefined : batchableRun(this.queue, this.policy, zeroCopy, this.datagram)
+      this.unbatchedOnce = false
       let r: number
+      let moved = 0
       try {
-        r = req.sendNext(this.ops, this.fd, SEND_FLAGS | (zeroCopy ? MSG_ZEROCOPY : 0), this.datagram, this.out)
+        r =
+          run !== undefined
+            ? sendRun(this.ops, this.fd, run, flags, this.datagram, this.out, (q, bytes) => {
+                // Accounting may let Node's held writes go, which may pump again: count here.
+                if (moved++ === 0) {
+                  this.counters.sameTickBatches++
+                  if (zeroCopy) this.counters.registeredSends += this.ops.lastRegistered
+                }
+                this.account(q, q, bytes, 1, zeroCopy)
+              })
+            : req.sendNext(this.ops, this.fd, flags, this.datagram, this.out)
       } catch (err) {
-        this.refuse(req, err as Error) // its memory was detached while it waited
+        if (run !== undefined) this.unbatchedOnce = true // find out which one, alone
+        else this.refuse(req, err as Error) // its memory was detached while it waited
         continue
       }
+      if (run !== undefined && moved > 0) continue // accounted request by request
       const bytes = this.out[0]!
       const calls = this.out[1]!
       // A batch that only skipped empty stream writes (r >= 0, no call) still moved on.
-      if (req.kind === 'each' ? r >= 0 : calls > 0) {
+      if (run === undefined && (req.kind === 'each' ? r >= 0 : calls > 0)) {
+        if (zeroCopy) this.counters.registeredSends += this.ops.lastRegistered
         this.account(req, owner, bytes, calls, zeroCopy)
         continue
       }
@@ -671,7 +704,6 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     if (zeroCopy) {
       this.ops.takeIds(this.tracker, owner, calls)
       owner.idsTaken(calls)
-      this.counters.registeredSends += this.ops.lastRegistered
       req.pendingIds += calls
       req.zcBytes += bytes
       this.counters.zeroCopyCalls += calls

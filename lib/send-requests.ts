@@ -194,6 +194,17 @@ export class BytesRequest extends ViewsRequest {
 
   advance(): void {}
 
+  /**
+   * The one view of what is left to send, if it is one view with bytes in it (or any
+   * datagram of one view, empty too): what a same-tick batch can take (send-batch.ts).
+   */
+  nextView(datagram: boolean): Uint8Array | undefined {
+    if (this.views.length !== 1 || this.handedOver) return undefined
+    if (datagram) return this.calls === 0 ? this.views[0] : undefined
+    const sent = this.sent
+    return sent < this.total ? (sent === 0 ? this.views[0] : this.views[0]!.subarray(sent)) : undefined
+  }
+
   /** The bytes not yet sent, as views (no copying). */
   private remaining(): Uint8Array | Uint8Array[] {
     const sent = this.sent

@@ -104,9 +104,9 @@ export class UringLink implements SendOps {
   readonly completionsOnSocket = false
   /** Releases reaped and not yet drained: (first, last sequence number, copied 0/1). */
   readonly released: number[] = []
-  /** The next SQE's sequence number, and the first of the last call. */
+  /** The next SQE's sequence number, and the next of the last call's not yet claimed as ids. */
   private seq = 0
-  private lastSeq = 0
+  private unclaimed = 0
   private readonly out = new Float64Array(5)
   lastRegistered = 0
 
@@ -142,14 +142,18 @@ export class UringLink implements SendOps {
    * comes, matches no owner and is ignored); the calls that sent are the first ones.
    */
   private sent(out: Float64Array): void {
-    this.lastSeq = this.seq
+    this.unclaimed = this.seq
     this.seq = (this.seq + out[2]!) >>> 0
     this.lastRegistered = out[4]!
     if (out[3]! > 0) this.hub.reap(this)
   }
 
+  /** The last call's successful sends are its first SQEs: claimed in order (a batch's requests one after another). */
   takeIds<T>(tracker: CompletionTracker<T>, owner: T, calls: number): void {
-    for (let i = 0; i < calls; i++) tracker.takeAt((this.lastSeq + i) >>> 0, owner)
+    for (let i = 0; i < calls; i++) {
+      tracker.takeAt(this.unclaimed, owner)
+      this.unclaimed = (this.unclaimed + 1) >>> 0
+    }
   }
 
   drain(_fd: number, onCompletion: OnCompletion): number {

@@ -51,6 +51,7 @@ int Ring::Open(unsigned sqEntries, unsigned cqEntries) {
   sqMask_ = *At<unsigned>(sqMap_, p.sq_off.ring_mask);
   sqEntries_ = *At<unsigned>(sqMap_, p.sq_off.ring_entries);
   sqArray_ = At<unsigned>(sqMap_, p.sq_off.array);
+  sqFlags_ = At<unsigned>(sqMap_, p.sq_off.flags);
   sqeTail_ = sqeSubmitted_ = *sqTail_;
 
   cqHead_ = At<unsigned>(cqMap_, p.cq_off.head);
@@ -99,6 +100,15 @@ void Ring::Withdraw() {
   const unsigned head = __atomic_load_n(sqHead_, __ATOMIC_ACQUIRE);
   __atomic_store_n(sqTail_, head, __ATOMIC_RELEASE);
   sqeTail_ = sqeSubmitted_ = head;
+}
+
+bool Ring::FlushOverflow() {
+  if (!(__atomic_load_n(sqFlags_, __ATOMIC_ACQUIRE) & IORING_SQ_CQ_OVERFLOW)) return false;
+  int r;
+  do {
+    r = Enter(fd_, 0, 0, IORING_ENTER_GETEVENTS);
+  } while (r == -EINTR);
+  return true;
 }
 
 void Ring::SetEventFdEnabled(bool enabled) {

@@ -62,6 +62,11 @@ class Ring {
     return n;
   }
 
+  // Completions the CQ had no room for wait in the kernel's overflow list (nothing is
+  // dropped: IORING_FEAT_NODROP) until an io_uring_enter with GETEVENTS moves them in.
+  // Does that when the kernel says some are waiting; Drain again afterwards.
+  bool FlushOverflow();
+
   // Whether the kernel signals a registered eventfd for new completions (Linux 5.8:
   // IORING_CQ_EVENTFD_DISABLED). Off while we submit and reap in one go ourselves.
   void SetEventFdEnabled(bool enabled);
@@ -81,6 +86,7 @@ class Ring {
   unsigned sqMask_ = 0;
   unsigned sqEntries_ = 0;
   unsigned* sqArray_ = nullptr;
+  unsigned* sqFlags_ = nullptr;
   unsigned sqeTail_ = 0;       // our next SQE (not yet published)
   unsigned sqeSubmitted_ = 0;  // published up to here
 

@@ -218,15 +218,28 @@ class Uring final : public Napi::ObjectWrap<Uring> {
 
   static uint64_t UserData(uint32_t token, uint32_t seq) { return (static_cast<uint64_t>(token) << 32) | seq; }
 
+  // The first arguments of every send: (token, seq, fd), on an open ring.
+  struct Target {
+    uint32_t token;
+    uint32_t seq;
+    int fd;
+  };
+  Target TargetArgs(const Napi::CallbackInfo& info) const {
+    CheckOpen(info.Env());
+    return Target{UintArg(info, 0, "token", UINT32_MAX), UintArg(info, 1, "seq", UINT32_MAX), FdArg(info, 2, "fd")};
+  }
+
+  // The caller's send flags, plus what every SQE here carries (see the top of the file).
+  static unsigned SendFlagsArg(const Napi::CallbackInfo& info, size_t index) {
+    return FlagsArg(info, index, "flags") | MSG_DONTWAIT | MSG_WAITALL;
+  }
+
   // send(token, seq, fd, data, flags, out: Float64Array) -> bytes, or -errno. One
   // SEND_ZC (one view) or SENDMSG_ZC (several) with `flags` (MSG_DONTWAIT is added).
   Napi::Value Send(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    CheckOpen(env);
-    const uint32_t token = UintArg(info, 0, "token", UINT32_MAX);
-    const uint32_t seq = UintArg(info, 1, "seq", UINT32_MAX);
-    const int fd = FdArg(info, 2, "fd");
-    const unsigned flags = FlagsArg(info, 4, "flags") | MSG_DONTWAIT | MSG_WAITALL;
+    const auto [token, seq, fd] = TargetArgs(info);
+    const unsigned flags = SendFlagsArg(info, 4);
     double* out = OutArg(info, 5);
     std::vector<iovec> iov;
     ByteViewsArg(info, 3, "data", iov);  // last: no JS runs between this and the send
@@ -250,11 +263,8 @@ class Uring final : public Napi::ObjectWrap<Uring> {
   // each its own call with its own notification: a file window in one io_uring_enter.
   Napi::Value SendMapped(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    CheckOpen(env);
-    const uint32_t token = UintArg(info, 0, "token", UINT32_MAX);
-    const uint32_t seq = UintArg(info, 1, "seq", UINT32_MAX);
-    const int fd = FdArg(info, 2, "fd");
-    const unsigned flags = FlagsArg(info, 6, "flags") | MSG_DONTWAIT | MSG_WAITALL;
+    const auto [token, seq, fd] = TargetArgs(info);
+    const unsigned flags = SendFlagsArg(info, 6);
     double* out = OutArg(info, 7);
     const uint32_t chunk = UintArg(info, 8, "chunk", UINT32_MAX);
     if (chunk == 0) ThrowRangeError(env, "ERR_OUT_OF_RANGE", "The \"chunk\" must be > 0");
@@ -288,24 +298,14 @@ class Uring final : public Napi::ObjectWrap<Uring> {
   // up to 256, each its own send (own notification).
   Napi::Value SendEach(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    CheckOpen(env);
-    const uint32_t token = UintArg(info, 0, "token", UINT32_MAX);
-    const uint32_t seq = UintArg(info, 1, "seq", UINT32_MAX);
-    const int fd = FdArg(info, 2, "fd");
+    const auto [token, seq, fd] = TargetArgs(info);
     const uint32_t first = UintArg(info, 4, "first", UINT32_MAX);
     const uint64_t firstOffset = LengthArg(info, 5, "firstOffset");
-    const unsigned flags = FlagsArg(info, 6, "flags") | MSG_DONTWAIT | MSG_WAITALL;
+    const unsigned flags = SendFlagsArg(info, 6);
     const bool datagram = BoolArg(info, 7, "datagram");
     double* out = OutArg(info, 8);
     std::vector<iovec> iov;
-    const uint32_t count = ByteViewListArg(info, 3, "messages", first, kMaxMessagesPerCall, iov);
-    if (count > 0 && firstOffset > iov[0].iov_len) {
-      ThrowRangeError(env, "ERR_OUT_OF_RANGE", "The \"firstOffset\" is past the end of the first message");
-    }
-    if (count > 0) {
-      iov[0].iov_base = static_cast<char*>(iov[0].iov_base) + firstOffset;
-      iov[0].iov_len -= firstOffset;
-    }
+    MessageListArg(info, 3, "messages", first, firstOffset, kMaxMessagesPerCall, iov);  // last
     return Napi::Number::New(env, static_cast<double>(SendLinked(token, seq, fd, iov, flags, datagram, out)));
   }
 
@@ -367,9 +367,13 @@ class Uring final : public Napi::ObjectWrap<Uring> {
     CheckOpen(env);
     Napi::Uint32Array words = TypedArrayArg(info, 0, "out", napi_uint32_array, "Uint32Array", 4).As<Napi::Uint32Array>();
     const size_t capacity = words.ElementLength() / 4;
-    ring_.Drain([&](const io_uring_cqe& cqe) {
+    auto toStash = [&](const io_uring_cqe& cqe) {
       stash_.push_back(Completion{static_cast<uint32_t>(cqe.user_data >> 32), static_cast<uint32_t>(cqe.user_data), cqe.res, cqe.flags});
-    });
+    };
+    ring_.Drain(toStash);
+    // A full CQ overflowed into the kernel's list: bring those in too, or they would
+    // wait for the next send (the eventfd fired for them already).
+    for (int i = 0; i < 64 && ring_.FlushOverflow(); i++) ring_.Drain(toStash);
     uint32_t* w = words.Data();
     size_t n = 0;
     size_t used = 0;

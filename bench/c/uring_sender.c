@@ -115,14 +115,7 @@ int main(int argc, char** argv) {
   const size_t size = strtoull(argv[4], NULL, 10);
   const double duration = atof(argv[5]);
   const int fixed = strcmp(argv[6], "send_zc_fixed") == 0;
-
-  struct sockaddr_in addr = {0};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons((unsigned short)atoi(argv[3]));
-  if (inet_pton(AF_INET, argv[2], &addr.sin_addr) != 1) die("inet_pton");
-  int fd = socket(AF_INET, tcp ? SOCK_STREAM : SOCK_DGRAM, 0);
-  if (fd < 0) die("socket");
-  if (connect(fd, (struct sockaddr*)&addr, sizeof addr)) die("connect");
+  const int fd = connect_to(argv[1], argv[2], argv[3]);
 
   struct ring r;
   ring_open(&r);
