@@ -9,6 +9,7 @@
 // 'auto' means for the whole process (tests run the suite once per engine with it).
 import { codedError, invalidArgType } from './errors'
 import { native } from './native'
+import { uringHub } from './uring'
 
 export type EngineName = 'epoll' | 'io_uring'
 export type EngineOption = 'auto' | EngineName
@@ -21,9 +22,22 @@ export interface EngineChoice {
 
 let unavailable: string | undefined
 
-/** '' when the io_uring engine can run in this process, else why not (probed once). */
+/**
+ * '' when the io_uring engine can run in this environment, else why not: probed once,
+ * and then the environment's own ring is made (its failure, rare after the probe
+ * passed, is a reason too).
+ */
 export function uringUnavailable(): string {
-  unavailable ??= native.uringProbe()
+  if (unavailable === undefined) {
+    unavailable = native.uringProbe()
+    if (unavailable === '') {
+      try {
+        uringHub()
+      } catch (err) {
+        unavailable = `the ring could not be made (${(err as Error).message})`
+      }
+    }
+  }
   return unavailable
 }
 

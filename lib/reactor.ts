@@ -39,12 +39,12 @@ function instance(): NativeReactor {
  * Registers an fd the caller owns; returns the token that names it. Until unregister,
  * the environment also owns it: a worker terminated with the socket attached closes it
  * natively (native/env.cc), as JS never runs again to do so; abortively if bytes are
- * queued and `zeroCopyElsewhere` (sends through io_uring, where SO_ZEROCOPY is no sign).
+ * queued and `uringSocket` (it sends through io_uring, where SO_ZEROCOPY is no sign).
  */
-export function register(fd: number, client: ReactorClient, zeroCopyElsewhere = false): number {
+export function register(fd: number, client: ReactorClient, uringSocket = false): number {
   const token = newToken()
   instance().add(fd, token, false)
-  native.adoptFd(fd, zeroCopyElsewhere)
+  native.adoptFd(fd, uringSocket)
   clients.set(token, client)
   return token
 }

@@ -30,6 +30,7 @@
 import * as dgram from 'node:dgram'
 import * as net from 'node:net'
 import * as os from 'node:os'
+import type { ChannelCounters, ChannelEvent, ChannelInit, ChannelState, SendWait } from './channel-types'
 import { CompletionTracker } from './completions'
 import type { EngineName } from './engine'
 import { codedError, socketClosed, systemError, writeAfterEnd } from './errors'
@@ -58,59 +59,7 @@ const BURST_MESSAGES = 16
 // device queue may hold them a little longer. Past this, the fd is closed abortively.
 const RESET_GRACE_MS = 2000
 
-export type ChannelState = 'open' | 'lingering' | 'failed' | 'closed'
-export type SendWait = 'none' | 'writable' | 'completion'
-
-export type ChannelEvent =
-  | { type: 'enqueue'; req: SendRequest }
-  | { type: 'nodeWrite'; chunk: unknown; pass: () => void; cb: (err?: Error | null) => void }
-  | { type: 'nodeFinal'; pass: () => void }
-  | { type: 'kernel'; events: number }
-  | { type: 'sourceReady'; req: SendRequest }
-  | { type: 'cut'; req: SendRequest; err: Error }
-  | { type: 'hold' }
-  | { type: 'release' }
-  | { type: 'sourceClosed' }
-  | { type: 'lingerExpired' }
-
-export interface ChannelInit {
-  key: string
-  inode: number
-  /** The private duplicate; the channel owns and closes it. */
-  fd: number
-  datagram: boolean
-  tcp: boolean
-  source: net.Socket | dgram.Socket | undefined
-  firstId: number
-  engine: EngineName
-  /** Why not io_uring, when 'auto' chose epoll. */
-  engineFallback: string | undefined
-  copiedThreshold: number
-  lingerMs: number
-  /** Why SO_ZEROCOPY must stay off (libuv reads this socket's error queue; epoll engine only), if so. */
-  noZeroCopy: string | undefined
-  /** The caller's fd number, for a socket attached by fd alone. */
-  origin: number | undefined
-  onClosed(channel: SendChannel): void
-}
-
-/** Counters kept by a channel (ZeroCopySocket.stats adds mode and queue sizes). */
-export interface ChannelCounters {
-  sends: number
-  zeroCopyCalls: number
-  copyCalls: number
-  notifications: number
-  completedIds: number
-  copiedIds: number
-  zeroCopyBytes: number
-  copyBytes: number
-  eagain: number
-  enobufs: number
-  /** Zero-copy send calls made from registered memory (allocRegistered; io_uring). */
-  registeredSends: number
-  /** Native calls that carried two or more single send()s made in one tick (lib/send-batch.ts). */
-  sameTickBatches: number
-}
+export type { ChannelCounters, ChannelEvent, ChannelInit, ChannelState, SendWait } from './channel-types'
 
 export class SendChannel implements GateHooks, reactor.ReactorClient {
   state: ChannelState = 'open'
