@@ -440,7 +440,9 @@ class Uring final : public Napi::ObjectWrap<Uring> {
   }
 
   uring::Ring ring_;
-  uring::SharedBufferTable buffers_ = std::make_shared<uring::BufferTable>();
+  // Not std::make_shared: its type tag is a GNU_UNIQUE symbol, and glibc never unloads a
+  // library that defines one, so a terminated worker's addon would stay loaded.
+  uring::SharedBufferTable buffers_{new uring::BufferTable()};
   std::vector<bool> sqeFixed_;  // per SQE of the call being made: from a registered buffer
   int eventFd_ = -1;
   bool hooked_ = false;

@@ -36,7 +36,8 @@ for (const engine of ENGINES) {
     while (got.length < 32 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5))
     assert.equal(got.length, 32)
     for (let i = 0; i < 32; i++) assert.ok(got[i]!.equals(sent[i]!), `datagram ${i} in order`)
-    assert.equal(zc.stats.completedIds, 32)
+    // Node 24+ dgram sockets copy on the epoll engine (libuv reads their error queue).
+    if (zc.stats.mode === 'zerocopy') assert.equal(zc.stats.completedIds, 32)
     await zc.close()
   })
 
