@@ -7,20 +7,28 @@
 // ArrayBuffer; its finalizer clears its slot and unmaps it. The kernel holds its own
 // reference on a slot's pages for every send from it until that send's notification,
 // so clearing a slot (or closing the ring) while sends are in flight is safe. The
-// table is shared by the ring and the buffers' finalizers: whichever goes last frees it.
+// table is shared by the ring and the buffers' finalizers, all on the environment's JS
+// thread: whichever lets go last frees it. (A counter of our own: std::shared_ptr's
+// would reference __libc_single_threaded, GLIBC_2.32, past the binary's 2.28 floor.)
 #pragma once
 
 #include <sys/uio.h>
 
 #include <cstdint>
 #include <map>
-#include <memory>
 #include <vector>
 
 namespace zc::uring {
 
 class BufferTable {
  public:
+  // A new table, held once.
+  static BufferTable* Create() { return new BufferTable(); }
+  void Retain() { refs_++; }
+  void Release() {
+    if (--refs_ == 0) delete this;
+  }
+
   // Registers an empty table of `slots` on the ring (Linux 5.19). 0 or -errno.
   int Open(int ringFd, unsigned slots);
   // The ring is closing: nothing more is registered or cleared.
@@ -42,11 +50,13 @@ class BufferTable {
   };
   int Update(unsigned slot, const iovec& iov) const;
 
+  BufferTable() = default;
+  ~BufferTable() = default;
+
+  unsigned refs_ = 1;
   int ringFd_ = -1;
   std::vector<bool> used_;
   std::map<uintptr_t, Region> regions_;  // by base address
 };
-
-using SharedBufferTable = std::shared_ptr<BufferTable>;
 
 }  // namespace zc::uring

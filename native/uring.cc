@@ -106,6 +106,7 @@ class Uring final : public Napi::ObjectWrap<Uring> {
   ~Uring() override {
     if (hooked_) napi_remove_env_cleanup_hook(Env(), OnEnvTeardown, this);
     Shutdown();
+    buffers_->Release();
   }
 
  private:
@@ -416,23 +417,22 @@ class Uring final : public Napi::ObjectWrap<Uring> {
     int err = 0;
     void* base = buffers_->Allocate(length, err);
     if (base == nullptr) throw SystemError(env, err, "io_uring_register");
-    auto* hint = new uring::SharedBufferTable(buffers_);
     napi_value ab;
-    napi_status st = napi_create_external_arraybuffer(env, base, static_cast<size_t>(size), FreeRegistered, hint, &ab);
+    napi_status st = napi_create_external_arraybuffer(env, base, static_cast<size_t>(size), FreeRegistered, buffers_, &ab);
     if (st != napi_ok) {
       buffers_->Free(base);
-      delete hint;
       throw Napi::Error::New(env, "zerocopy: could not wrap registered memory in an ArrayBuffer");
     }
+    buffers_->Retain();  // the ArrayBuffer's finalizer lets go
     return Napi::Value(env, ab);
   }
 
   // The ArrayBuffer was collected (or its environment ended): no send of it is in
   // flight any more (a request holds its views until released).
   static void FreeRegistered(napi_env, void* data, void* hint) {
-    auto* table = static_cast<uring::SharedBufferTable*>(hint);
-    (*table)->Free(data);
-    delete table;
+    auto* table = static_cast<uring::BufferTable*>(hint);
+    table->Free(data);
+    table->Release();
   }
 
   static double* OutArg(const Napi::CallbackInfo& info, size_t index) {
@@ -440,9 +440,10 @@ class Uring final : public Napi::ObjectWrap<Uring> {
   }
 
   uring::Ring ring_;
-  // Not std::make_shared: its type tag is a GNU_UNIQUE symbol, and glibc never unloads a
-  // library that defines one, so a terminated worker's addon would stay loaded.
-  uring::SharedBufferTable buffers_{new uring::BufferTable()};
+  // Held by the ring and by every registered ArrayBuffer (uring-buffers.h). Not a
+  // std::shared_ptr: std::make_shared's type tag is a GNU_UNIQUE symbol (glibc then never
+  // unloads the addon after a worker), and its counter needs GLIBC_2.32.
+  uring::BufferTable* buffers_ = uring::BufferTable::Create();
   std::vector<bool> sqeFixed_;  // per SQE of the call being made: from a registered buffer
   int eventFd_ = -1;
   bool hooked_ = false;
