@@ -11,7 +11,7 @@ import { uringHub } from './uring'
 const MAX_REGISTERED = 2 ** 30 // the kernel's limit per registered buffer
 
 /**
- * A zero-filled, page-aligned Buffer of `size` bytes (1 to 2^30) whose pages are
+ * A zero-filled, page-aligned Buffer of `size` bytes (0 to 2^30) whose pages are
  * registered with this environment's io_uring ring, where the io_uring engine runs and
  * a slot is free (1024 per environment; registering counts against RLIMIT_MEMLOCK
  * without CAP_IPC_LOCK). Elsewhere an ordinary page-aligned Buffer (as
@@ -21,8 +21,8 @@ const MAX_REGISTERED = 2 ** 30 // the kernel's limit per registered buffer
  */
 export function allocRegistered(size: number): Buffer {
   if (size === undefined) throw invalidArgType('size', 'of type number', size)
-  integerOption('size', size, 0, 1, MAX_REGISTERED)
-  if (uringUnavailable() !== '') return allocPageAligned(size)
+  integerOption('size', size, 0, 0, MAX_REGISTERED)
+  if (size === 0 || uringUnavailable() !== '') return allocPageAligned(size)
   let memory: ArrayBuffer
   try {
     memory = uringHub().ring.allocRegistered(size)

@@ -148,6 +148,8 @@ const RAW: RawEntry[] = [
   { name: 'setReceiveBuffer', args: [socketArg(), sizeArg({ max: 2 ** 53 - 1, bigMax: 2n ** 63n - 1n, extra: [4096, 1 << 20] })], call: call(zc.setReceiveBuffer), shape: (v) => int(v, 1, 2 ** 31, 'a buffer size') },
   // Valid sizes past 1 MiB would allocate up to 8 PiB: only those that Buffer refuses stay.
   { name: 'allocPageAligned', args: [sizeArg({ max: 2 ** 53 - 1, skip: (v) => v > 1 << 20 && v < 2 ** 33, extra: [100, 2 ** 40], maybeAbove: 1 << 20 })], call: call(zc.allocPageAligned), shape: aligned },
+  // Registered memory is pinned: valid sizes past 1 MiB (up to the kernel's 1 GiB) stay out.
+  { name: 'allocRegistered', args: [sizeArg({ max: 2 ** 30, skip: (v) => v > 1 << 20, extra: [100, 4096] })], call: call(zc.allocRegistered), shape: aligned },
   { name: 'pageOffsetOf', args: [dataArg('view')], call: call(zc.pageOffsetOf), shape: (v) => int(v, 0, pageSize - 1, 'a page offset') },
 ]
 
