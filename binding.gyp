@@ -18,7 +18,11 @@
         "native/socket.cc",
         "native/sockopt.cc",
         "native/syscall.cc",
-        "native/splice.cc"
+        "native/splice.cc",
+        "native/uring.cc",
+        "native/uring-buffers.cc",
+        "native/uring-probe.cc",
+        "native/uring-ring.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -43,10 +43,10 @@ export async function run(ctx: BenchContext): Promise<Row[]> {
     const port = await new Promise<string>((resolve) => sink.child.stdout!.once('data', (d: Buffer) => resolve(d.toString().trim())))
     // Re-read before every run: this machine's page cache is reclaimed eagerly, and a
     // partly evicted file would measure the disk instead of the send path.
-    const node = (mode: string): Measured => {
+    const node = (mode: string, engine?: 'epoll' | 'io_uring'): Measured => {
       warm(file)
       const [cmd, ...args] = [...onCpu(0), process.execPath, path.join(__dirname, 'file-send-loop.js'), port, file, mode]
-      return parseResult(execFileSync(cmd!, args).toString())
+      return parseResult(execFileSync(cmd!, args, { env: { ...process.env, ZEROCOPY_ENGINE: engine ?? '' } }).toString())
     }
     const c = (mode: string): Measured => {
       warm(file)
@@ -59,7 +59,8 @@ export async function run(ctx: BenchContext): Promise<Row[]> {
       toRow(bench, group, variant, role, m, cTwin)
     return inRotation(ctx.round, [
       // Compared with the faster of the honest C loops (sendfile cannot say when it is done).
-      () => row('sendFileZeroCopy', 'zerocopy', node('zerocopy'), ['C mmap + MSG_ZEROCOPY', 'C mmap + send']),
+      () => row('sendFileZeroCopy (epoll engine)', 'zerocopy', node('zerocopy', 'epoll'), ['C mmap + MSG_ZEROCOPY', 'C mmap + send']),
+      () => row('sendFileZeroCopy (io_uring engine)', 'zerocopy', node('zerocopy', 'io_uring'), ['C mmap + MSG_ZEROCOPY', 'C mmap + send']),
       () => row('createReadStream().pipe()', 'stock-node', node('stream'), 'C mmap + send'),
       () => row('createReadStream({1 MiB}).pipe()', 'stock-node-variant', node('stream-1m'), 'C mmap + send'),
       () => row('C sendfile (no release notice)', 'c', c('sendfile')),

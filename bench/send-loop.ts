@@ -3,14 +3,15 @@
 //   node dist/bench/send-loop.js tcp|udp <address> <port> <bytes per send> <seconds> <mode> <window>
 // mode: zerocopy (default copy policy) | zerocopy-forced (never switches to copies) |
 //       zerocopy-batch (sendEach of BATCH sends of one buffer, MSG_ZEROCOPY kept) |
+//       zerocopy-batch-registered (the same from allocRegistered buffers) |
 //       write (stock Node: socket.write / dgram send). `window` sends (batches) are
 // kept in flight, each from its own buffer, reused only when its send has settled.
 // Prints {"bytes","calls","seconds","cpuSeconds","zeroCopy","copied"} on stdout.
 import * as dgram from 'node:dgram'
 import * as net from 'node:net'
-import { allocPageAligned, ZeroCopySocket } from '../lib'
+import { allocPageAligned, allocRegistered, ZeroCopySocket } from '../lib'
 
-type Mode = 'zerocopy' | 'zerocopy-forced' | 'zerocopy-batch' | 'write'
+type Mode = 'zerocopy' | 'zerocopy-forced' | 'zerocopy-batch' | 'zerocopy-batch-registered' | 'write'
 /** Sends per sendEach call in zerocopy-batch mode. */
 export const BATCH = 32
 
@@ -41,7 +42,8 @@ async function main(): Promise<void> {
   const socket = await connect(proto!, address!, Number(port))
   const zc =
     mode === 'write' ? undefined : ZeroCopySocket.from(socket, mode === 'zerocopy' ? {} : { copiedThreshold: Infinity })
-  const buffers = Array.from({ length: Number(window) }, () => allocPageAligned(Number(size)).fill(0x6e))
+  const registered = mode === 'zerocopy-batch-registered'
+  const buffers = Array.from({ length: Number(window) }, () => (registered ? allocRegistered : allocPageAligned)(Number(size)).fill(0x6e))
   let bytes = 0
   let calls = 0
   let zeroCopy = 0
@@ -53,7 +55,7 @@ async function main(): Promise<void> {
     buffers.map(async (buf) => {
       const batch = Array.from({ length: BATCH }, () => buf) // zerocopy-batch: BATCH sends of this buffer
       while (performance.now() < end) {
-        if (zc !== undefined && mode === 'zerocopy-batch') {
+        if (zc !== undefined && (mode === 'zerocopy-batch' || registered)) {
           const r = await zc.sendEach(batch)
           if (r.zeroCopy) zeroCopy += BATCH
           if (r.copied) copied += BATCH

@@ -1,5 +1,7 @@
-// MSG_ZEROCOPY sends that await their completions, against socket.write and against
-// the same loop in C (bench/c/zc_sender.c), on loopback TCP and, as root, UDP into the
+// Zero-copy sends that await their releases, on both engines (epoll: MSG_ZEROCOPY;
+// io_uring: SEND_ZC), against socket.write and against the same loops in C
+// (bench/c/zc_sender.c; bench/c/uring_sender.c, with and without a registered buffer),
+// on loopback TCP and, as root, UDP into the
 // namespace sink (forwarded to a blackhole: true zero-copy, like a real NIC). Every
 // sender runs in its own process; the TCP reader is bench/c/tcp_sink.c.
 import { execFileSync, spawnSync } from 'node:child_process'
@@ -23,9 +25,9 @@ interface Path {
   wrap: string[]
 }
 
-function runSender(wrap: string[], file: string, args: string[]): Measured {
+function runSender(wrap: string[], file: string, args: string[], env: NodeJS.ProcessEnv = process.env): Measured {
   const [cmd, ...rest] = [...wrap, file, ...args]
-  return parseResult(execFileSync(cmd!, rest, { timeout: 120000 }).toString())
+  return parseResult(execFileSync(cmd!, rest, { timeout: 120000, env }).toString())
 }
 
 /**
@@ -48,8 +50,14 @@ function measurePath(p: Path, size: number, ctx: BenchContext): Row[] {
   const bench = `send ${p.name}`
   const group = `${formatBytes(size)} sends`
   const args = [p.proto, p.address, String(p.port), String(size), String(ctx.seconds)]
-  const node = (mode: string) => runSender(p.wrap, process.execPath, [path.join(__dirname, 'send-loop.js'), ...args, mode, String(WINDOW)])
+  // Node senders on one engine (ZEROCOPY_ENGINE), or on the default one here.
+  const node = (mode: string, engine?: 'epoll' | 'io_uring') =>
+    runSender(p.wrap, process.execPath, [path.join(__dirname, 'send-loop.js'), ...args, mode, String(WINDOW)], {
+      ...process.env,
+      ZEROCOPY_ENGINE: engine ?? '',
+    })
   const c = (mode: string) => runSender(p.wrap, cBinary('zc_sender'), [...args, mode])
+  const cUring = (mode: string) => runSender(p.wrap, cBinary('uring_sender'), [...args, mode])
   const row = (variant: string, role: Row['role'], m: Measured, cTwin?: string | string[]): Row =>
     toRow(bench, group, variant, role, m, cTwin)
   // The example runs whole seconds; the C twins below run ctx.seconds, and rates compare.
@@ -63,11 +71,22 @@ function measurePath(p: Path, size: number, ctx: BenchContext): Row[] {
       : []
   return inRotation(ctx.round, [
     ...examples,
-    () => row('ZeroCopySocket.send (MSG_ZEROCOPY kept)', 'zerocopy', node('zerocopy-forced'), 'C send MSG_ZEROCOPY'),
-    () => row(`ZeroCopySocket.sendEach (${BATCH} per call, kept)`, 'zerocopy', node('zerocopy-batch'), 'C send MSG_ZEROCOPY'),
-    () => row('ZeroCopySocket.send (default policy)', 'zerocopy', node('zerocopy'), 'C send'),
+    () => row('ZeroCopySocket.send (epoll engine, MSG_ZEROCOPY kept)', 'zerocopy', node('zerocopy-forced', 'epoll'), 'C send MSG_ZEROCOPY'),
+    () => row(`ZeroCopySocket.sendEach (${BATCH} per call, epoll engine, kept)`, 'zerocopy', node('zerocopy-batch', 'epoll'), 'C send MSG_ZEROCOPY'),
+    () => row('ZeroCopySocket.send (io_uring engine, kept)', 'zerocopy', node('zerocopy-forced', 'io_uring'), ['C send MSG_ZEROCOPY', 'C io_uring SEND_ZC']),
+    () => row(`ZeroCopySocket.sendEach (${BATCH} per call, io_uring engine, kept)`, 'zerocopy', node('zerocopy-batch', 'io_uring'), ['C send MSG_ZEROCOPY', 'C io_uring SEND_ZC']),
+    () =>
+      row(
+        `ZeroCopySocket.sendEach (${BATCH} per call, io_uring, registered buffers)`,
+        'zerocopy',
+        node('zerocopy-batch-registered', 'io_uring'),
+        ['C io_uring SEND_ZC fixed buffer', 'C send MSG_ZEROCOPY'],
+      ),
+    () => row('ZeroCopySocket.send (default engine and policy)', 'zerocopy', node('zerocopy'), 'C send'),
     () => row(p.proto === 'tcp' ? 'socket.write' : 'dgram send', 'stock-node', node('write'), 'C send'),
     () => row('C send MSG_ZEROCOPY', 'c', c('zerocopy')),
+    () => row('C io_uring SEND_ZC', 'c', cUring('send_zc')),
+    () => row('C io_uring SEND_ZC fixed buffer', 'c', cUring('send_zc_fixed')),
     () => row('C send', 'c', c('copy')),
   ])
 }

@@ -37,6 +37,15 @@ export class CompletionTracker<T> {
     return id
   }
 
+  /**
+   * Records that the send numbered `id` belongs to `owner`, for an engine that numbers
+   * its sends itself (io_uring: a sequence number per SQE, failed ones included).
+   */
+  takeAt(id: number, owner: T): void {
+    this.owners.set(id >>> 0, owner)
+    this.next = (id + 1) >>> 0
+  }
+
   /** The owners of the outstanding ids (one entry per id). */
   pendingOwners(): IterableIterator<T> {
     return this.owners.values()

@@ -20,6 +20,7 @@ export {
   vmsplice,
 } from './raw'
 export { allocPageAligned, pageOffsetOf, pageSize } from './memory'
+export { allocRegistered } from './registered-memory'
 export { receiveDatagrams, setReceiveBuffer } from './receive'
 export { sendFileZeroCopy } from './send-file'
 export type { FileSource, SendFileOptions, SendFileResult } from './send-file'

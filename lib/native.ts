@@ -49,24 +49,69 @@ export interface NativeBinding {
   shutdownSocket(fd: number, how: 0 | 1 | 2): void
   abortiveClose(fd: number): void
   systemError(errno: number, syscall: string): NodeJS.ErrnoException
+  /** native/uring-probe.cc: '' when the io_uring engine can run here, else why not. */
+  uringProbe(): string
+  Uring: new () => NativeUring
   Reactor: new (onEvents: (events: Uint32Array, count: number) => void) => NativeReactor
   Mapping: new (fd: number, offset: number | bigint, length: number) => NativeMapping
   trySendMapped(fd: number, mapping: NativeMapping, offset: number, length: number, flags: number): number
   pageOffsetOf(view: ByteView): number
   pageSize: number
   constants: NativeConstants
-  /** native/env.cc: this environment closes `fd` if it stops (worker terminated) before releaseFd(fd). */
-  adoptFd(fd: number): void
+  /**
+   * native/env.cc: this environment closes `fd` if it stops (worker terminated) before
+   * releaseFd(fd); abortively if bytes are queued and it sends zero-copy (`zeroCopy`
+   * for io_uring sockets; SO_ZEROCOPY tells for the others).
+   */
+  adoptFd(fd: number, zeroCopy?: boolean): void
   releaseFd(fd: number): void
 }
 
 /** native/reactor.cc: an epoll instance watched by libuv. */
 export interface NativeReactor {
-  add(fd: number, token: number, writable: boolean): void
+  add(fd: number, token: number, writable: boolean, readable?: boolean): void
   wantWritable(fd: number, token: number, writable: boolean): void
   remove(fd: number): void
   ref(): void
   unref(): void
+  close(): void
+}
+
+/**
+ * native/uring.cc: the environment's io_uring. Sends are synchronous (MSG_DONTWAIT
+ * SEND_ZC, results collected before returning); out = [bytes, calls, SQEs used,
+ * completions waiting for reap, calls from registered buffers]. user_data = token << 32 | seq.
+ */
+export interface NativeUring {
+  readonly fd: number
+  readonly eventFd: number
+  send(token: number, seq: number, fd: number, data: ByteView | readonly ByteView[], flags: number, out: Float64Array): number
+  sendEach(
+    token: number,
+    seq: number,
+    fd: number,
+    messages: readonly ByteView[],
+    first: number,
+    firstOffset: number,
+    flags: number,
+    datagram: boolean,
+    out: Float64Array,
+  ): number
+  sendMapped(
+    token: number,
+    seq: number,
+    fd: number,
+    mapping: NativeMapping,
+    offset: number,
+    length: number,
+    flags: number,
+    out: Float64Array,
+    chunk: number,
+  ): number
+  /** A zeroed ArrayBuffer whose pages are registered with the ring (native/uring-buffers.cc). */
+  allocRegistered(size: number): ArrayBuffer
+  /** Releases (notification CQEs) as 4 words each: token, first seq, last seq, copied 0/1. */
+  reap(out: Uint32Array): number
   close(): void
 }
 

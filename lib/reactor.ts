@@ -38,14 +38,30 @@ function instance(): NativeReactor {
 /**
  * Registers an fd the caller owns; returns the token that names it. Until unregister,
  * the environment also owns it: a worker terminated with the socket attached closes it
- * natively (native/env.cc), as JS never runs again to do so.
+ * natively (native/env.cc), as JS never runs again to do so; abortively if bytes are
+ * queued and `uringSocket` (it sends through io_uring, where SO_ZEROCOPY is no sign).
  */
-export function register(fd: number, client: ReactorClient): number {
+export function register(fd: number, client: ReactorClient, uringSocket = false): number {
+  const token = newToken()
+  instance().add(fd, token, false)
+  native.adoptFd(fd, uringSocket)
+  clients.set(token, client)
+  return token
+}
+
+/**
+ * Watches an fd that native code owns for EPOLLIN (the io_uring engine's eventfd),
+ * edge-triggered: `client` is told once per batch of new events.
+ */
+export function watchReadable(fd: number, client: ReactorClient): void {
+  const token = newToken()
+  instance().add(fd, token, false, true)
+  clients.set(token, client)
+}
+
+function newToken(): number {
   const token = nextToken
   nextToken = nextToken >= 0xfffffffe ? 1 : nextToken + 1
-  instance().add(fd, token, false)
-  native.adoptFd(fd)
-  clients.set(token, client)
   return token
 }
 

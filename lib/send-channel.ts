@@ -6,6 +6,8 @@
 //   - the socket's MSG_ZEROCOPY id counter (CompletionTracker; lib/socket-registry.ts
 //     carries it over when the channel closes and the socket is attached again),
 //   - the reactor registration (EPOLLERR for completions, EPOLLOUT while waiting),
+//   - its engine (lib/send-ops.ts): MSG_ZEROCOPY + error queue (epoll), or io_uring's
+//     SEND_ZC with its own sequence numbers and notification CQEs (lib/uring.ts),
 //   - the byte order of the stream: one FIFO queue of requests, and the gate that
 //     holds Node's own writes and end() behind ready requests.
 //
@@ -28,18 +30,22 @@
 import * as dgram from 'node:dgram'
 import * as net from 'node:net'
 import * as os from 'node:os'
+import { newCounters, type ChannelCounters, type ChannelEvent, type ChannelInit, type ChannelState, type SendWait } from './channel-types'
 import { CompletionTracker } from './completions'
-import { ErrorQueueReader } from './error-queue'
+import type { EngineName } from './engine'
 import { codedError, socketClosed, systemError, writeAfterEnd } from './errors'
 import { native } from './native'
 import { installWriteGate, nodeBuffered, streamError, type GateHooks } from './node-internals'
 import * as reactor from './reactor'
+import { batchableRun, sendRun } from './send-batch'
+import { epollOps, type SendOps } from './send-ops'
 import { SendPolicy } from './send-policy'
 import { TcpDelivery } from './tcp-delivery'
 import { EachRequest, type IdOwner, type SendRequest } from './send-requests'
+import { uringHub, type UringLink } from './uring'
 
 const { MSG_ZEROCOPY, MSG_DONTWAIT, MSG_NOSIGNAL, EPOLLERR, EPOLLOUT } = native.constants
-const { EAGAIN, ENOBUFS, ECONNRESET, EFAULT } = os.constants.errno
+const { EAGAIN, ENOBUFS, ECONNRESET, EFAULT, ENOMEM, EOPNOTSUPP } = os.constants.errno
 const SEND_FLAGS = MSG_DONTWAIT | MSG_NOSIGNAL
 const SHUT_WR = 1
 // A request with at least this many send calls to go (a sendEach batch, a file window)
@@ -53,57 +59,7 @@ const BURST_MESSAGES = 16
 // device queue may hold them a little longer. Past this, the fd is closed abortively.
 const RESET_GRACE_MS = 2000
 
-export type ChannelState = 'open' | 'lingering' | 'failed' | 'closed'
-export type SendWait = 'none' | 'writable' | 'completion'
-
-export type ChannelEvent =
-  | { type: 'enqueue'; req: SendRequest }
-  | { type: 'nodeWrite'; chunk: unknown; pass: () => void; cb: (err?: Error | null) => void }
-  | { type: 'nodeFinal'; pass: () => void }
-  | { type: 'kernel'; events: number }
-  | { type: 'sourceReady'; req: SendRequest }
-  | { type: 'cut'; req: SendRequest; err: Error }
-  | { type: 'hold' }
-  | { type: 'release' }
-  | { type: 'sourceClosed' }
-  | { type: 'lingerExpired' }
-
-export interface ChannelInit {
-  key: string
-  inode: number
-  /** The private duplicate; the channel owns and closes it. */
-  fd: number
-  datagram: boolean
-  tcp: boolean
-  source: net.Socket | dgram.Socket | undefined
-  firstId: number
-  copiedThreshold: number
-  lingerMs: number
-  /** Why SO_ZEROCOPY must stay off (libuv reads this socket's error queue), if so. */
-  noZeroCopy: string | undefined
-  /** The caller's fd number, for a socket attached by fd alone. */
-  origin: number | undefined
-  onClosed(channel: SendChannel): void
-}
-
-/** Counters kept by a channel (ZeroCopySocket.stats adds mode and queue sizes). */
-export interface ChannelCounters {
-  sends: number
-  zeroCopyCalls: number
-  copyCalls: number
-  notifications: number
-  completedIds: number
-  copiedIds: number
-  zeroCopyBytes: number
-  copyBytes: number
-  eagain: number
-  enobufs: number
-}
-
-/** Counters at zero (a channel's, or a stream copier's: ZeroCopySocket.stats has one shape). */
-export function newCounters(): ChannelCounters {
-  return { sends: 0, zeroCopyCalls: 0, copyCalls: 0, notifications: 0, completedIds: 0, copiedIds: 0, zeroCopyBytes: 0, copyBytes: 0, eagain: 0, enobufs: 0 }
-}
+export type { ChannelCounters, ChannelEvent, ChannelInit, ChannelState, SendWait } from './channel-types'
 
 export class SendChannel implements GateHooks, reactor.ReactorClient {
   state: ChannelState = 'open'
@@ -128,8 +84,13 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   private readonly queue: SendRequest[] = []
   /** Node's writes and end() held while ready requests are unsent. */
   private readonly held: Array<() => void> = []
-  private readonly errq = new ErrorQueueReader()
-  private readonly out = new Float64Array(2)
+  private readonly out = new Float64Array(5)
+  /** How sends reach the kernel and releases come back (lib/send-ops.ts). */
+  private readonly ops: SendOps
+  readonly engine: EngineName
+  readonly engineFallback: string | undefined
+  /** The socket's MSG_ZEROCOPY counter when attached: io_uring sends never move it. */
+  private readonly kernelFirstId: number
   readonly policy: SendPolicy
   lingerMs: number
   readonly counters: ChannelCounters = newCounters()
@@ -156,6 +117,10 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   private readonly unsettled = new Map<SendRequest, number>()
   private enqueued = 0
   private readonly barriers: Array<{ upTo: number; resolve: () => void }> = []
+  /** A send() was queued this tick: the pump waits for the tick's end (lib/send-batch.ts). */
+  private gathering = false
+  /** One request of a batch had its memory refused: send the next one alone. */
+  private unbatchedOnce = false
 
   constructor(init: ChannelInit) {
     this.key = init.key
@@ -163,7 +128,11 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     this.fd = init.fd
     this.datagram = init.datagram
     this.tcp = init.tcp
-    this.tracker = new CompletionTracker<IdOwner>(init.firstId)
+    this.engine = init.engine
+    this.engineFallback = init.engineFallback
+    this.kernelFirstId = init.firstId
+    this.ops = init.engine === 'io_uring' ? uringHub().link(this) : epollOps
+    this.tracker = new CompletionTracker<IdOwner>(init.engine === 'io_uring' ? 0 : init.firstId)
     this.policy = new SendPolicy(init.copiedThreshold)
     this.lingerMs = init.lingerMs
     this.onClosed = init.onClosed
@@ -176,7 +145,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
         this.policy.disable(`SO_ZEROCOPY is not supported on this socket (${(err as NodeJS.ErrnoException).code})`)
       }
     }
-    this.token = reactor.register(this.fd, this)
+    this.token = reactor.register(this.fd, this, this.engine === 'io_uring')
     this.origin = init.origin
     this.adoptSource(init.source)
   }
@@ -201,7 +170,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
 
   /** The id the kernel gives this socket's next MSG_ZEROCOPY send. */
   get nextId(): number {
-    return this.tracker.nextId
+    return this.engine === 'io_uring' ? this.kernelFirstId : this.tracker.nextId
   }
 
   get unsent(): number {
@@ -332,6 +301,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
       return
     }
     this.unsettled.set(req, ++this.enqueued)
+    req.engine = this.engine
     this.counters.sends++
     // Node's own buffered bytes go first: a marker behind them makes this request
     // ready when Node hands it to _write (every earlier chunk is in the kernel then).
@@ -346,6 +316,14 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     }
     this.queue.push(req)
     this.updateBusy()
+    // Single sends made in this tick go to the kernel together, at its end.
+    if (req.kind === 'bytes' && !this.gathering) {
+      this.gathering = true
+      queueMicrotask(() => {
+        this.gathering = false
+        this.handle({ type: 'sourceReady', req })
+      })
+    }
   }
 
   /** Why a new request cannot be taken, if it cannot. */
@@ -501,7 +479,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
       fd = native.dupFd(this.origin!)
       if (native.socketIdentity(fd).key === this.key) {
         this.fd = fd
-        this.token = reactor.register(fd, this)
+        this.token = reactor.register(fd, this, this.engine === 'io_uring')
         this.watched = true
         return undefined
       }
@@ -536,6 +514,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     this.uninstallGate?.()
     this.uninstallGate = undefined
     this.source?.off('close', this.onSourceClose)
+    if (this.engine === 'io_uring') (this.ops as UringLink).close()
     this.releaseHeld()
     this.updateBusy()
     this.maybeForget()
@@ -555,7 +534,16 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   // ---- sending ------------------------------------------------------------------
 
   private pump(): void {
-    if (this.state !== 'open') return
+    if (this.state !== 'open' || this.gathering) return
+    if (!this.ops.completionsOnSocket) {
+      // io_uring: releases come as CQEs, not as wake-ups of the socket; those met while
+      // sending are read right after.
+      for (;;) {
+        this.sendQueued()
+        if (!(this.ops as UringLink).pending || (this.state as ChannelState) === 'closed') return
+        if (!(this.drain() > 0 && this.canSend())) return
+      }
+    }
     const head = this.queue[0]
     if (this.watched && head !== undefined && head.ready && head.callsLeft() >= BURST_MESSAGES) this.setWatched(false)
     for (;;) {
@@ -597,17 +585,34 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
       const zeroCopy = this.policy.zeroCopyFor(req)
       if (zeroCopy && this.tcp) this.delivery.beforeSend(this.fd)
       const owner = req.idOwner()
+      const flags = SEND_FLAGS | (zeroCopy ? MSG_ZEROCOPY : 0)
+      const run = this.unbatchedOnce ? undefined : batchableRun(this.queue, this.policy, zeroCopy, this.datagram)
+      this.unbatchedOnce = false
       let r: number
+      let moved = 0
       try {
-        r = req.sendNext(this.fd, SEND_FLAGS | (zeroCopy ? MSG_ZEROCOPY : 0), this.datagram, this.out)
+        r =
+          run !== undefined
+            ? sendRun(this.ops, this.fd, run, flags, this.datagram, this.out, (q, bytes) => {
+                // Accounting may let Node's held writes go, which may pump again: count here.
+                if (moved++ === 0) {
+                  this.counters.sameTickBatches++
+                  if (zeroCopy) this.counters.registeredSends += this.ops.lastRegistered
+                }
+                this.account(q, q, bytes, 1, zeroCopy)
+              })
+            : req.sendNext(this.ops, this.fd, flags, this.datagram, this.out)
       } catch (err) {
-        this.refuse(req, err as Error) // its memory was detached while it waited
+        if (run !== undefined) this.unbatchedOnce = true // find out which one, alone
+        else this.refuse(req, err as Error) // its memory was detached while it waited
         continue
       }
+      if (run !== undefined && moved > 0) continue // accounted request by request
       const bytes = this.out[0]!
       const calls = this.out[1]!
       // A batch that only skipped empty stream writes (r >= 0, no call) still moved on.
-      if (req.kind === 'each' ? r >= 0 : calls > 0) {
+      if (run === undefined && (req.kind === 'each' ? r >= 0 : calls > 0)) {
+        if (zeroCopy) this.counters.registeredSends += this.ops.lastRegistered
         this.account(req, owner, bytes, calls, zeroCopy)
         continue
       }
@@ -617,9 +622,14 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
         if (this.watched) reactor.wantWritable(this.fd, this.token, true)
         return
       }
-      if (r === -ENOBUFS) {
+      // io_uring: ENOMEM when pinned pages in flight reach RLIMIT_MEMLOCK (non-root).
+      if (r === -ENOBUFS || (r === -ENOMEM && zeroCopy && this.engine === 'io_uring')) {
         if (this.enobufs(req)) continue
         return
+      }
+      if (r === -EOPNOTSUPP && zeroCopy && this.engine === 'io_uring') {
+        this.policy.disable('io_uring cannot send this socket zero-copy (EOPNOTSUPP)')
+        continue
       }
       this.sendFailed(req, -r)
     }
@@ -628,7 +638,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   private account(req: SendRequest, owner: IdOwner, bytes: number, calls: number, zeroCopy: boolean): void {
     req.calls += calls
     if (zeroCopy) {
-      for (let i = 0; i < calls; i++) this.tracker.take(owner)
+      this.ops.takeIds(this.tracker, owner, calls)
       owner.idsTaken(calls)
       req.pendingIds += calls
       req.zcBytes += bytes
@@ -712,7 +722,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   /** Reads the whole error queue; returns the notifications read. */
   private drain(): number {
     this.delivery.stale()
-    const read = this.errq.drain(this.fd, this.onCompletion)
+    const read = this.ops.drain(this.fd, this.onCompletion)
     if (read > 0 && this.wait === 'completion') this.wait = 'none'
     return read
   }

@@ -7,7 +7,9 @@
 // The channel (lib/send-channel.ts) decides when and with which flags; a request only
 // knows its own bytes. Every request holds the memory the kernel may read until it
 // settles, and settles exactly once.
-import { native, type NativeMapping } from './native'
+import type { EngineName } from './engine'
+import type { NativeMapping } from './native'
+import type { SendOps } from './send-ops'
 
 // Bytes per sendmsg from a file mapping. Measured here (1 GiB cached file, loopback):
 // MSG_ZEROCOPY sends of 256 KiB run about twice as fast as 4 MiB ones, in C too.
@@ -21,8 +23,11 @@ export interface SendResult {
   zeroCopy: boolean
   /** Some bytes were copied: sent as a copy, or the kernel reported COPIED. */
   copied: boolean
-  /** How the bytes were handed to the kernel. */
-  mechanism: 'msg_zerocopy' | 'copy' | 'mixed'
+  /**
+   * How the bytes were handed to the kernel: `msg_zerocopy` (the epoll engine),
+   * `io_uring` (IORING_OP_SEND_ZC), `copy`, or `mixed`.
+   */
+  mechanism: 'msg_zerocopy' | 'io_uring' | 'copy' | 'mixed'
   /** sendmsg calls it took (partial sends and retries). */
   calls: number
   /** Why bytes were copied though zero-copy was asked for, if they were. */
@@ -38,10 +43,11 @@ export interface SendFileResult {
   /** Some bytes were copied (by policy, because the file cannot be mapped, or the kernel reported COPIED). */
   copied: boolean
   /**
-   * `mmap+msg_zerocopy`; `mmap+copy` (sendmsg copying from the mapping); `read+copy` (a
-   * pipe, FIFO or /proc file, read into memory and sent as copies); or `mixed`.
+   * `mmap+msg_zerocopy` (the epoll engine) or `mmap+io_uring` (IORING_OP_SEND_ZC);
+   * `mmap+copy` (sendmsg copying from the mapping); `read+copy` (a pipe, FIFO or /proc
+   * file, read into memory and sent as copies); or `mixed`.
    */
-  mechanism: 'mmap+msg_zerocopy' | 'mmap+copy' | 'read+copy' | 'mixed'
+  mechanism: 'mmap+msg_zerocopy' | 'mmap+io_uring' | 'mmap+copy' | 'read+copy' | 'mixed'
   /** Windows mapped. */
   windows: number
   /** sendmsg calls. */
@@ -81,6 +87,8 @@ export abstract class SendRequest implements IdOwner {
   fallback: string | undefined
   /** TCP: the stream offset just past its last byte (-1 unknown), for the reset check. */
   endOffset = -1
+  /** The engine of the channel it was queued on (names its zero-copy mechanism). */
+  engine: EngineName = 'epoll'
 
   constructor(
     readonly copy: boolean,
@@ -108,11 +116,12 @@ export abstract class SendRequest implements IdOwner {
     return !this.copy
   }
   /**
-   * One native send of what comes next, with `flags`. Returns -errno, or >= 0 with
-   * out[0] = bytes, out[1] = send calls made (each took one id under MSG_ZEROCOPY).
-   * Throws when the native layer refuses its memory (a buffer detached while queued).
+   * One native send of what comes next, through the channel's engine, with `flags`.
+   * Returns -errno, or >= 0 with out[0] = bytes, out[1] = send calls made (each took one
+   * id under MSG_ZEROCOPY). Throws when the native layer refuses its memory (a buffer
+   * detached while queued).
    */
-  abstract sendNext(fd: number, flags: number, datagram: boolean, out: Float64Array): number
+  abstract sendNext(ops: SendOps, fd: number, flags: number, datagram: boolean, out: Float64Array): number
   /** Records that `bytes` went in `calls` calls (after sendNext said so). */
   abstract advance(bytes: number, calls: number, datagram: boolean): void
   /** Who owns the ids of the calls just made. */
@@ -147,7 +156,8 @@ abstract class ViewsRequest extends SendRequest {
 
   result(): SendResult {
     const total = this.total
-    const mechanism = this.zcBytes === total ? 'msg_zerocopy' : this.copyBytes === total ? 'copy' : 'mixed'
+    const zeroCopy = this.engine === 'io_uring' ? 'io_uring' : 'msg_zerocopy'
+    const mechanism = this.zcBytes === total ? zeroCopy : this.copyBytes === total ? 'copy' : 'mixed'
     const r: SendResult = {
       bytes: total,
       zeroCopy: total > 0 && this.zcBytes === total && !this.kernelCopied,
@@ -173,8 +183,8 @@ export class BytesRequest extends ViewsRequest {
     return 1
   }
 
-  sendNext(fd: number, flags: number, datagram: boolean, out: Float64Array): number {
-    const r = native.trySend(fd, this.remaining(), flags)
+  sendNext(ops: SendOps, fd: number, flags: number, datagram: boolean, out: Float64Array): number {
+    const r = ops.send(fd, this.remaining(), flags)
     // A datagram is all or nothing (an empty one too); a stream may take part, never 0.
     const went = r > 0 || (r === 0 && datagram)
     out[0] = went ? (datagram ? this.total : r) : 0
@@ -183,6 +193,17 @@ export class BytesRequest extends ViewsRequest {
   }
 
   advance(): void {}
+
+  /**
+   * The one view of what is left to send, if it is one view with bytes in it (or any
+   * datagram of one view, empty too): what a same-tick batch can take (send-batch.ts).
+   */
+  nextView(datagram: boolean): Uint8Array | undefined {
+    if (this.views.length !== 1 || this.handedOver) return undefined
+    if (datagram) return this.calls === 0 ? this.views[0] : undefined
+    const sent = this.sent
+    return sent < this.total ? (sent === 0 ? this.views[0] : this.views[0]!.subarray(sent)) : undefined
+  }
 
   /** The bytes not yet sent, as views (no copying). */
   private remaining(): Uint8Array | Uint8Array[] {
@@ -223,8 +244,8 @@ export class EachRequest extends ViewsRequest {
     return this.views.length - this.index
   }
 
-  sendNext(fd: number, flags: number, datagram: boolean, out: Float64Array): number {
-    const r = native.trySendEach(fd, this.views, this.index, this.offset, flags, datagram, out)
+  sendNext(ops: SendOps, fd: number, flags: number, datagram: boolean, out: Float64Array): number {
+    const r = ops.sendEach(fd, this.views, this.index, this.offset, flags, datagram, out)
     if (r >= 0 && datagram) this.index += r
     return r
   }
@@ -333,13 +354,12 @@ export class FileRequest extends SendRequest {
     return this.pieces[0]?.mapping !== undefined
   }
 
-  sendNext(fd: number, flags: number, _datagram: boolean, out: Float64Array): number {
+  sendNext(ops: SendOps, fd: number, flags: number, _datagram: boolean, out: Float64Array): number {
     const p = this.pieces[0]!
+    // A mapped piece goes in MAPPED_CHUNK calls, as many at once as the engine makes.
+    if (p.mapping !== undefined) return ops.sendMapped(fd, p.mapping, p.offset + p.sent, p.length - p.sent, MAPPED_CHUNK, flags, out)
     const len = Math.min(p.length - p.sent, MAPPED_CHUNK)
-    const r =
-      p.mapping !== undefined
-        ? native.trySendMapped(fd, p.mapping, p.offset + p.sent, len, flags)
-        : native.trySend(fd, p.chunk!.subarray(p.sent, p.sent + len), flags)
+    const r = ops.send(fd, p.chunk!.subarray(p.sent, p.sent + len), flags)
     out[0] = r > 0 ? r : 0
     out[1] = r > 0 ? 1 : 0
     return r
@@ -401,7 +421,9 @@ export class FileRequest extends SendRequest {
           ? 'mixed'
           : 'read+copy'
         : this.zcBytes === total
-          ? 'mmap+msg_zerocopy'
+          ? this.engine === 'io_uring'
+            ? 'mmap+io_uring'
+            : 'mmap+msg_zerocopy'
           : this.copyBytes === total
             ? 'mmap+copy'
             : 'mixed'

@@ -13,6 +13,7 @@ import * as dgram from 'node:dgram'
 import * as fs from 'node:fs'
 import type * as net from 'node:net'
 import { native } from './native'
+import { chooseEngine, type EngineOption } from './engine'
 import { dgramSocketFd } from './node-internals'
 import { SendChannel } from './send-channel'
 
@@ -32,6 +33,7 @@ let pruneAt = 256
 export interface ChannelOptions {
   copiedThreshold: number
   lingerMs: number
+  engine: EngineOption
 }
 
 /**
@@ -49,6 +51,7 @@ export function channelFor(nodeFd: number, source: net.Socket | dgram.Socket | u
   // An fd call on a socket once attached by its Node object keeps ordering with Node's
   // writes: the channel gates that socket again.
   const known = source ?? liveSource(memory?.source?.deref())
+  const { engine, fallback } = chooseEngine(options.engine)
   const fd = native.dupFd(nodeFd)
   let channel: SendChannel
   try {
@@ -60,9 +63,12 @@ export function channelFor(nodeFd: number, source: net.Socket | dgram.Socket | u
       tcp: id.type === SOCK_STREAM && (id.domain === AF_INET || id.domain === AF_INET6) && id.protocol === IPPROTO_TCP,
       source: known,
       firstId: memory?.nextId ?? 0,
+      engine,
+      engineFallback: fallback,
       copiedThreshold: options.copiedThreshold,
       lingerMs: options.lingerMs,
-      noZeroCopy: source instanceof dgram.Socket && libuvReadsUdpErrorQueue() ? dgramReason() : undefined,
+      // io_uring's releases never touch the error queue: only the epoll engine must copy.
+      noZeroCopy: engine === 'epoll' && source instanceof dgram.Socket && libuvReadsUdpErrorQueue() ? dgramReason(fallback) : undefined,
       origin: known === undefined ? nodeFd : undefined,
       onClosed: forget,
     })
@@ -121,6 +127,7 @@ export function libuvReadsUdpErrorQueue(uvVersion = process.versions.uv ?? '0.0.
   return major > 1 || (major === 1 && minor >= 52)
 }
 
-function dgramReason(): string {
-  return `libuv ${process.versions.uv} reads this dgram socket's error queue (it would take the MSG_ZEROCOPY completions and Node would emit them as empty messages); sending copies`
+function dgramReason(noUring: string | undefined): string {
+  const why = noUring === undefined ? 'the epoll engine was chosen' : `io_uring cannot run here: ${noUring}`
+  return `libuv ${process.versions.uv} reads this dgram socket's error queue (it would take the MSG_ZEROCOPY completions and Node would emit them as empty messages), and ${why}; sending copies`
 }

@@ -24,7 +24,7 @@ import { abortError, codedError, socketClosed, truncatedFile, writeAfterEnd } fr
 import { bodyLength, openFile, type FileSource } from './file-source'
 import { native } from './native'
 import { installStreamGate, isHttp2Stream, streamError, tcpFdUnderTls, type GateHooks, type StreamGate } from './node-internals'
-import { newCounters, type ChannelCounters } from './send-channel'
+import { newCounters, type ChannelCounters } from './channel-types'
 import type { SendFileResult, SendResult } from './send-requests'
 
 const read = promisify(fs.read)

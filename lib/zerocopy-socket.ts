@@ -6,6 +6,7 @@
 import * as dgram from 'node:dgram'
 import * as net from 'node:net'
 import { Writable } from 'node:stream'
+import { engineOption, type EngineName, type EngineOption } from './engine'
 import { codedError, invalidArgType, promised, socketClosed } from './errors'
 import type { ByteView } from './native'
 import { dgramSocketFd, isConstructedWritable, netSocketFd, protocolLayer } from './node-internals'
@@ -37,6 +38,14 @@ export interface ZeroCopyOptions {
    * from 0 to 2^31 - 1, default 30000; `Infinity` never resets.
    */
   lingerMs?: number
+  /**
+   * Which engine sends (when this call attaches): 'io_uring' (IORING_OP_SEND_ZC, one
+   * ring per environment), 'epoll' (MSG_ZEROCOPY and the error queue), or 'auto'
+   * (default: io_uring where it can run, else epoll; ZEROCOPY_ENGINE=epoll|io_uring
+   * sets what 'auto' means). An explicit 'io_uring' where it cannot run throws
+   * ERR_ZEROCOPY_ENGINE_UNAVAILABLE.
+   */
+  engine?: EngineOption
 }
 
 /** Options for {@link ZeroCopySocket.send}. */
@@ -61,6 +70,12 @@ export interface ZeroCopyStats extends ChannelCounters {
   mode: 'zerocopy' | 'copy'
   /** Why mode became 'copy'. */
   fallbackReason: string | undefined
+  /**
+   * The engine this socket sends with, and why not io_uring when 'auto' fell back;
+   * 'stream' for a protocol layer (TLS, HTTP/2, a Writable): copies through its write().
+   */
+  engine: EngineName | 'stream'
+  engineFallback: string | undefined
   /** Requests not yet fully handed to the kernel, and ids the kernel still holds. */
   unsent: number
   outstandingIds: number
@@ -77,11 +92,12 @@ export type SocketTarget = net.Socket | dgram.Socket | number | Writable
 const attached = new WeakMap<object, ZeroCopySocket>()
 
 /** Checks the options of {@link ZeroCopySocket.from}; throws coded TypeError/RangeError. */
-export function checkSocketOptions(options: unknown, name = 'options'): { copiedThreshold: number; lingerMs: number } {
+export function checkSocketOptions(options: unknown, name = 'options'): { copiedThreshold: number; lingerMs: number; engine: EngineOption } {
   const o = optionsArg<ZeroCopyOptions>(options, name)
   return {
     copiedThreshold: integerOption(`${name}.copiedThreshold`, o.copiedThreshold, 32, 1, Number.MAX_SAFE_INTEGER, true),
     lingerMs: integerOption(`${name}.lingerMs`, o.lingerMs, 30000, 0, MAX_TIMER_MS, true),
+    engine: engineOption(`${name}.engine`, o.engine),
   }
 }
 
@@ -129,11 +145,13 @@ export class ZeroCopySocket {
     const ch = this.channel
     if (ch === undefined) {
       const c = this.copier!
-      return { mode: 'copy', fallbackReason: c.reason, ...c.counters, unsent: c.unsent, outstandingIds: 0 }
+      return { mode: 'copy', fallbackReason: c.reason, engine: 'stream', engineFallback: c.reason, ...c.counters, unsent: c.unsent, outstandingIds: 0 }
     }
     return {
       mode: ch.policy.mode,
       fallbackReason: ch.policy.fallbackReason,
+      engine: ch.engine,
+      engineFallback: ch.engineFallback,
       ...ch.counters,
       unsent: ch.unsent,
       outstandingIds: ch.outstandingIds,

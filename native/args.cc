@@ -224,4 +224,17 @@ uint32_t ByteViewListArg(const Napi::CallbackInfo& info, size_t index, const cha
   return take;
 }
 
+uint32_t MessageListArg(const Napi::CallbackInfo& info, size_t index, const char* name, uint32_t first,
+                        uint64_t firstOffset, uint32_t max, std::vector<iovec>& out) {
+  const uint32_t count = ByteViewListArg(info, index, name, first, max, out);
+  if (count > 0 && firstOffset > out[0].iov_len) {
+    ThrowRangeError(info.Env(), "ERR_OUT_OF_RANGE", "The \"firstOffset\" is past the end of the first message");
+  }
+  if (count > 0) {
+    out[0].iov_base = static_cast<char*>(out[0].iov_base) + firstOffset;
+    out[0].iov_len -= firstOffset;
+  }
+  return count;
+}
+
 }  // namespace zc

@@ -53,4 +53,9 @@ Napi::TypedArray TypedArrayArg(const Napi::CallbackInfo& info, size_t index, con
 uint32_t ByteViewListArg(const Napi::CallbackInfo& info, size_t index, const char* name, uint32_t first,
                          uint32_t max, std::vector<iovec>& out);
 
+// ByteViewListArg for a batch of messages resumed mid-way: the first one starts at
+// byte `firstOffset` (a RangeError past its end).
+uint32_t MessageListArg(const Napi::CallbackInfo& info, size_t index, const char* name, uint32_t first,
+                        uint64_t firstOffset, uint32_t max, std::vector<iovec>& out);
+
 }  // namespace zc

@@ -13,17 +13,18 @@ namespace zc {
 
 namespace {
 
-// An adopted fd whose environment is gone. A socket with MSG_ZEROCOPY on and bytes
+// An adopted fd whose environment is gone. A socket with MSG_ZEROCOPY on (or sending
+// through io_uring's SEND_ZC, `zeroCopy`) and bytes
 // still queued may have pages of this environment's buffers in the kernel, and those
 // buffers are freed with the environment: reset the connection (SO_LINGER 0), so the
 // peer never receives bytes read from memory that was reused. Otherwise a plain close,
 // as Node closes its own handles: the queue drains and a FIN follows.
-void CloseAtTeardown(int fd) {
-  int zeroCopy = 0;
-  socklen_t len = sizeof zeroCopy;
+void CloseAtTeardown(int fd, bool zeroCopy) {
+  int on = 0;
+  socklen_t len = sizeof on;
   int queued = 0;
-  if (getsockopt(fd, SOL_SOCKET, SO_ZEROCOPY, &zeroCopy, &len) == 0 && zeroCopy != 0 &&
-      ioctl(fd, SIOCOUTQ, &queued) == 0 && queued > 0) {
+  if (!zeroCopy) zeroCopy = getsockopt(fd, SOL_SOCKET, SO_ZEROCOPY, &on, &len) == 0 && on != 0;
+  if (zeroCopy && ioctl(fd, SIOCOUTQ, &queued) == 0 && queued > 0) {
     linger abortive{1, 0};
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &abortive, sizeof abortive);
   }
@@ -34,15 +35,15 @@ void Teardown(void* arg) {
   auto* state = static_cast<EnvState*>(arg);
   if (state->tornDown) return;
   state->tornDown = true;
-  for (int fd : state->adoptedFds) CloseAtTeardown(fd);
+  for (const auto& [fd, zeroCopy] : state->adoptedFds) CloseAtTeardown(fd, zeroCopy);
   state->adoptedFds.clear();
 }
 
-// adoptFd(fd): from now until releaseFd(fd), the environment closes `fd` if it stops
-// first. For fds JS owns and closes itself in the normal course (call releaseFd right
-// before closing).
+// adoptFd(fd, zeroCopy?): from now until releaseFd(fd), the environment closes `fd` if
+// it stops first (abortively if `zeroCopy` and bytes are queued). For fds JS owns and
+// closes itself in the normal course (call releaseFd right before closing).
 Napi::Value AdoptFd(const Napi::CallbackInfo& info) {
-  EnvState::Of(info.Env()).adoptedFds.insert(FdArg(info, 0, "fd"));
+  EnvState::Of(info.Env()).adoptedFds[FdArg(info, 0, "fd")] = info[1].ToBoolean().Value();
   return info.Env().Undefined();
 }
 

@@ -22,7 +22,7 @@
 
 #include <napi.h>
 
-#include <unordered_set>
+#include <unordered_map>
 
 namespace zc {
 
@@ -30,8 +30,9 @@ struct EnvState {
   // The Mapping class of this environment (each environment has its own).
   Napi::FunctionReference mappingClass;
   // fds that JS owns (the private socket duplicates of attached sockets) and that JS
-  // cannot close any more once the environment stops: closed by the cleanup hook.
-  std::unordered_set<int> adoptedFds;
+  // cannot close any more once the environment stops: closed by the cleanup hook. The
+  // value says the socket sends zero-copy through io_uring (no SO_ZEROCOPY to tell).
+  std::unordered_map<int, bool> adoptedFds;
   bool tornDown = false;
 
   static EnvState& Of(Napi::Env env);

@@ -56,6 +56,8 @@ const char* ErrnoName(int err) {
   return nullptr;
 }
 
+}  // namespace
+
 // libuv knows names and texts for the errnos Node users meet; for anything else the
 // table above, so the code is still the symbolic name, never "Unknown system error".
 std::string ErrorName(int err) {
@@ -65,6 +67,8 @@ std::string ErrorName(int err) {
   if (name != nullptr) return name;
   return "E" + std::to_string(err);
 }
+
+namespace {
 
 std::string ErrorText(int err) {
   const char* uvName = uv_err_name(-err);

@@ -10,6 +10,9 @@
 
 namespace zc {
 
+// The symbolic name of an errno ("EPERM"), as in an Error's `code`.
+std::string ErrorName(int err);
+
 // An Error for a failed syscall; `err` is the positive errno value.
 Napi::Error SystemError(Napi::Env env, int err, const char* syscall);
 

@@ -14,6 +14,8 @@ void ExportSockopt(Napi::Env env, Napi::Object exports);    // sockopt.cc
 void ExportErrors(Napi::Env env, Napi::Object exports);     // errors.cc
 void ExportReactor(Napi::Env env, Napi::Object exports);    // reactor.cc
 void ExportMapping(Napi::Env env, Napi::Object exports);    // mapping.cc
+void ExportUring(Napi::Env env, Napi::Object exports);      // uring.cc
+void ExportUringProbe(Napi::Env env, Napi::Object exports); // uring-probe.cc
 void ExportConstants(Napi::Env env, Napi::Object exports);  // addon.cc
 
 }  // namespace zc

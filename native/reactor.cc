@@ -119,7 +119,8 @@ class Reactor final : public Napi::ObjectWrap<Reactor> {
   void Forget() { watcher_ = nullptr; }
 
  private:
-  // add(fd, token, writable): register an fd this process owns.
+  // add(fd, token, writable, readable?): register an fd this process owns. `readable`
+  // asks for EPOLLIN too (the io_uring engine's eventfd).
   Napi::Value Add(const Napi::CallbackInfo& info) {
     return Control(info, EPOLL_CTL_ADD);
   }
@@ -134,8 +135,10 @@ class Reactor final : public Napi::ObjectWrap<Reactor> {
     int fd = FdArg(info, 0, "fd");
     uint32_t token = UintArg(info, 1, "token", UINT32_MAX);
     bool writable = info[2].ToBoolean().Value();
+    bool readable = info[3].ToBoolean().Value();
     epoll_event ev{};
-    ev.events = EPOLLET | EPOLLERR | (writable ? static_cast<uint32_t>(EPOLLOUT) : 0u);
+    ev.events = EPOLLET | EPOLLERR | (writable ? static_cast<uint32_t>(EPOLLOUT) : 0u) |
+                (readable ? static_cast<uint32_t>(EPOLLIN) : 0u);
     ev.data.u64 = token;
     if (epoll_ctl(watcher_->epfd, op, fd, &ev) != 0) throw SystemError(info.Env(), errno, "epoll_ctl");
     return info.Env().Undefined();

@@ -97,14 +97,7 @@ Napi::Value TrySendEach(const Napi::CallbackInfo& info) {
   const bool datagram = BoolArg(info, 5, "datagram");
   double* out = TypedArrayArg(info, 6, "out", napi_float64_array, "Float64Array", 2).As<Napi::Float64Array>().Data();
   std::vector<iovec> iov;
-  const uint32_t count = ByteViewListArg(info, 1, "messages", first, kMaxMessagesPerCall, iov);
-  if (count > 0 && firstOffset > iov[0].iov_len) {
-    ThrowRangeError(env, "ERR_OUT_OF_RANGE", "The \"firstOffset\" is past the end of the first message");
-  }
-  if (count > 0) {
-    iov[0].iov_base = static_cast<char*>(iov[0].iov_base) + firstOffset;
-    iov[0].iov_len -= firstOffset;
-  }
+  const uint32_t count = MessageListArg(info, 1, "messages", first, firstOffset, kMaxMessagesPerCall, iov);
   uint64_t bytes = 0;
   uint32_t calls = 0;
   uint32_t done = 0;

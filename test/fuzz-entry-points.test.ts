@@ -152,6 +152,8 @@ const RAW: RawEntry[] = [
   { name: 'setReceiveBuffer', args: [socketArg(), sizeArg({ max: 2 ** 53 - 1, bigMax: 2n ** 63n - 1n, extra: [4096, 1 << 20] })], call: call(zc.setReceiveBuffer), shape: (v) => int(v, 1, 2 ** 31, 'a buffer size') },
   // Valid sizes past 1 MiB would allocate up to 8 PiB: only those that Buffer refuses stay.
   { name: 'allocPageAligned', args: [sizeArg({ max: 2 ** 53 - 1, skip: (v) => v > 1 << 20 && v < 2 ** 33, extra: [100, 2 ** 40], maybeAbove: 1 << 20 })], call: call(zc.allocPageAligned), shape: aligned },
+  // Registered memory is pinned: valid sizes past 1 MiB (up to the kernel's 1 GiB) stay out.
+  { name: 'allocRegistered', args: [sizeArg({ max: 2 ** 30, skip: (v) => v > 1 << 20, extra: [100, 4096] })], call: call(zc.allocRegistered), shape: aligned },
   { name: 'pageOffsetOf', args: [dataArg('view')], call: call(zc.pageOffsetOf), shape: (v) => int(v, 0, pageSize - 1, 'a page offset') },
 ]
 
@@ -222,7 +224,7 @@ const sendShape = (bytes: number) => (v: unknown) => {
   const r = v as zc.SendResult
   if (r?.bytes !== bytes) return `bytes ${String(r?.bytes)}, want ${bytes}`
   if (typeof r.zeroCopy !== 'boolean' || typeof r.copied !== 'boolean' || !Number.isSafeInteger(r.calls)) return 'not a SendResult'
-  return ['msg_zerocopy', 'copy', 'mixed'].includes(r.mechanism) ? undefined : `mechanism ${String(r.mechanism)}`
+  return ['msg_zerocopy', 'io_uring', 'copy', 'mixed'].includes(r.mechanism) ? undefined : `mechanism ${String(r.mechanism)}`
 }
 const fileShape = (bytes: number, streamy: boolean) => (v: unknown) => {
   const r = v as zc.SendFileResult
@@ -231,7 +233,7 @@ const fileShape = (bytes: number, streamy: boolean) => (v: unknown) => {
   // A source without a size is read and copied, and says so (CONTRACT.md "Settling").
   if (streamy && bytes > 0 && (r.zeroCopy || !r.copied || typeof r.fallback !== 'string')) return 'a source read and copied must say zeroCopy: false, copied: true, and why (fallback)'
   if (streamy) return undefined // the mechanism of such a copy is not named by the contract
-  return ['mmap+msg_zerocopy', 'mmap+copy', 'mixed'].includes(r.mechanism) ? undefined : `mechanism ${String(r.mechanism)}`
+  return ['mmap+msg_zerocopy', 'mmap+io_uring', 'mmap+copy', 'mixed'].includes(r.mechanism) ? undefined : `mechanism ${String(r.mechanism)}`
 }
 
 /** The messages a valid data argument stands for (undefined for a bad one). */

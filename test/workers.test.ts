@@ -25,6 +25,7 @@ interface WorkerData {
   fileFd?: number
   devNullFd?: number
   sendFromFd?: boolean
+  registered?: boolean
 }
 
 function openFds(): string[] {
@@ -91,6 +92,13 @@ test('workers terminated while holding native state: the process lives, nothing 
   await t.test('zero-copy sends in flight to a paused reader', async () => {
     const r = await startAndTerminate({ mode: 'sending' })
     assert.ok((r.outstandingIds as number) > 0, 'sends were in flight when terminated')
+    assertNoNewFds(fdsBefore)
+  })
+
+  await t.test('zero-copy sends from registered memory (io_uring fixed buffers) in flight', async () => {
+    const r = await startAndTerminate({ mode: 'sending', registered: true })
+    assert.ok((r.outstandingIds as number) > 0, 'sends were in flight when terminated')
+    if (r.engine === 'io_uring') assert.ok((r.registeredSends as number) > 0, 'from registered memory')
     assertNoNewFds(fdsBefore)
   })
 

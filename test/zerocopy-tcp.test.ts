@@ -5,7 +5,7 @@ import * as crypto from 'node:crypto'
 import * as net from 'node:net'
 import { test } from 'node:test'
 import { outputQueueBytes, ZeroCopySocket, type SendResult } from '../lib'
-import { collect, outcome, randomBytes, sha256, tcpPair, unixPair } from './helpers'
+import { collect, outcome, randomBytes, sha256, tcpPair, unixPair, zcMechanism } from './helpers'
 
 const MiB = 1024 * 1024
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -40,7 +40,7 @@ test('a send to a reader that stops reading stays pending until the reader drain
   pair.server.resume()
   const result = await sending
   assert.equal(result.bytes, data.length)
-  assert.equal(result.mechanism, 'msg_zerocopy')
+  assert.equal(result.mechanism, zcMechanism)
   // Loopback delivers locally, and local delivery copies: the kernel says so.
   assert.equal(result.copied, true)
   assert.equal(result.zeroCopy, false)
@@ -55,7 +55,7 @@ test('overwriting the buffer right after the Promise resolves cannot change what
   const zc = ZeroCopySocket.from(pair.client, { copiedThreshold: Infinity })
   const buf = Buffer.alloc(64 * 1024, 'A') // fits the paused reader's receive window
   const r = await zc.send(buf)
-  assert.equal(r.mechanism, 'msg_zerocopy')
+  assert.equal(r.mechanism, zcMechanism)
   buf.fill('B')
   const received = collect(pair.server)
   pair.server.resume()
@@ -94,7 +94,7 @@ test('thousands of random-size sends mixed with copies and socket.write keep ord
   }
   const results = await Promise.all(sends)
   assert.equal(results.length, sends.length)
-  assert.ok(results.some((r) => r.mechanism === 'copy') && results.some((r) => r.mechanism === 'msg_zerocopy'))
+  assert.ok(results.some((r) => r.mechanism === 'copy') && results.some((r) => r.mechanism === zcMechanism))
   assert.ok(results.filter((r) => r.mechanism === 'copy').every((r) => r.copied && !r.zeroCopy))
   pair.client.end()
   const got = await received
@@ -135,7 +135,7 @@ test('after enough COPIED completions the socket switches to copies, and says so
   const buf = Buffer.alloc(64 * 1024, 1)
   const results: SendResult[] = []
   for (let i = 0; i < 20; i++) results.push(await zc.send(buf))
-  assert.equal(results[0]!.mechanism, 'msg_zerocopy')
+  assert.equal(results[0]!.mechanism, zcMechanism)
   assert.equal(zc.stats.mode, 'copy')
   assert.match(zc.stats.fallbackReason ?? '', /copied/)
   const last = results[results.length - 1]!

@@ -3,8 +3,11 @@
 #ifndef ZEROCOPY_BENCH_COMMON_H
 #define ZEROCOPY_BENCH_COMMON_H
 
+#include <arpa/inet.h>
 #include <linux/errqueue.h>
+#include <netinet/in.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -52,6 +55,18 @@ static inline unsigned long long drain_completions(int fd, unsigned long long* c
 static inline void die(const char* what) {
   perror(what);
   exit(1);
+}
+
+/* A socket of `proto` ("tcp" or "udp") connected to the IPv4 `address`:`port`. */
+static inline int connect_to(const char* proto, const char* address, const char* port) {
+  struct sockaddr_in addr = {0};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons((unsigned short)atoi(port));
+  if (inet_pton(AF_INET, address, &addr.sin_addr) != 1) die("inet_pton");
+  int fd = socket(AF_INET, strcmp(proto, "tcp") == 0 ? SOCK_STREAM : SOCK_DGRAM, 0);
+  if (fd < 0) die("socket");
+  if (connect(fd, (struct sockaddr*)&addr, sizeof addr)) die("connect");
+  return fd;
 }
 
 #endif

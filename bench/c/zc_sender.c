@@ -29,20 +29,13 @@ int main(int argc, char** argv) {
     fprintf(stderr, "usage: %s tcp|udp <addr> <port> <size> <seconds> copy|zerocopy\n", argv[0]);
     return 2;
   }
-  const int tcp = strcmp(argv[1], "tcp") == 0;
   const size_t size = strtoull(argv[4], NULL, 10);
   const double duration = atof(argv[5]);
   const int zerocopy = strcmp(argv[6], "zerocopy") == 0;
 
-  struct sockaddr_in addr = {0};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons((unsigned short)atoi(argv[3]));
-  if (inet_pton(AF_INET, argv[2], &addr.sin_addr) != 1) die("inet_pton");
-  int fd = socket(AF_INET, tcp ? SOCK_STREAM : SOCK_DGRAM, 0);
-  if (fd < 0) die("socket");
+  int fd = connect_to(argv[1], argv[2], argv[3]);
   int one = 1;
   if (zerocopy && setsockopt(fd, SOL_SOCKET, SO_ZEROCOPY, &one, sizeof one)) die("SO_ZEROCOPY");
-  if (connect(fd, (struct sockaddr*)&addr, sizeof addr)) die("connect");
 
   char* buf = aligned_alloc(4096, (size + 4095) / 4096 * 4096);
   memset(buf, 'c', size);

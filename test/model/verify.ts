@@ -11,7 +11,7 @@ export const ABORT_PROMPT_MS = 1500
 /** Everything settles this soon after the peer resumed or closed (invariant 2). */
 export const SETTLE_MS = 10_000
 const CLOSE_MS = 5000
-const ZC_MECHANISMS = ['msg_zerocopy', 'mmap+msg_zerocopy']
+const ZC_MECHANISMS = ['msg_zerocopy', 'mmap+msg_zerocopy', 'io_uring', 'mmap+io_uring']
 
 export type EndKind = 'end' | 'destroy'
 

@@ -1,0 +1,174 @@
+// The io_uring engine (lib/engine.ts): one ring per environment (native/uring.cc),
+// shared by every socket on this engine, and one UringLink per socket channel.
+//
+// A send goes as SEND_ZC SQEs and returns its results at once (see native/uring.cc);
+// each zero-copy call's release comes later as a notification CQE carrying the
+// channel's token and the call's sequence number. The ring's eventfd sits in the
+// reactor's epoll, so a notification wakes the event loop like any socket event,
+// without a thread hop; the hub reaps the CQ, gives each notification to its link, and
+// wakes the link's channel (an EPOLLERR event, as error-queue entries do on the epoll
+// engine), which then drains its link. Notifications the native side met while it
+// collected a send's results are reaped right after that send; those of other
+// channels are handed out in a microtask, never inside another channel's event.
+import type { CompletionTracker } from './completions'
+import type { OnCompletion } from './error-queue'
+import { native, type ByteView, type NativeMapping, type NativeUring } from './native'
+import * as reactor from './reactor'
+import { oneMappedSend, type SendOps } from './send-ops'
+
+const { MSG_ZEROCOPY, EPOLLERR } = native.constants
+const REAP_ENTRIES = 256
+
+/** The ring of this environment, made on first use. */
+let hub: UringHub | undefined
+
+export function uringHub(): UringHub {
+  hub ??= new UringHub()
+  return hub
+}
+
+/**
+ * The fds the environment's ring holds for the environment's life (the ring and its
+ * eventfd), if it was made: tests that count fds leave out exactly these. @internal
+ */
+export function ringFds(): number[] {
+  return hub === undefined ? [] : [hub.ring.fd, hub.ring.eventFd]
+}
+
+class UringHub implements reactor.ReactorClient {
+  readonly ring: NativeUring = new native.Uring()
+  private readonly links = new Map<number, UringLink>()
+  private nextToken = 1
+  private readonly words = new Uint32Array(4 * REAP_ENTRIES)
+  private readonly woken = new Set<UringLink>()
+  private flushScheduled = false
+
+  constructor() {
+    reactor.watchReadable(this.ring.eventFd, this)
+  }
+
+  /** A new link for a channel; `client` is woken (EPOLLERR) when its releases arrive. */
+  link(client: reactor.ReactorClient): UringLink {
+    const token = this.nextToken
+    this.nextToken = this.nextToken >= 0xfffffffe ? 1 : this.nextToken + 1
+    const link = new UringLink(this, token, client)
+    this.links.set(token, link)
+    return link
+  }
+
+  /** The channel closed: late notifications for its token are dropped. */
+  unlink(link: UringLink): void {
+    this.links.delete(link.token)
+    this.woken.delete(link)
+  }
+
+  /** The eventfd fired: new completions. */
+  onEvents(): void {
+    this.reap(undefined)
+    this.flush()
+  }
+
+  /**
+   * Moves every completion waiting in the ring to its link. Links other than `caller`
+   * are woken: now if no channel is running (caller undefined), else in a microtask.
+   */
+  reap(caller: UringLink | undefined): void {
+    for (;;) {
+      const n = this.ring.reap(this.words)
+      for (let i = 0; i < n; i++) {
+        const link = this.links.get(this.words[4 * i]!)
+        if (link === undefined) continue // its channel closed meanwhile
+        link.released.push(this.words[4 * i + 1]!, this.words[4 * i + 2]!, this.words[4 * i + 3]!)
+        if (link !== caller) this.woken.add(link)
+      }
+      if (n < REAP_ENTRIES) break
+    }
+    if (caller !== undefined && this.woken.size > 0 && !this.flushScheduled) {
+      this.flushScheduled = true
+      queueMicrotask(this.flush)
+    }
+  }
+
+  private readonly flush = (): void => {
+    this.flushScheduled = false
+    for (const link of this.woken) {
+      this.woken.delete(link)
+      link.client.onEvents(EPOLLERR)
+    }
+  }
+}
+
+/** One channel's sends through the ring: its token, its sequence numbers, its releases. */
+export class UringLink implements SendOps {
+  readonly engine = 'io_uring'
+  readonly completionsOnSocket = false
+  /** Releases reaped and not yet drained: (first, last sequence number, copied 0/1). */
+  readonly released: number[] = []
+  /** The next SQE's sequence number, and the next of the last call's not yet claimed as ids. */
+  private seq = 0
+  private unclaimed = 0
+  private readonly out = new Float64Array(5)
+  lastRegistered = 0
+
+  constructor(
+    private readonly hub: UringHub,
+    readonly token: number,
+    readonly client: reactor.ReactorClient,
+  ) {}
+
+  send(fd: number, data: ByteView | readonly ByteView[], flags: number): number {
+    if (!(flags & MSG_ZEROCOPY)) return native.trySend(fd, data, flags)
+    const r = this.hub.ring.send(this.token, this.seq, fd, data, flags & ~MSG_ZEROCOPY, this.out)
+    this.sent(this.out)
+    return r
+  }
+
+  sendEach(fd: number, views: readonly ByteView[], first: number, offset: number, flags: number, datagram: boolean, out: Float64Array): number {
+    if (!(flags & MSG_ZEROCOPY)) return native.trySendEach(fd, views, first, offset, flags, datagram, out)
+    const r = this.hub.ring.sendEach(this.token, this.seq, fd, views, first, offset, flags & ~MSG_ZEROCOPY, datagram, out)
+    this.sent(out)
+    return r
+  }
+
+  sendMapped(fd: number, mapping: NativeMapping, offset: number, length: number, chunk: number, flags: number, out: Float64Array): number {
+    if (!(flags & MSG_ZEROCOPY)) return oneMappedSend(fd, mapping, offset, length, chunk, flags, out)
+    const r = this.hub.ring.sendMapped(this.token, this.seq, fd, mapping, offset, length, flags & ~MSG_ZEROCOPY, out, chunk)
+    this.sent(out)
+    return r
+  }
+
+  /**
+   * Every SQE took a sequence number, failed ones too (their notification, if one
+   * comes, matches no owner and is ignored); the calls that sent are the first ones.
+   */
+  private sent(out: Float64Array): void {
+    this.unclaimed = this.seq
+    this.seq = (this.seq + out[2]!) >>> 0
+    this.lastRegistered = out[4]!
+    if (out[3]! > 0) this.hub.reap(this)
+  }
+
+  /** The last call's successful sends are its first SQEs: claimed in order (a batch's requests one after another). */
+  takeIds<T>(tracker: CompletionTracker<T>, owner: T, calls: number): void {
+    for (let i = 0; i < calls; i++) {
+      tracker.takeAt(this.unclaimed, owner)
+      this.unclaimed = (this.unclaimed + 1) >>> 0
+    }
+  }
+
+  drain(_fd: number, onCompletion: OnCompletion): number {
+    this.hub.reap(this)
+    const r = this.released.splice(0)
+    for (let i = 0; i < r.length; i += 3) onCompletion(r[i]!, r[i + 1]!, r[i + 2] === 1)
+    return r.length / 3
+  }
+
+  /** Releases are waiting to be drained. */
+  get pending(): boolean {
+    return this.released.length > 0
+  }
+
+  close(): void {
+    this.hub.unlink(this)
+  }
+}

@@ -1,0 +1,459 @@
+// The io_uring engine's ring: one per Node environment (lib/uring.ts makes it), through
+// which the sends of every socket on the io_uring engine go as IORING_OP_SEND_ZC /
+// SENDMSG_ZC, each with IORING_SEND_ZC_REPORT_USAGE.
+//
+// Every send call here is synchronous, like sendmsg(2): it fills the SQEs, enters the
+// kernel once, and returns their results. That holds because every SQE carries
+// MSG_DONTWAIT: the kernel issues it inline, during io_uring_enter, and a socket with
+// no room fails it with EAGAIN instead of parking it for later. So the kernel reads the
+// caller's iovecs and msghdr only during the call, and the send state machine above
+// (lib/send-channel.ts) keeps its meaning unchanged: bytes and calls now, EAGAIN ->
+// wait for room, an error -> the request's error. Several SQEs of one call (a sendEach
+// batch) are linked (IOSQE_IO_LINK) with MSG_WAITALL: they run in order, and the first
+// that fails or sends short on a stream cancels the rest, as a sendmsg loop would stop.
+//
+// What comes later is the release: each SEND_ZC whose result carries IORING_CQE_F_MORE
+// posts one notification CQE (IORING_CQE_F_NOTIF) when the kernel let go of the pages,
+// with IORING_NOTIF_USAGE_ZC_COPIED set if it copied after all. Notifications go to the
+// ring, never to the socket's error queue (so libuv, which reads UDP error queues from
+// 1.52 on, never sees them). They wake the event loop through an eventfd registered
+// with the ring and watched by the reactor's epoll (lib/uring.ts), without a thread
+// hop; reap() hands them to JS. user_data is (token << 32) | seq: the socket's token
+// and the send's own sequence number, both chosen by JS.
+//
+// Lifetime: the ring and the eventfd belong to the environment; its cleanup hook
+// closes them (a terminated worker), the finalizer otherwise. Closing the ring while
+// notifications are outstanding is safe: the kernel holds its own page references.
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "args.h"
+#include "errors.h"
+#include "exports.h"
+#include "mapping.h"
+#include "uring-buffers.h"
+#include "uring-ring.h"
+
+namespace zc {
+
+namespace {
+
+constexpr unsigned kSqEntries = 256;  // sendEach's batch (kMaxMessagesPerCall in socket.cc)
+constexpr unsigned kCqEntries = 8192;
+constexpr unsigned kMaxMessagesPerCall = 256;
+constexpr unsigned kMaxChunksPerCall = 64;  // of a file window (16 MiB at 256 KiB)
+constexpr unsigned kZcFlags = IORING_SEND_ZC_REPORT_USAGE;
+constexpr unsigned kBufferSlots = 1024;  // registered buffers per environment
+constexpr uint64_t kMaxRegistered = uint64_t(1) << 30;  // the kernel's limit per buffer
+
+// One completion as JS reads it: 4 words.
+struct Completion {
+  uint32_t token;
+  uint32_t seq;
+  int32_t res;
+  uint32_t flags;
+};
+
+// What one SQE of a call came back with.
+struct Result {
+  int32_t res = 0;
+  bool seen = false;
+};
+
+class Uring final : public Napi::ObjectWrap<Uring> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Uring",
+                       {
+                           InstanceMethod<&Uring::Send>("send"),
+                           InstanceMethod<&Uring::SendEach>("sendEach"),
+                           InstanceMethod<&Uring::SendMapped>("sendMapped"),
+                           InstanceMethod<&Uring::Reap>("reap"),
+                           InstanceMethod<&Uring::Close>("close"),
+                           InstanceMethod<&Uring::AllocRegistered>("allocRegistered"),
+                           InstanceAccessor<&Uring::EventFd>("eventFd"),
+                           InstanceAccessor<&Uring::RingFd>("fd"),
+                       });
+  }
+
+  // new Uring(): the ring, and an eventfd the kernel signals on new completions.
+  explicit Uring(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Uring>(info) {
+    Napi::Env env = info.Env();
+    int r = ring_.Open(kSqEntries, kCqEntries);
+    if (r < 0) throw SystemError(env, -r, "io_uring_setup");
+    eventFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (eventFd_ < 0) {
+      const int err = errno;
+      ring_.Close();
+      throw SystemError(env, err, "eventfd");
+    }
+    r = uring::Register(ring_.fd(), IORING_REGISTER_EVENTFD, &eventFd_, 1);
+    if (r < 0) {
+      Shutdown();
+      throw SystemError(env, -r, "io_uring_register");
+    }
+    // Registered memory needs Linux 5.19 (sparse tables); without it sends still work.
+    if (buffers_->Open(ring_.fd(), kBufferSlots) < 0) buffers_->Detach();
+    napi_add_env_cleanup_hook(env, OnEnvTeardown, this);
+    hooked_ = true;
+  }
+
+  ~Uring() override {
+    if (hooked_) napi_remove_env_cleanup_hook(Env(), OnEnvTeardown, this);
+    Shutdown();
+    buffers_->Release();
+  }
+
+ private:
+  static void OnEnvTeardown(void* arg) {
+    auto* self = static_cast<Uring*>(arg);
+    self->hooked_ = false;
+    self->Shutdown();
+  }
+
+  void Shutdown() {
+    buffers_->Detach();  // buffers still alive are only unmapped when collected
+    ring_.Close();
+    if (eventFd_ >= 0) close(eventFd_);
+    eventFd_ = -1;
+  }
+
+  void CheckOpen(Napi::Env env) const {
+    if (ring_.fd() < 0) ThrowTypeError(env, "ERR_INVALID_STATE", "The io_uring ring is closed");
+  }
+
+  Napi::Value EventFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), eventFd_); }
+  Napi::Value RingFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), ring_.fd()); }
+
+  // An SQE for one zero-copy send of [base, base + len) on `fd`; from a registered
+  // buffer's slot when the range lies in one (sqeFixed_ says which did).
+  io_uring_sqe* PrepSend(int fd, const void* base, size_t len, unsigned flags, uint64_t userData) {
+    io_uring_sqe* sqe = ring_.NextSqe();
+    sqe->opcode = IORING_OP_SEND_ZC;
+    sqe->fd = fd;
+    sqe->addr = reinterpret_cast<uint64_t>(base);
+    sqe->len = static_cast<uint32_t>(len);
+    sqe->msg_flags = flags;
+    sqe->ioprio = kZcFlags;
+    sqe->user_data = userData;
+    const int slot = len > 0 ? buffers_->SlotOf(base, len) : -1;
+    if (slot >= 0) {
+      sqe->ioprio |= IORING_RECVSEND_FIXED_BUF;
+      sqe->buf_index = static_cast<uint16_t>(slot);
+    }
+    sqeFixed_.push_back(slot >= 0);
+    return sqe;
+  }
+
+  // Submits the SQEs filled since the last call and waits for the results of the `n`
+  // whose user_data is (token << 32) | (seq + i); everything else the CQ holds
+  // (notifications, of any socket) goes to the stash for reap(). The wait is for CPU
+  // work only: MSG_DONTWAIT sends never wait for the network. Returns 0 or -errno (the
+  // ring refused the submission; the SQEs are then withdrawn).
+  int SubmitAndCollect(uint32_t token, uint32_t seq, unsigned n, std::vector<Result>& results) {
+    sqeFixed_.resize(n, false);
+    results.assign(n, Result{});
+    // While we reap ourselves the kernel need not wake the loop for these results.
+    ring_.SetEventFdEnabled(false);
+    int r;
+    for (int attempt = 0;; attempt++) {
+      r = ring_.Submit(0);
+      // EBUSY: completions overflowed and must be read first; EAGAIN: no memory now.
+      if ((r != -EBUSY && r != -EAGAIN) || attempt >= 64) break;
+      Collect(token, seq, results);
+    }
+    if (r < 0) ring_.Withdraw();
+    unsigned seen = 0;
+    if (r >= 0) {
+      for (;;) {
+        seen += Collect(token, seq, results);
+        if (seen >= n) break;
+        const int w = ring_.Submit(1);
+        if (w < 0 && w != -EBUSY && w != -EAGAIN && w != -ETIME) {
+          r = w;
+          break;
+        }
+      }
+    }
+    ring_.SetEventFdEnabled(true);
+    // Completions posted before the eventfd was on again would wake nobody: take them.
+    Collect(token, seq, results);
+    return r < 0 ? r : 0;
+  }
+
+  // Moves the CQ's entries into `results` (ours) and the stash (the rest). Returns how
+  // many results it found.
+  unsigned Collect(uint32_t token, uint32_t seq, std::vector<Result>& results) {
+    unsigned found = 0;
+    ring_.Drain([&](const io_uring_cqe& cqe) {
+      const uint32_t t = static_cast<uint32_t>(cqe.user_data >> 32);
+      const uint32_t i = static_cast<uint32_t>(cqe.user_data) - seq;
+      if (t == token && i < results.size() && !(cqe.flags & IORING_CQE_F_NOTIF) && !results[i].seen) {
+        results[i].res = cqe.res;
+        results[i].seen = true;
+        found++;
+        return;
+      }
+      stash_.push_back(Completion{t, static_cast<uint32_t>(cqe.user_data), cqe.res, cqe.flags});
+    });
+    return found;
+  }
+
+  // The words JS reads after every send: out[0] bytes, out[1] send calls (each of which
+  // will post a notification), out[2] SQEs used (sequence numbers taken), out[3]
+  // completions waiting for reap(), out[4] of those calls, the ones that sent from
+  // registered buffers.
+  void Report(double* out, uint64_t bytes, unsigned calls, unsigned used, unsigned fixed) {
+    out[0] = static_cast<double>(bytes);
+    out[1] = calls;
+    out[2] = used;
+    out[3] = static_cast<double>(stash_.size());
+    out[4] = fixed;
+    sqeFixed_.clear();
+  }
+
+  static uint64_t UserData(uint32_t token, uint32_t seq) { return (static_cast<uint64_t>(token) << 32) | seq; }
+
+  // The first arguments of every send: (token, seq, fd), on an open ring.
+  struct Target {
+    uint32_t token;
+    uint32_t seq;
+    int fd;
+  };
+  Target TargetArgs(const Napi::CallbackInfo& info) const {
+    CheckOpen(info.Env());
+    return Target{UintArg(info, 0, "token", UINT32_MAX), UintArg(info, 1, "seq", UINT32_MAX), FdArg(info, 2, "fd")};
+  }
+
+  // The caller's send flags, plus what every SQE here carries (see the top of the file).
+  static unsigned SendFlagsArg(const Napi::CallbackInfo& info, size_t index) {
+    return FlagsArg(info, index, "flags") | MSG_DONTWAIT | MSG_WAITALL;
+  }
+
+  // send(token, seq, fd, data, flags, out: Float64Array) -> bytes, or -errno. One
+  // SEND_ZC (one view) or SENDMSG_ZC (several) with `flags` (MSG_DONTWAIT is added).
+  Napi::Value Send(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const auto [token, seq, fd] = TargetArgs(info);
+    const unsigned flags = SendFlagsArg(info, 4);
+    double* out = OutArg(info, 5);
+    std::vector<iovec> iov;
+    ByteViewsArg(info, 3, "data", iov);  // last: no JS runs between this and the send
+    msghdr msg{};
+    if (iov.size() == 1) {
+      PrepSend(fd, iov[0].iov_base, iov[0].iov_len, flags, UserData(token, seq));
+    } else {
+      msg.msg_iov = iov.data();
+      msg.msg_iovlen = iov.size();
+      io_uring_sqe* sqe = PrepSend(fd, nullptr, 0, flags, UserData(token, seq));
+      sqe->opcode = IORING_OP_SENDMSG_ZC;
+      sqe->addr = reinterpret_cast<uint64_t>(&msg);  // read during the call (see above)
+      sqe->len = 1;
+    }
+    return Finish(env, token, seq, out);
+  }
+
+  // sendMapped(token, seq, fd, mapping, offset, length, flags, out, chunk) -> bytes,
+  // or -errno: [offset, offset + length) of a file mapping (mapping.cc; EFAULT past a
+  // truncated end) as a linked chain of SEND_ZCs of `chunk` bytes each (at most 64),
+  // each its own call with its own notification: a file window in one io_uring_enter.
+  Napi::Value SendMapped(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const auto [token, seq, fd] = TargetArgs(info);
+    const unsigned flags = SendFlagsArg(info, 6);
+    double* out = OutArg(info, 7);
+    const uint32_t chunk = UintArg(info, 8, "chunk", UINT32_MAX);
+    if (chunk == 0) ThrowRangeError(env, "ERR_OUT_OF_RANGE", "The \"chunk\" must be > 0");
+    uint64_t length = 0;
+    const char* start = MappedRangeArg(info, 3, length);
+    std::vector<iovec> iov;
+    for (uint64_t at = 0; at < length && iov.size() < kMaxChunksPerCall; at += chunk) {
+      iov.push_back(iovec{const_cast<char*>(start + at), static_cast<size_t>(std::min<uint64_t>(chunk, length - at))});
+    }
+    const int64_t r = SendLinked(token, seq, fd, iov, flags, false, out);
+    return Napi::Number::New(env, static_cast<double>(r < 0 ? r : static_cast<int64_t>(out[0])));
+  }
+
+  // One SQE submitted: its result, reported as trySend reports a sendmsg.
+  Napi::Value Finish(Napi::Env env, uint32_t token, uint32_t seq, double* out) {
+    std::vector<Result> results;
+    const int r = SubmitAndCollect(token, seq, 1, results);
+    if (r < 0) {
+      Report(out, 0, 0, 1, 0);
+      return Napi::Number::New(env, r);
+    }
+    const int32_t res = results[0].res;
+    Report(out, res > 0 ? res : 0, res >= 0 ? 1 : 0, 1, res >= 0 && sqeFixed_[0] ? 1 : 0);
+    return Napi::Number::New(env, res);
+  }
+
+  // sendEach(token, seq, fd, messages, first, firstOffset, flags, datagram, out)
+  //   -> messages completed (>= 0), or -errno when the first send failed.
+  // What trySendEach (socket.cc) does with sendmmsg or a sendmsg loop, as one chain of
+  // linked SEND_ZCs: messages[first] (from byte firstOffset), messages[first + 1], ...
+  // up to 256, each its own send (own notification).
+  Napi::Value SendEach(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const auto [token, seq, fd] = TargetArgs(info);
+    const uint32_t first = UintArg(info, 4, "first", UINT32_MAX);
+    const uint64_t firstOffset = LengthArg(info, 5, "firstOffset");
+    const unsigned flags = SendFlagsArg(info, 6);
+    const bool datagram = BoolArg(info, 7, "datagram");
+    double* out = OutArg(info, 8);
+    std::vector<iovec> iov;
+    MessageListArg(info, 3, "messages", first, firstOffset, kMaxMessagesPerCall, iov);  // last
+    return Napi::Number::New(env, static_cast<double>(SendLinked(token, seq, fd, iov, flags, datagram, out)));
+  }
+
+  // Each iovec its own SEND_ZC, linked in order: the first that fails (or, on a stream,
+  // sends short) ends the chain, as a sendmsg loop would stop. On a stream empty
+  // entries are skipped (no send); a datagram is all or nothing, an empty one too.
+  // Returns the entries completed (>= 0), or -errno when the first send failed; `out`
+  // as Report says.
+  int64_t SendLinked(uint32_t token, uint32_t seq, int fd, const std::vector<iovec>& iov, unsigned flags, bool datagram,
+                     double* out) {
+    const size_t count = iov.size();
+    // One SQE per entry that is sent at all; sqeOf[k] = the SQE of entry k, or -1.
+    std::vector<int> sqeOf(count, -1);
+    unsigned n = 0;
+    io_uring_sqe* last = nullptr;
+    for (size_t k = 0; k < count; k++) {
+      if (!datagram && iov[k].iov_len == 0) continue;
+      if (last != nullptr) last->flags |= IOSQE_IO_LINK;
+      last = PrepSend(fd, iov[k].iov_base, iov[k].iov_len, flags, UserData(token, seq + n));
+      sqeOf[k] = static_cast<int>(n++);
+    }
+    std::vector<Result> results;
+    const int r = n > 0 ? SubmitAndCollect(token, seq, n, results) : 0;
+    if (r < 0) {
+      Report(out, 0, 0, n, 0);
+      return r;
+    }
+    uint64_t bytes = 0;
+    unsigned calls = 0;
+    unsigned fixed = 0;
+    size_t done = 0;
+    int error = 0;
+    for (; done < count; done++) {
+      if (sqeOf[done] < 0) continue;  // an empty stream entry: nothing to send
+      const int32_t res = results[sqeOf[done]].res;
+      if (res < 0) {
+        error = -res;
+        break;
+      }
+      bytes += static_cast<uint64_t>(res);
+      calls++;
+      fixed += sqeFixed_[sqeOf[done]] ? 1 : 0;
+      if (static_cast<size_t>(res) < iov[done].iov_len) break;  // short: the rest waits for room
+    }
+    Report(out, bytes, calls, n, fixed);
+    if (calls == 0 && done == 0 && error != 0) return -error;
+    return static_cast<int64_t>(done);
+  }
+
+  // reap(out: Uint32Array) -> releases written, 4 words each: token, first seq, last
+  // seq, copied (0/1). The stash first (in order), then the CQ. Only notification CQEs
+  // are releases (a result that was not collected by its call belongs to a call that
+  // failed as a whole, and means nothing now). Consecutive sequence numbers of one
+  // socket with the same copied flag come as one range, as the error queue's
+  // notifications do: a batch of 256 sends is usually one entry. Call again while it
+  // fills `out`.
+  Napi::Value Reap(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    CheckOpen(env);
+    Napi::Uint32Array words = TypedArrayArg(info, 0, "out", napi_uint32_array, "Uint32Array", 4).As<Napi::Uint32Array>();
+    const size_t capacity = words.ElementLength() / 4;
+    auto toStash = [&](const io_uring_cqe& cqe) {
+      stash_.push_back(Completion{static_cast<uint32_t>(cqe.user_data >> 32), static_cast<uint32_t>(cqe.user_data), cqe.res, cqe.flags});
+    };
+    ring_.Drain(toStash);
+    // A full CQ overflowed into the kernel's list: bring those in too, or they would
+    // wait for the next send (the eventfd fired for them already).
+    for (int i = 0; i < 64 && ring_.FlushOverflow(); i++) ring_.Drain(toStash);
+    uint32_t* w = words.Data();
+    size_t n = 0;
+    size_t used = 0;
+    for (; used < stash_.size(); used++) {
+      const Completion& c = stash_[used];
+      if (!(c.flags & IORING_CQE_F_NOTIF)) continue;
+      const uint32_t copied = (static_cast<uint32_t>(c.res) & IORING_NOTIF_USAGE_ZC_COPIED) ? 1 : 0;
+      if (n > 0 && w[4 * (n - 1)] == c.token && w[4 * (n - 1) + 2] + 1 == c.seq && w[4 * (n - 1) + 3] == copied) {
+        w[4 * (n - 1) + 2] = c.seq;
+        continue;
+      }
+      if (n == capacity) break;
+      w[4 * n] = c.token;
+      w[4 * n + 1] = c.seq;
+      w[4 * n + 2] = c.seq;
+      w[4 * n + 3] = copied;
+      n++;
+    }
+    stash_.erase(stash_.begin(), stash_.begin() + static_cast<std::ptrdiff_t>(used));
+    return Napi::Number::New(env, static_cast<double>(n));
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Shutdown();
+    return info.Env().Undefined();
+  }
+
+  // allocRegistered(size) -> ArrayBuffer of `size` bytes (zeroed) whose pages are
+  // registered with the ring; throws a SystemError (ENOSPC: no free slot, ENOMEM:
+  // RLIMIT_MEMLOCK, EBADF: this kernel has no sparse buffer tables).
+  Napi::Value AllocRegistered(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    CheckOpen(env);
+    const uint64_t size = LengthArg(info, 0, "size");
+    if (size == 0 || size > kMaxRegistered) {
+      ThrowRangeError(env, "ERR_OUT_OF_RANGE", "The \"size\" of registered memory must be > 0 and <= 2^30");
+    }
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    const size_t length = (static_cast<size_t>(size) + page - 1) / page * page;
+    int err = 0;
+    void* base = buffers_->Allocate(length, err);
+    if (base == nullptr) throw SystemError(env, err, "io_uring_register");
+    napi_value ab;
+    napi_status st = napi_create_external_arraybuffer(env, base, static_cast<size_t>(size), FreeRegistered, buffers_, &ab);
+    if (st != napi_ok) {
+      buffers_->Free(base);
+      throw Napi::Error::New(env, "zerocopy: could not wrap registered memory in an ArrayBuffer");
+    }
+    buffers_->Retain();  // the ArrayBuffer's finalizer lets go
+    return Napi::Value(env, ab);
+  }
+
+  // The ArrayBuffer was collected (or its environment ended): no send of it is in
+  // flight any more (a request holds its views until released).
+  static void FreeRegistered(napi_env, void* data, void* hint) {
+    auto* table = static_cast<uring::BufferTable*>(hint);
+    table->Free(data);
+    table->Release();
+  }
+
+  static double* OutArg(const Napi::CallbackInfo& info, size_t index) {
+    return TypedArrayArg(info, index, "out", napi_float64_array, "Float64Array", 5).As<Napi::Float64Array>().Data();
+  }
+
+  uring::Ring ring_;
+  // Held by the ring and by every registered ArrayBuffer (uring-buffers.h). Not a
+  // std::shared_ptr: std::make_shared's type tag is a GNU_UNIQUE symbol (glibc then never
+  // unloads the addon after a worker), and its counter needs GLIBC_2.32.
+  uring::BufferTable* buffers_ = uring::BufferTable::Create();
+  std::vector<bool> sqeFixed_;  // per SQE of the call being made: from a registered buffer
+  int eventFd_ = -1;
+  bool hooked_ = false;
+  std::vector<Completion> stash_;
+};
+
+}  // namespace
+
+void ExportUring(Napi::Env env, Napi::Object exports) {
+  exports.Set("Uring", Uring::Define(env));
+}
+
+}  // namespace zc

@@ -1,0 +1,88 @@
+// Same-tick batching (lib/send-batch.ts): single send() calls made in one tick on one
+// socket reach the kernel in one native call (one sendmmsg or sendmsg loop on the epoll
+// engine, one io_uring_enter on the io_uring engine), each still its own send, in order,
+// with its own result; Node's writes between them keep their place.
+import * as assert from 'node:assert/strict'
+import * as dgram from 'node:dgram'
+import { test } from 'node:test'
+import { ZeroCopySocket, type SendResult } from '../lib'
+import { uringUnavailable } from '../lib/engine'
+import { collect, randomBytes, sha256, tcpPair } from './helpers'
+
+const ENGINES = uringUnavailable() === '' ? (['io_uring', 'epoll'] as const) : (['epoll'] as const)
+
+for (const engine of ENGINES) {
+  test(`${engine}: 32 datagrams sent in one tick go in one native call, whole and in order`, async (t) => {
+    const receiver = dgram.createSocket('udp4')
+    await new Promise<void>((resolve) => receiver.bind(0, '127.0.0.1', resolve))
+    const sender = dgram.createSocket('udp4')
+    await new Promise<void>((resolve) => sender.connect(receiver.address().port, '127.0.0.1', resolve))
+    t.after(() => {
+      sender.close()
+      receiver.close()
+    })
+    const got: Buffer[] = []
+    receiver.on('message', (m) => got.push(m))
+    const zc = ZeroCopySocket.from(sender, { engine, copiedThreshold: Infinity })
+    const sent = Array.from({ length: 32 }, (_, i) => randomBytes(1000 + i, 70 + i))
+    const results = await Promise.all(sent.map((d) => zc.send(d)))
+    assert.equal(zc.stats.sameTickBatches, 1, 'one native call for the tick')
+    assert.ok(results.every((r: SendResult) => r.calls === 1), 'each its own send')
+    assert.deepEqual(
+      results.map((r) => r.bytes),
+      sent.map((d) => d.length),
+    )
+    const deadline = Date.now() + 2000
+    while (got.length < 32 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5))
+    assert.equal(got.length, 32)
+    for (let i = 0; i < 32; i++) assert.ok(got[i]!.equals(sent[i]!), `datagram ${i} in order`)
+    // Node 24+ dgram sockets copy on the epoll engine (libuv reads their error queue).
+    if (zc.stats.mode === 'zerocopy') assert.equal(zc.stats.completedIds, 32)
+    await zc.close()
+  })
+
+  test(`${engine}: TCP sends of one tick batch; a socket.write among them keeps its place`, async (t) => {
+    const pair = await tcpPair()
+    t.after(() => pair.close())
+    const got = collect(pair.server)
+    const zc = ZeroCopySocket.from(pair.client, { engine, copiedThreshold: Infinity })
+    const parts = [1, 2, 3, 4, 5].map((i) => randomBytes(50_000 * i, 90 + i))
+    const p1 = zc.send(parts[0]!)
+    const p2 = zc.send(parts[1]!)
+    pair.client.write(parts[2]!) // held until the two sends are in the kernel
+    const p4 = zc.send(parts[3]!) // behind Node's write (a marker)
+    const p5 = zc.send(parts[4]!)
+    const results = await Promise.all([p1, p2, p4, p5])
+    assert.ok(zc.stats.sameTickBatches >= 1, `batched: ${zc.stats.sameTickBatches}`)
+    assert.deepEqual(
+      results.map((r) => r.bytes),
+      [parts[0]!.length, parts[1]!.length, parts[3]!.length, parts[4]!.length],
+    )
+    await zc.close()
+    pair.client.end()
+    assert.equal(sha256(await got), sha256(Buffer.concat(parts)))
+  })
+
+  test(`${engine}: a buffer detached after send() but before its tick ended fails alone; the batch around it goes`, async (t) => {
+    const pair = await tcpPair()
+    t.after(() => pair.close())
+    const got = collect(pair.server)
+    const zc = ZeroCopySocket.from(pair.client, { engine, copiedThreshold: Infinity })
+    const a = randomBytes(10_000, 1)
+    const b = new Uint8Array(new ArrayBuffer(10_000)).fill(2)
+    const c = randomBytes(10_000, 3)
+    const pa = zc.send(a)
+    const pb = zc.send(b)
+    const pc = zc.send(c)
+    structuredClone(b.buffer, { transfer: [b.buffer] }) // detaches b's memory now
+    assert.equal(b.byteLength, 0)
+    const [ra, rb, rc] = await Promise.allSettled([pa, pb, pc])
+    assert.equal(ra.status, 'fulfilled')
+    assert.equal(rb.status, 'rejected')
+    assert.equal((rb as PromiseRejectedResult).reason.code, 'ERR_INVALID_STATE')
+    assert.equal(rc.status, 'fulfilled')
+    await zc.close()
+    pair.client.end()
+    assert.equal(sha256(await got), sha256(Buffer.concat([a, c])))
+  })
+}
