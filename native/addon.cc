@@ -57,6 +57,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   zc::ExportErrors(env, exports);
   zc::ExportReactor(env, exports);
   zc::ExportMapping(env, exports);
+  zc::ExportRelay(env, exports);
   zc::ExportConstants(env, exports);
   return exports;
 }

@@ -14,6 +14,7 @@ void ExportSockopt(Napi::Env env, Napi::Object exports);    // sockopt.cc
 void ExportErrors(Napi::Env env, Napi::Object exports);     // errors.cc
 void ExportReactor(Napi::Env env, Napi::Object exports);    // reactor.cc
 void ExportMapping(Napi::Env env, Napi::Object exports);    // mapping.cc
+void ExportRelay(Napi::Env env, Napi::Object exports);      // relay.cc
 void ExportConstants(Napi::Env env, Napi::Object exports);  // addon.cc
 
 }  // namespace zc
