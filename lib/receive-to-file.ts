@@ -46,10 +46,11 @@ const ECANCELED = os.constants.errno.ECANCELED
  */
 export function receiveToFile(socket: RelayEnd, file: FileTarget, options?: ReceiveToFileOptions): Promise<ReceiveToFileResult> {
   return promised(async () => {
+    checkEnd(socket, 'socket')
+    checkFile(file)
     const { o, plan } = checkCommonOptions<ReceiveToFileOptions>(options)
     const offset = integerOption('options.offset', o.offset, 0, 0, Number.MAX_SAFE_INTEGER)
     const length = lengthOption('options.length', o.length)
-    checkEnd(socket, 'socket')
     const opened = await openTarget(file, offset)
     try {
       if (plan.signal?.aborted) throw abortError(plan.signal)
@@ -62,23 +63,23 @@ export function receiveToFile(socket: RelayEnd, file: FileTarget, options?: Rece
   })
 }
 
+function checkFile(file: unknown): void {
+  if (typeof file === 'string') return
+  if (typeof file === 'number') return void checkEnd(file, 'file') // the same integer range as an fd end
+  const handleFd = typeof file === 'object' && file !== null ? (file as { fd?: unknown }).fd : undefined
+  if (typeof handleFd !== 'number') throw invalidArgType('file', 'of type string or number, or an instance of FileHandle', file)
+}
+
 async function openTarget(file: unknown, offset: number): Promise<{ fd: number; close: () => Promise<void> }> {
   if (typeof file === 'string') {
     const { O_WRONLY, O_CREAT } = fs.constants
     const handle = await fs.promises.open(file, offset === 0 ? 'w' : O_WRONLY | O_CREAT)
     return { fd: handle.fd, close: () => handle.close() }
   }
-  if (typeof file === 'number') {
-    checkEnd(file, 'file') // the same integer range as an fd end
-    return { fd: file, close: async () => {} }
-  }
-  const handleFd = typeof file === 'object' && file !== null ? (file as { fd?: unknown }).fd : undefined
-  if (typeof handleFd === 'number') {
-    if (handleFd < 0) throw codedError('EBADF', 'The FileHandle is closed')
-    checkEnd(handleFd, 'file.fd')
-    return { fd: handleFd, close: async () => {} }
-  }
-  throw invalidArgType('file', 'of type string or number, or an instance of FileHandle', file)
+  if (typeof file === 'number') return { fd: file, close: async () => {} }
+  const handleFd = (file as { fd: number }).fd
+  if (handleFd < 0) throw systemError(os.constants.errno.EBADF, 'write') // a closed FileHandle
+  return { fd: handleFd, close: async () => {} }
 }
 
 function run(

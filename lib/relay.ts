@@ -59,18 +59,19 @@ const ECANCELED = os.constants.errno.ECANCELED
  */
 export function relay(a: RelayEnd, b: RelayEnd, options?: RelayOptions): Promise<RelayResult> {
   return promised(async () => {
+    checkEnd(a, 'a')
+    checkEnd(b, 'b')
     const { o, plan } = checkCommonOptions<RelayOptions>(options)
     const direction = o.direction ?? 'both'
     if (direction !== 'both' && direction !== 'a->b' && direction !== 'b->a') {
       throw invalidArgValue('options.direction', direction, "must be one of 'both', 'a->b', 'b->a'")
     }
     const length = lengthOption('options.length', o.length)
+    // Rules across arguments come after each argument's own checks.
     if (length !== undefined && direction === 'both') {
       throw invalidArgValue('options.length', length, "needs a direction ('a->b' or 'b->a')")
     }
-    checkEnd(a, 'a')
-    checkEnd(b, 'b')
-    if (a === b) throw invalidArgValue('b', 'the same socket as a', 'must be another socket than a')
+    if (a === b) throw invalidArgValue('b', typeof b === 'number' ? b : 'the same socket as a', 'must be another socket than a')
     if (plan.signal?.aborted) throw abortError(plan.signal)
     const fdA = await connectedFd(a, 'a')
     const fdB = await connectedFd(b, 'b')
