@@ -28,5 +28,7 @@ export type { SendOptions, SendResult, ZeroCopyOptions, ZeroCopyStats } from './
 export type { ByteView, ErrorQueueEntry, Length, Offset, PipeEnds, PipeOptions } from './raw'
 export { relay } from './relay'
 export type { RelayEnd, RelayMechanism, RelayOptions, RelayResult } from './relay'
+export { relayStats } from './relay-engine'
+export type { RelayStats } from './relay-engine'
 export { receiveToFile } from './receive-to-file'
 export type { FileTarget, ReceiveToFileOptions, ReceiveToFileResult } from './receive-to-file'

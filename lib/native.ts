@@ -105,6 +105,8 @@ export interface NativeRelayEngine {
   cancel(id: number): void
   ref(): void
   unref(): void
+  /** Bytes every job wrote so far. */
+  moved(): number
 }
 
 /** native/mapping.cc: a read-only MAP_SHARED file window that only the kernel reads. */

@@ -96,6 +96,19 @@ export function cancelJob(id: number): void {
   if (waiting.has(id)) engine?.cancel(id)
 }
 
+/** What the relay thread of this environment is doing (see {@link relayStats}). */
+export interface RelayStats {
+  /** relay() and receiveToFile() calls running now. */
+  running: number
+  /** Bytes written by every relay and upload of this environment so far, running ones included. */
+  bytes: number
+}
+
+/** Progress of every relay at once, updated by the relay thread as bytes move: for progress lines and metrics. */
+export function relayStats(): RelayStats {
+  return { running: waiting.size, bytes: engine?.moved() ?? 0 }
+}
+
 /** Jobs still running (for tests: nothing may be left once every relay settled). */
 export function runningJobs(): number {
   return waiting.size

@@ -115,6 +115,7 @@ class RelayEngine final : public Napi::ObjectWrap<RelayEngine> {
                            InstanceMethod<&RelayEngine::Cancel>("cancel"),
                            InstanceMethod<&RelayEngine::Ref>("ref"),
                            InstanceMethod<&RelayEngine::Unref>("unref"),
+                           InstanceMethod<&RelayEngine::Moved>("moved"),
                        });
   }
 
@@ -249,6 +250,11 @@ class RelayEngine final : public Napi::ObjectWrap<RelayEngine> {
   Napi::Value Unref(const Napi::CallbackInfo& info) {
     if (!tornDown_) napi_unref_threadsafe_function(info.Env(), tsfn_);
     return info.Env().Undefined();
+  }
+
+  // moved(): bytes every job of this environment wrote so far (progress, not exact per job).
+  Napi::Value Moved(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(loop_->Moved()));
   }
 
   static void CallJs(napi_env env, napi_value callback, void* context, void* data) {

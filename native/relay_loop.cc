@@ -325,7 +325,9 @@ void RelayLoop::Pump(RelayJob* job) {
   bool allDone = true;
   for (RelayDirection& d : job->dirs) {
     if (!d.active || d.done) continue;
+    uint64_t before = d.moved;
     Step step = PumpDirection(*job, d);
+    moved_.fetch_add(d.moved - before, std::memory_order_relaxed);
     if (step == Step::kFailed) {
       Finish(job, true);
       return;

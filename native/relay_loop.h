@@ -16,6 +16,7 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <unordered_map>
@@ -88,6 +89,8 @@ class RelayLoop {
   void Cancel(uint32_t id);
   // Ends every job without reporting, joins the thread, closes everything. Idempotent.
   void Stop();
+  // Bytes written out by every job so far (read from any thread: progress lines).
+  uint64_t Moved() const { return moved_.load(std::memory_order_relaxed); }
 
  private:
   int StartThread();
@@ -100,6 +103,7 @@ class RelayLoop {
   void Wake();
 
   Report report_;
+  std::atomic<uint64_t> moved_{0};
   bool started_ = false;
   bool stopped_ = false;
   uv_thread_t thread_{};
