@@ -28,24 +28,20 @@ async function move(a: net.Socket): Promise<number> {
   }
   if (mode === 'write-stream') {
     const file = fs.createWriteStream(target)
-    let bytes = 0
-    a.on('data', (d: Buffer) => (bytes += d.length))
     await new Promise<void>((resolve, reject) => pipeline(a, file, (err) => (err ? reject(err) : resolve())))
-    return bytes
+    return a.bytesRead
   }
   const b = await connect(Number(target))
   if (mode.startsWith('relay-')) {
     const r = await relay(a, b, { mechanism: mode === 'relay-splice' ? 'splice' : 'copy', bufferSize })
     return r.aToB
   }
-  let bytes = 0
-  a.on('data', (d: Buffer) => (bytes += d.length))
   const closed = new Promise((resolve) => b.once('close', resolve))
   if (mode === 'pipe') a.pipe(b)
   else pipeline(a, b, () => {})
   b.resume() // the sink sends nothing; its end closes b
   await closed
-  return bytes
+  return a.bytesRead
 }
 
 const server = net.createServer({ allowHalfOpen: true }, (a) => {

@@ -23,9 +23,9 @@ export interface CommonRelayOptions {
   signal?: AbortSignal
   /**
    * `'copy'`: read() into a buffer and write() it out. `'splice'`: socket -> pipe ->
-   * socket (or file), no copy through user memory. `'auto'` (default): copy where both
-   * ends are delivered locally (loopback, Unix sockets), where it measured faster;
-   * splice otherwise.
+   * socket (or file), no copy through user memory. `'auto'` (default), as measured:
+   * copy between two sockets delivered locally (loopback, Unix sockets), splice
+   * otherwise (into files too).
    */
   mechanism?: RelayMechanism
   /** Bytes per direction held at once: the buffer, or the pipe's size. Default 256 KiB. */
