@@ -5,7 +5,7 @@ import * as os from 'node:os'
 import { abortError, codedError, invalidArgType, promised, systemError } from './errors'
 import { cancelJob, startJob, type JobEnd } from './relay-engine'
 import {
-  checkCommonOptions, checkEnd, connectedFd, lendReads, lengthOption, watchAbort, watchClose,
+  checkCommonOptions, checkEnd, claim, connectedFd, lendReads, lengthOption, watchAbort, watchClose,
   type CommonRelayOptions, type RelayEnd,
 } from './relay-socket'
 import { integerOption } from './validate'
@@ -91,7 +91,12 @@ function run(
   plan: ReturnType<typeof checkCommonOptions>['plan'],
 ): Promise<ReceiveToFileResult> {
   const node = typeof socket === 'number' ? undefined : socket
+  const release = claim([node])
   const lent = node ? lendReads(node, length) : undefined
+  const giveBack = (resume: boolean) => {
+    release()
+    lent?.giveBack(resume)
+  }
   return new Promise<ReceiveToFileResult>((resolve, reject) => {
     let reason: Error | undefined
     let mechanism!: 'copy' | 'splice'
@@ -100,12 +105,12 @@ function run(
       stopWatching()
       const bytes = end.moved[0]
       if (end.errno === 0 && !end.premature) {
-        lent?.giveBack(true)
+        giveBack(true)
         resolve({ bytes, mechanism })
         return
       }
       const socketFailed = !end.premature && end.errno !== ECANCELED && end.failedEnd === 0
-      lent?.giveBack(!socketFailed)
+      giveBack(!socketFailed)
       if (socketFailed) node?.destroy()
       const err = end.premature
         ? codedError('ERR_STREAM_PREMATURE_CLOSE', `The socket ended after ${bytes} of ${length} bytes`)
@@ -131,7 +136,7 @@ function run(
       ))
     } catch (err) {
       if (lent?.prefix) node?.unshift(lent.prefix)
-      lent?.giveBack(true)
+      giveBack(true)
       throw err
     }
     const cancel = (err: Error) => {

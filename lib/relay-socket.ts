@@ -62,6 +62,20 @@ export function lengthOption(name: string, value: unknown): number | undefined {
   return value === undefined ? undefined : integerOption(name, value, 0, 0, Number.MAX_SAFE_INTEGER)
 }
 
+/** Node sockets in a running relay or upload: one relay per socket at a time. */
+const busy = new WeakSet<net.Socket>()
+
+/** Marks the sockets as in a relay (ERR_INVALID_STATE if one already is); returns the release. */
+export function claim(sockets: Array<net.Socket | undefined>): () => void {
+  const mine = sockets.filter((s): s is net.Socket => s !== undefined)
+  const taken = mine.find((s) => busy.has(s))
+  if (taken !== undefined) throw invalidState('a socket is already in a running relay')
+  for (const s of mine) busy.add(s)
+  return () => {
+    for (const s of mine) busy.delete(s)
+  }
+}
+
 /** Synchronous checks of an end: its kind, and that raw bytes may go through its fd. */
 export function checkEnd(value: unknown, name: string): RelayEnd {
   if (typeof value === 'number') {
@@ -74,6 +88,7 @@ export function checkEnd(value: unknown, name: string): RelayEnd {
   if (layer !== undefined) {
     throw codedError('ERR_ZEROCOPY_PROTOCOL_LAYER', `${name}: ${layer}. A relay moves raw bytes; relay the stream with stream.pipeline() instead`)
   }
+  if (busy.has(value)) throw invalidState(`"${name}" is already in a running relay`)
   if (value.readableEncoding !== null) {
     throw invalidState(`"${name}" has an encoding set (setEncoding): its buffered data is text, not bytes`)
   }

@@ -8,7 +8,7 @@ import * as os from 'node:os'
 import { abortError, codedError, invalidArgValue, promised, socketClosed, systemError } from './errors'
 import { cancelJob, startJob, type JobEnd } from './relay-engine'
 import {
-  checkCommonOptions, checkEnd, connectedFd, flushWrites, lendReads, lengthOption, watchAbort, watchClose,
+  checkCommonOptions, checkEnd, claim, connectedFd, flushWrites, lendReads, lengthOption, watchAbort, watchClose,
   type CommonRelayOptions, type LentReads, type RelayEnd,
 } from './relay-socket'
 
@@ -106,10 +106,12 @@ function run(r: Run): Promise<RelayResult> {
   const both = r.ab && r.ba
   const sa = nodeSocket(r.a)
   const sb = nodeSocket(r.b)
+  const release = claim([sa, sb])
   // From here to startJob nothing awaits: no byte can reach Node's buffers unseen.
   const lentA = r.ab && sa ? lendReads(sa, r.length) : undefined
   const lentB = r.ba && sb ? lendReads(sb, r.length) : undefined
   const giveBack = (resume: boolean) => {
+    release()
     lentA?.giveBack(resume)
     lentB?.giveBack(resume)
   }

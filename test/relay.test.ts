@@ -7,8 +7,9 @@ import * as net from 'node:net'
 import * as tls from 'node:tls'
 import { before, test } from 'node:test'
 import * as fc from 'fast-check'
-import { pipe, relay, type RelayResult } from '../lib'
-import { closeQuietly, openFdTargets, randomBytes, sha256, tcpPair } from './helpers'
+import * as path from 'node:path'
+import { pipe, receiveToFile, relay, type RelayResult } from '../lib'
+import { closeQuietly, openFdTargets, randomBytes, sha256, tcpPair, tempDir } from './helpers'
 import { assertNothingLeft, chain, closed, received, within, writeChunked } from './relay-util'
 
 const SEED = Number(process.env.ZEROCOPY_RELAY_SEED ?? 20261206)
@@ -334,4 +335,18 @@ test('refused: TLS sockets (ERR_ZEROCOPY_PROTOCOL_LAYER), bad options, the same 
   closeQuietly(p.writeFd)
   secure.destroy()
   await Promise.all([closed(client), closed(server)])
+})
+
+test('a socket already in a running relay is refused with ERR_INVALID_STATE', async (t) => {
+  const c = await chain()
+  const other = await chain()
+  const r = relay(c.proxyIn, c.proxyOut)
+  const code = async (p: Promise<unknown>) => ((await p.catch((e: NodeJS.ErrnoException) => e)) as NodeJS.ErrnoException).code
+  assert.equal(await code(relay(c.proxyIn, other.proxyOut)), 'ERR_INVALID_STATE')
+  assert.equal(await code(relay(other.proxyIn, c.proxyOut, { direction: 'a->b' })), 'ERR_INVALID_STATE')
+  assert.equal(await code(receiveToFile(c.proxyIn, path.join(tempDir(t), 'f'))), 'ERR_INVALID_STATE')
+  c.client.end('x')
+  c.server.end('y')
+  assert.deepEqual(await within(r, 5000, 'the first relay'), { aToB: 1, bToA: 1, mechanism: 'copy' })
+  await Promise.all([c.close(), other.close()])
 })
