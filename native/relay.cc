@@ -57,12 +57,18 @@ bool IsLocalDelivery(int fd) {
 
 // A stream socket, switched to non-blocking (as libuv has Node's) so the thread never
 // blocks on it.
+// statx (glibc 2.28), not fstat: newer glibc headers bind fstat to fstat64@GLIBC_2.33.
+mode_t FileType(Napi::Env env, int fd) {
+  struct statx st{};
+  if (statx(fd, "", AT_EMPTY_PATH, STATX_TYPE, &st) != 0) throw SystemError(env, errno, "statx");
+  return st.stx_mode;
+}
+
 void CheckStreamSocket(Napi::Env env, int fd, const char* name) {
-  struct stat st{};
-  if (fstat(fd, &st) != 0) throw SystemError(env, errno, "fstat");
+  mode_t mode = FileType(env, fd);
   int type = 0;
   socklen_t len = sizeof type;
-  if (!S_ISSOCK(st.st_mode) || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) {
+  if (!S_ISSOCK(mode) || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) {
     ThrowTypeError(env, "ERR_INVALID_FD_TYPE", std::string("The \"") + name + "\" fd is not a stream socket");
   }
   int flags = fcntl(fd, F_GETFL);
@@ -72,9 +78,7 @@ void CheckStreamSocket(Napi::Env env, int fd, const char* name) {
 
 // A regular file open for writing at explicit offsets.
 void CheckWritableFile(Napi::Env env, int fd, const char* name) {
-  struct stat st{};
-  if (fstat(fd, &st) != 0) throw SystemError(env, errno, "fstat");
-  if (!S_ISREG(st.st_mode)) {
+  if (!S_ISREG(FileType(env, fd))) {
     ThrowTypeError(env, "ERR_INVALID_FD_TYPE", std::string("The \"") + name + "\" fd is not a regular file");
   }
   int flags = fcntl(fd, F_GETFL);
