@@ -15,6 +15,8 @@
         "native/memory.cc",
         "native/pipes.cc",
         "native/reactor.cc",
+        "native/relay.cc",
+        "native/relay_loop.cc",
         "native/socket.cc",
         "native/sockopt.cc",
         "native/syscall.cc",

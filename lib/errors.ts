@@ -35,6 +35,12 @@ export function outOfRange(name: string, range: string, value: unknown): Coded {
   return coded(new RangeError(`The value of "${name}" is out of range. It must be ${range}. Received ${shown}`), 'ERR_OUT_OF_RANGE')
 }
 
+/** TypeError ERR_INVALID_ARG_VALUE: `The property 'name' <reason>. Received ...`. */
+export function invalidArgValue(name: string, value: unknown, reason: string): Coded {
+  const what = name.includes('.') ? `property '${name}'` : `argument '${name}'`
+  return coded(new TypeError(`The ${what} ${reason}. Received ${inspect(value, { depth: 0 })}`), 'ERR_INVALID_ARG_VALUE')
+}
+
 /** TypeError ERR_INVALID_STATE, as the native layer throws for detached buffers. */
 export function invalidState(message: string): Coded {
   return coded(new TypeError(`Invalid state: ${message}`), 'ERR_INVALID_STATE')

@@ -54,6 +54,7 @@ export interface NativeBinding {
   Uring: new () => NativeUring
   Reactor: new (onEvents: (events: Uint32Array, count: number) => void) => NativeReactor
   Mapping: new (fd: number, offset: number | bigint, length: number) => NativeMapping
+  RelayEngine: new (onDone: RelayDoneCallback) => NativeRelayEngine
   trySendMapped(fd: number, mapping: NativeMapping, offset: number, length: number, flags: number): number
   pageOffsetOf(view: ByteView): number
   pageSize: number
@@ -113,6 +114,44 @@ export interface NativeUring {
   /** Releases (notification CQEs) as 4 words each: token, first seq, last seq, copied 0/1. */
   reap(out: Uint32Array): number
   close(): void
+}
+
+/** native/relay.cc: how a relay job ended (failedEnd: 0 a, 1 b, -1 neither). */
+export type RelayDoneCallback = (
+  id: number,
+  errno: number,
+  syscall: string | undefined,
+  movedAB: number,
+  movedBA: number,
+  premature: boolean,
+  failedEnd: number,
+) => void
+
+/** native/relay.cc: the environment's relay thread. */
+export interface NativeRelayEngine {
+  /** Checks every argument, duplicates the fds and hands the job to the thread; returns the mechanism. */
+  start(
+    id: number,
+    mechanism: 0 | 1 | 2,
+    bufferSize: number,
+    fdA: number,
+    fdB: number,
+    bIsFile: boolean,
+    fileOffset: number | bigint | null,
+    activeAB: boolean,
+    lengthAB: number | bigint | null,
+    shutdownAB: boolean,
+    activeBA: boolean,
+    lengthBA: number | bigint | null,
+    shutdownBA: boolean,
+    prefixAB: Buffer | null,
+    prefixBA: Buffer | null,
+  ): 'copy' | 'splice'
+  cancel(id: number): void
+  ref(): void
+  unref(): void
+  /** Bytes every job wrote so far. */
+  moved(): number
 }
 
 /** native/mapping.cc: a read-only MAP_SHARED file window that only the kernel reads. */

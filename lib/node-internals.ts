@@ -191,3 +191,36 @@ export function installWriteGate(socket: net.Socket, hooks: GateHooks): () => vo
 export function nodeBuffered(socket: net.Socket): number {
   return socket.writableLength
 }
+
+interface ReadingHandle {
+  reading?: boolean
+  readStop?(): number
+}
+
+/**
+ * Stops Node reading a net.Socket's fd, for a relay that reads it natively: libuv's
+ * read is stopped (`_handle.readStop()`) and the stream's `_read` (the only way Node
+ * restarts it on a plain socket: `resume()`, `read()`, a new 'data' listener all go
+ * through it) is replaced by one that only remembers it was asked. `socket.read(n)`
+ * then takes what Node already buffered without touching the kernel. The returned
+ * function undoes it; with `resume`, Node reads again if it was reading or was asked to.
+ */
+export function holdReads(socket: net.Socket): (resume: boolean) => void {
+  const own = socket as unknown as Record<string, unknown>
+  const handle = (socket as unknown as { _handle?: ReadingHandle | null })._handle
+  const wasReading = handle?.reading === true
+  let asked = false
+  own._read = () => {
+    asked = true
+  }
+  if (wasReading && handle) {
+    handle.reading = false
+    handle.readStop?.()
+  }
+  return (resume) => {
+    delete own._read
+    if (resume && (wasReading || asked) && !socket.destroyed) {
+      ;(socket as unknown as { _read(n: number): void })._read(socket.readableHighWaterMark)
+    }
+  }
+}

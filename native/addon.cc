@@ -59,6 +59,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   zc::ExportMapping(env, exports);
   zc::ExportUring(env, exports);
   zc::ExportUringProbe(env, exports);
+  zc::ExportRelay(env, exports);
   zc::ExportConstants(env, exports);
   return exports;
 }

@@ -16,6 +16,7 @@ void ExportReactor(Napi::Env env, Napi::Object exports);    // reactor.cc
 void ExportMapping(Napi::Env env, Napi::Object exports);    // mapping.cc
 void ExportUring(Napi::Env env, Napi::Object exports);      // uring.cc
 void ExportUringProbe(Napi::Env env, Napi::Object exports); // uring-probe.cc
+void ExportRelay(Napi::Env env, Napi::Object exports);      // relay.cc
 void ExportConstants(Napi::Env env, Napi::Object exports);  // addon.cc
 
 }  // namespace zc

@@ -66,3 +66,47 @@ for (const secure of [false, true]) {
     assert.equal(got[2].headers['content-length'], String(files.a.length))
   })
 }
+
+test('examples/tcp-proxy relays three connections both ways byte for byte, with a throughput line', async () => {
+  const { spawn } = await import('node:child_process')
+  const net = await import('node:net')
+  // The target answers each connection with its own bytes reversed, after the client ended.
+  const target = net.createServer({ allowHalfOpen: true }, (s) => {
+    const chunks: Buffer[] = []
+    s.on('data', (d: Buffer) => chunks.push(d)).on('end', () => s.end(Buffer.concat(chunks).reverse()))
+  })
+  await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve))
+  const targetPort = (target.address() as import('node:net').AddressInfo).port
+  const proxy = spawn(process.execPath, [path.join(examples, 'tcp-proxy.js'), '0', '127.0.0.1', String(targetPort), 'auto', '--max', '3'])
+  let stderr = ''
+  let stdout = ''
+  proxy.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+  const port = await new Promise<number>((resolve) =>
+    proxy.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString()
+      const m = /proxy on port (\d+)/.exec(stderr)
+      if (m) resolve(Number(m[1]))
+    }),
+  )
+  const exited = new Promise<number | null>((resolve) => proxy.once('exit', resolve))
+  const sizes = [0, 100000, 5 * 1024 * 1024 + 3]
+  await Promise.all(
+    sizes.map(async (size, i) => {
+      const data = randomBytes(size, i + 90)
+      const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+      const chunks: Buffer[] = []
+      c.on('data', (d: Buffer) => chunks.push(d))
+      const ended = new Promise((resolve) => c.once('end', resolve))
+      c.end(data)
+      await ended
+      c.destroy()
+      assert.equal(sha256(Buffer.concat(chunks)), sha256(Buffer.from(data).reverse()))
+    }),
+  )
+  assert.equal(await exited, 0)
+  target.close()
+  const summary = JSON.parse(stdout.trim().split('\n').pop()!) as { connections: number; failed: number; bytes: number; mechanisms: string[] }
+  const total = sizes.reduce((a, b) => a + b, 0)
+  assert.deepEqual(summary, { connections: 3, failed: 0, bytes: 2 * total, mechanisms: ['copy'] })
+  assert.match(stderr, /0 active, 3 done, 0 failed, \d+ MB moved, \d+ MB\/s/)
+})

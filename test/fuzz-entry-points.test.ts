@@ -24,6 +24,8 @@ import {
   ANY, Arg, Fresh, MAYBE, RANGE, TYPE, boolArg, dataArg, describe, fdArg, flagsArg, isCount, judge, lengthArg, messagesOf,
   offsetArg, optionsArg, sendOptionsArg, sizeArg, zcOptionsFields, type Field, type Outcome,
 } from './fuzz/args'
+import { PAYLOAD, RelayWorld, endArg, expectedRelay, fileArg as relayFileArg, fileOptionsArg, relayOptionsArg } from './fuzz/relay-world'
+import { runningJobs } from '../lib/relay-engine'
 import { SEED, ZWorld, RawPool, callAsync, callSync, leakedFds, type Called, type On, fuzz } from './fuzz/world'
 import { STREAM_TARGETS, StreamSite, isResponseKind, type StreamTarget } from './fuzz/streams'
 
@@ -48,7 +50,13 @@ before(async () => {
   assert.equal(await w.goodSend('tcp'), undefined)
   assert.equal(await w.goodSend('udp'), undefined)
   await w.close()
-  for (const [n, to] of openFdTargets()) if (to === 'anon_inode:[eventpoll]' && !fdsAtStart.has(n)) fdsAtStart.set(n, to)
+  // So do the relay thread's epoll and eventfd (lib/relay-engine.ts).
+  const r = await RelayWorld.open(pool.dir)
+  await zc.relay(r.c.proxyIn, r.c.proxyOut)
+  await r.close()
+  for (const [n, to] of openFdTargets()) {
+    if ((to === 'anon_inode:[eventpoll]' || to === 'anon_inode:[eventfd]') && !fdsAtStart.has(n)) fdsAtStart.set(n, to)
+  }
 })
 after(async () => {
   await site.close() // if the last test did not run (a name pattern)
@@ -475,7 +483,7 @@ const streamTargetArg = () =>
  * `options.end`: a boolean (a TypeError else) where it is read: by sendFileZeroCopy always
  * (its options are checked whole), by sendZeroCopy for an HTTP response only.
  */
-const endArg = fc.constantFrom<[string, unknown, boolean]>(['absent', undefined, false], ['true', true, false], ['false', false, false], ["'yes'", 'yes', true], ['1', 1, true], ['null', null, true])
+const endOptionArg = fc.constantFrom<[string, unknown, boolean]>(['absent', undefined, false], ['true', true, false], ['false', false, false], ["'yes'", 'yes', true], ['1', 1, true], ['null', null, true])
 function endSlot(target: Arg, [label, value, bad]: [string, unknown, boolean], always: boolean): Arg {
   return val(`end: ${label}`, value, !bad ? [] : always || isResponseKind(target.label) ? [TYPE] : [MAYBE])
 }
@@ -508,7 +516,7 @@ const honest = (kind: string, bytes: number) => (v: unknown) =>
     : undefined)
 
 test('sendZeroCopy(stream target, data, options)', (t) =>
-  fuzz(t, fc.record({ target: streamTargetArg(), data: dataArg('send'), options: sendOptionsArg(), end: endArg }), STREAM_RUNS, srun(async (st, { target, data, options, end }) => {
+  fuzz(t, fc.record({ target: streamTargetArg(), data: dataArg('send'), options: sendOptionsArg(), end: endOptionArg }), STREAM_RUNS, srun(async (st, { target, data, options, end }) => {
     const d = data.make(undefined as never)
     const msgs = snapshot(data, d)
     const e = endSlot(target, end, false)
@@ -529,7 +537,7 @@ const streamFileOptions = optionsArg({
 }, false)
 const poolFile = fc.constantFrom(new Arg('path', () => pool.file), new Arg('fd(file)', () => pool.fd('file')))
 test('sendFileZeroCopy(stream target, file, options)', (t) =>
-  fuzz(t, fc.record({ target: streamTargetArg(), file: poolFile, options: streamFileOptions, end: endArg }), STREAM_RUNS, srun(async (st, { target, file, options, end }) => {
+  fuzz(t, fc.record({ target: streamTargetArg(), file: poolFile, options: streamFileOptions, end: endOptionArg }), STREAM_RUNS, srun(async (st, { target, file, options, end }) => {
     const o = options.make(undefined as never) as zc.SendFileOptions | undefined
     const e = endSlot(target, end, true)
     const c = await callAsync(() => zc.sendFileZeroCopy(st.value as never, file.make(pool) as string, withEnd(o, e) as zc.SendFileOptions))
@@ -559,6 +567,58 @@ test('ZeroCopySocket.from(stream target): send, sendEach, close', (t) =>
     const want = msgs && Buffer.concat(msgs)
     const problem = callProblem([target, data, options], c, honest(target.label, want?.length ?? 0)) ?? callProblem([], await callAsync(() => z.close()), (v) => (v === undefined ? undefined : 'not undefined'))
     return { problem: problem && `ZeroCopySocket.from(${target}).${each ? 'sendEach' : 'send'}(${data}, ${options}) ${problem}`, want, failed: !c.out?.ok }
+  })),
+)
+
+// ---- relay and receiveToFile ---------------------------------------------------------------
+
+const RELAY_RUNS = 60
+/** One run on a fresh chain whose far ends already sent PAYLOAD bytes each and ended. */
+const rrun = <T>(body: (w: RelayWorld, v: T) => Promise<string | undefined>) => async (v: T): Promise<string | undefined> => {
+  const fds = openFdTargets()
+  const w = await RelayWorld.open(pool.dir)
+  let p: string | undefined
+  try {
+    p = await body(w, v)
+  } finally {
+    await w.close()
+    p ??= runningJobs() > 0 ? `${runningJobs()} relay job(s) still running after the call settled` : await leakedFds(fds)
+  }
+  return p
+}
+/** The counts are exact when Node's own sockets were given (an fd leaves Node reading too). */
+const bothNode = (...a: Arg[]) => a.every((x) => x.label === 'a' || x.label === 'b')
+test('relay(a, b, options)', (t) =>
+  fuzz(t, fc.record({ a: endArg('a'), b: endArg('b'), options: relayOptionsArg() }), RELAY_RUNS, rrun(async (w, { a, b, options }) => {
+    const o = options.make(w) as zc.RelayOptions | undefined
+    const c = await callAsync(() => zc.relay(a.make(w) as never, b.make(w) as never, o))
+    const [ab, ba] = expectedRelay(o)
+    const shape = (v: unknown) => {
+      const r = v as zc.RelayResult
+      if (!['copy', 'splice'].includes(r?.mechanism)) return `mechanism ${String(r?.mechanism)}`
+      if (bothNode(a, b) && (r.aToB !== ab || r.bToA !== ba)) return `moved ${r.aToB}/${r.bToA}, want ${ab}/${ba}`
+      return isCount(r.aToB) ?? isCount(r.bToA)
+    }
+    // A length needs a direction: a rule across two fields, judged as one more argument.
+    const oneWay = o?.length === undefined || o?.direction === 'a->b' || o?.direction === 'b->a'
+    const rule = oneWay ? [] : [val('length without a direction', undefined, ['ERR_INVALID_ARG_VALUE'])]
+    const p = callProblem([a, b, options, ...rule], c, shape)
+    return p === undefined ? undefined : `relay(${a}, ${b}, ${options}) ${p}`
+  })),
+)
+test('receiveToFile(socket, file, options)', (t) =>
+  fuzz(t, fc.record({ socket: endArg('a'), file: relayFileArg(), options: fileOptionsArg() }), RELAY_RUNS, rrun(async (w, { socket, file, options }) => {
+    const o = options.make(w) as zc.ReceiveToFileOptions | undefined
+    const c = await callAsync(() => zc.receiveToFile(socket.make(w) as never, file.make(w) as string, o))
+    const want = typeof o?.length === 'number' ? o.length : PAYLOAD
+    const shape = (v: unknown) => {
+      const r = v as zc.ReceiveToFileResult
+      if (!['copy', 'splice'].includes(r?.mechanism)) return `mechanism ${String(r?.mechanism)}`
+      if (bothNode(socket) && r.bytes !== want) return `bytes ${r.bytes}, want ${want}`
+      return isCount(r.bytes)
+    }
+    const p = callProblem([socket, file, options], c, shape)
+    return p === undefined ? undefined : `receiveToFile(${socket}, ${file}, ${options}) ${p}`
   })),
 )
 

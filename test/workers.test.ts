@@ -20,8 +20,9 @@ const fixture = path.join(__dirname, 'fixtures', 'zerocopy-worker.js')
 const MiB = 1024 * 1024
 
 interface WorkerData {
-  mode: 'attach' | 'sending' | 'file' | 'async'
+  mode: 'attach' | 'sending' | 'file' | 'async' | 'relay'
   file?: string
+  upload?: string
   fileFd?: number
   devNullFd?: number
   sendFromFd?: boolean
@@ -115,10 +116,20 @@ test('workers terminated while holding native state: the process lives, nothing 
     assertNoNewFds(fdsBefore)
   })
 
+  await t.test('relays and an upload running on the relay thread', async () => {
+    for (let i = 0; i < 5; i++) {
+      const r = await startAndTerminate({ mode: 'relay', upload: path.join(dir, `upload-${i}`) })
+      assert.ok((r.flowing as number) > 0, 'bytes were flowing when terminated')
+    }
+    assertNoNewFds(fdsBefore)
+  })
+
   await t.test('many workers at once, every mode', async () => {
-    const modes = ['attach', 'sending', 'file', 'async'] as const
+    const modes = ['attach', 'sending', 'file', 'async', 'relay'] as const
     await Promise.all(
-      Array.from({ length: 12 }, (_, i) => startAndTerminate({ mode: modes[i % modes.length]!, file, fileFd, devNullFd })),
+      Array.from({ length: 15 }, (_, i) =>
+        startAndTerminate({ mode: modes[i % modes.length]!, file, fileFd, devNullFd, upload: path.join(dir, `many-${i}`) }),
+      ),
     )
     assert.equal(mapsLines(file), 0, 'no window of the file is still mapped')
     assertNoNewFds(fdsBefore)
@@ -168,9 +179,9 @@ test('workers terminated while holding native state: the process lives, nothing 
     require('../lib')
     assert.ok(mapsLines('zerocopy.node') > 0)
     const before = openFds()
-    const modes = ['attach', 'sending', 'file', 'async'] as const
+    const modes = ['attach', 'sending', 'file', 'async', 'relay'] as const
     for (let round = 0; round < 3; round++) {
-      await Promise.all(modes.map((mode) => startAndTerminate({ mode, file, fileFd, devNullFd })))
+      await Promise.all(modes.map((mode) => startAndTerminate({ mode, file, fileFd, devNullFd, upload: path.join(dir, `main-${round}`) })))
     }
     assert.equal(mapsLines(file), 0, 'no window of the file is still mapped')
     assertNoNewFds(before)

@@ -1,0 +1,153 @@
+// receiveToFile(socket, file): an upload straight from a socket into a file at an
+// offset, on the environment's relay thread (disk writes never block the event loop).
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import { abortError, codedError, invalidArgType, promised, systemError } from './errors'
+import { cancelJob, startJob, type JobEnd } from './relay-engine'
+import {
+  checkCommonOptions, checkEnd, claim, connectedFd, lendReads, lengthOption, watchAbort, watchClose,
+  type CommonRelayOptions, type RelayEnd,
+} from './relay-socket'
+import { integerOption } from './validate'
+
+/** Where the bytes go: a path, an fd open for writing, or a `fs.promises.FileHandle`. */
+export type FileTarget = string | number | fs.promises.FileHandle
+
+/** Options for {@link receiveToFile}. */
+export interface ReceiveToFileOptions extends CommonRelayOptions {
+  /** Where in the file the first byte goes. Default 0. */
+  offset?: number
+  /** Exactly this many bytes (the socket is read no further). Default: until the socket ends. */
+  length?: number
+}
+
+export interface ReceiveToFileResult {
+  /** Bytes written to the file (those Node had buffered included). */
+  bytes: number
+  mechanism: 'copy' | 'splice'
+}
+
+const ECANCELED = os.constants.errno.ECANCELED
+
+/**
+ * Writes what arrives on `socket` into `file` at `offset`: exactly `length` bytes, or
+ * everything until the peer ends. Resolves once every byte is in the file (in the page
+ * cache: to have it on disk, pass a FileHandle or fd and `fsync`/`datasync` it after).
+ *
+ * A path is opened with `'w'` (created or truncated) when `offset` is 0, else without
+ * truncation (created if missing), and closed before the Promise settles. An fd or
+ * FileHandle stays yours; it must be open for writing and not with O_APPEND.
+ *
+ * Node does not read the socket meanwhile; what it had buffered goes to the file first.
+ * Afterwards the socket is Node's again (it reads from the byte after the upload), also
+ * after a file error (ENOSPC, ...) or an abort, so the application can still answer on
+ * it. A socket error (a reset) destroys it. A socket that ends before `length` bytes
+ * rejects with ERR_STREAM_PREMATURE_CLOSE (`err.bytes`: what was written).
+ */
+export function receiveToFile(socket: RelayEnd, file: FileTarget, options?: ReceiveToFileOptions): Promise<ReceiveToFileResult> {
+  return promised(async () => {
+    checkEnd(socket, 'socket')
+    checkFile(file)
+    const { o, plan } = checkCommonOptions<ReceiveToFileOptions>(options)
+    const offset = integerOption('options.offset', o.offset, 0, 0, Number.MAX_SAFE_INTEGER)
+    const length = lengthOption('options.length', o.length)
+    const opened = await openTarget(file, offset)
+    try {
+      if (plan.signal?.aborted) throw abortError(plan.signal)
+      const fd = await connectedFd(socket, 'socket')
+      if (plan.signal?.aborted) throw abortError(plan.signal)
+      return await run(socket, fd, opened.fd, offset, length, plan)
+    } finally {
+      await opened.close()
+    }
+  })
+}
+
+function checkFile(file: unknown): void {
+  if (typeof file === 'string') return
+  if (typeof file === 'number') return void checkEnd(file, 'file') // the same integer range as an fd end
+  const handleFd = typeof file === 'object' && file !== null ? (file as { fd?: unknown }).fd : undefined
+  if (typeof handleFd !== 'number') throw invalidArgType('file', 'of type string or number, or an instance of FileHandle', file)
+}
+
+async function openTarget(file: unknown, offset: number): Promise<{ fd: number; close: () => Promise<void> }> {
+  if (typeof file === 'string') {
+    const { O_WRONLY, O_CREAT } = fs.constants
+    const handle = await fs.promises.open(file, offset === 0 ? 'w' : O_WRONLY | O_CREAT)
+    return { fd: handle.fd, close: () => handle.close() }
+  }
+  if (typeof file === 'number') return { fd: file, close: async () => {} }
+  const handleFd = (file as { fd: number }).fd
+  if (handleFd < 0) throw systemError(os.constants.errno.EBADF, 'write') // a closed FileHandle
+  return { fd: handleFd, close: async () => {} }
+}
+
+function run(
+  socket: RelayEnd,
+  fd: number,
+  fileFd: number,
+  offset: number,
+  length: number | undefined,
+  plan: ReturnType<typeof checkCommonOptions>['plan'],
+): Promise<ReceiveToFileResult> {
+  const node = typeof socket === 'number' ? undefined : socket
+  const release = claim([node])
+  const lent = node ? lendReads(node, length) : undefined
+  const giveBack = (resume: boolean) => {
+    release()
+    lent?.giveBack(resume)
+  }
+  return new Promise<ReceiveToFileResult>((resolve, reject) => {
+    let reason: Error | undefined
+    let mechanism!: 'copy' | 'splice'
+    let stopWatching = () => {}
+    const settle = (end: JobEnd) => {
+      stopWatching()
+      const bytes = end.moved[0]
+      if (end.errno === 0 && !end.premature) {
+        giveBack(true)
+        resolve({ bytes, mechanism })
+        return
+      }
+      const socketFailed = !end.premature && end.errno !== ECANCELED && end.failedEnd === 0
+      giveBack(!socketFailed)
+      if (socketFailed) node?.destroy()
+      const err = end.premature
+        ? codedError('ERR_STREAM_PREMATURE_CLOSE', `The socket ended after ${bytes} of ${length} bytes`)
+        : end.errno === ECANCELED && reason !== undefined
+          ? reason
+          : systemError(end.errno, end.syscall ?? 'relay')
+      reject(Object.assign(err, { bytes }))
+    }
+    let id: number
+    try {
+      ;({ id, mechanism } = startJob(
+        {
+          mechanism: plan.mechanism,
+          bufferSize: plan.bufferSize,
+          fdA: fd,
+          fdB: fileFd,
+          bIsFile: true,
+          fileOffset: offset,
+          ab: { length: length ?? null, shutdownOnEof: false, prefix: lent?.prefix ?? null },
+          ba: undefined,
+        },
+        settle,
+      ))
+    } catch (err) {
+      if (lent?.prefix) node?.unshift(lent.prefix)
+      giveBack(true)
+      throw err
+    }
+    const cancel = (err: Error) => {
+      reason ??= err
+      cancelJob(id)
+    }
+    const unwatchAbort = watchAbort(plan.signal, () => cancel(abortError(plan.signal!)))
+    const unwatchClose = watchClose([node], () => cancel(codedError('ERR_SOCKET_CLOSED', 'The socket was closed by Node')))
+    stopWatching = () => {
+      unwatchAbort()
+      unwatchClose()
+    }
+  })
+}

@@ -1,0 +1,115 @@
+// The environment's relay thread (native/relay.cc, native/relay_loop.cc), one per
+// Node environment, made on first use: jobs go in with start(), each comes back once
+// through onDone on the JS thread. The process is kept alive while any job runs, as the
+// sockets themselves would keep it alive had Node been reading them.
+import { native, type NativeRelayEngine } from './native'
+
+/** How a job ended, as the native loop reports it. */
+export interface JobEnd {
+  /** 0, or the positive errno of the failed call (ECANCELED after cancel()). */
+  errno: number
+  syscall: string | undefined
+  /** Bytes written out per direction: [a -> b, b -> a], buffered bytes included. */
+  moved: [number, number]
+  /** The source ended before `length` bytes. */
+  premature: boolean
+  /** The fd the failed call was on: 0 (a), 1 (b), -1 (neither). */
+  failedEnd: number
+}
+
+export interface JobSpec {
+  mechanism: 0 | 1 | 2
+  bufferSize: number
+  fdA: number
+  fdB: number
+  bIsFile: boolean
+  fileOffset: number | bigint | null
+  ab: DirectionSpec | undefined
+  ba: DirectionSpec | undefined
+}
+
+export interface DirectionSpec {
+  length: number | bigint | null
+  shutdownOnEof: boolean
+  prefix: Buffer | null
+}
+
+let engine: NativeRelayEngine | undefined
+const waiting = new Map<number, (end: JobEnd) => void>()
+let nextId = 1
+
+function onDone(
+  id: number,
+  errno: number,
+  syscall: string | undefined,
+  movedAB: number,
+  movedBA: number,
+  premature: boolean,
+  failedEnd: number,
+): void {
+  const settle = waiting.get(id)
+  if (settle === undefined) return
+  waiting.delete(id)
+  if (waiting.size === 0) engine?.unref()
+  try {
+    settle({ errno, syscall, moved: [movedAB, movedBA], premature, failedEnd })
+  } catch (err) {
+    // Settling only resolves Promises and hands sockets back; should it throw, the
+    // thread-safe function's dispatch is no place to end the process from.
+    process.emitWarning(`zerocopy: settling a relay threw: ${String(err)}`, 'ZeroCopyWarning')
+  }
+}
+
+/**
+ * Starts a job (throws on a bad argument, before anything started); `settle` runs
+ * once when it ends, after the thread closed its fds.
+ */
+export function startJob(spec: JobSpec, settle: (end: JobEnd) => void): { id: number; mechanism: 'copy' | 'splice' } {
+  engine ??= new native.RelayEngine(onDone)
+  const id = nextId
+  nextId = nextId >= 0xfffffffe ? 1 : nextId + 1
+  const { ab, ba } = spec
+  const mechanism = engine.start(
+    id,
+    spec.mechanism,
+    spec.bufferSize,
+    spec.fdA,
+    spec.fdB,
+    spec.bIsFile,
+    spec.fileOffset,
+    ab !== undefined,
+    ab?.length ?? null,
+    ab?.shutdownOnEof ?? false,
+    ba !== undefined,
+    ba?.length ?? null,
+    ba?.shutdownOnEof ?? false,
+    ab?.prefix ?? null,
+    ba?.prefix ?? null,
+  )
+  if (waiting.size === 0) engine.ref()
+  waiting.set(id, settle)
+  return { id, mechanism }
+}
+
+/** Ends a running job; its settle then sees ECANCELED (or its real end, if that came first). */
+export function cancelJob(id: number): void {
+  if (waiting.has(id)) engine?.cancel(id)
+}
+
+/** What the relay thread of this environment is doing (see {@link relayStats}). */
+export interface RelayStats {
+  /** relay() and receiveToFile() calls running now. */
+  running: number
+  /** Bytes written by every relay and upload of this environment so far, running ones included. */
+  bytes: number
+}
+
+/** Progress of every relay at once, updated by the relay thread as bytes move: for progress lines and metrics. */
+export function relayStats(): RelayStats {
+  return { running: waiting.size, bytes: engine?.moved() ?? 0 }
+}
+
+/** Jobs still running (for tests: nothing may be left once every relay settled). */
+export function runningJobs(): number {
+  return waiting.size
+}

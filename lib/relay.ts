@@ -1,0 +1,189 @@
+// relay(a, b): bytes between two sockets with no JS in the data path. Node stops
+// reading the sockets the relay reads, what it had buffered goes first, and the
+// environment's relay thread (lib/relay-engine.ts) moves the rest: both directions
+// until both ends closed, half-closes forwarded; or `length` bytes one way, after which
+// the sockets are Node's again, the bytes after them still unread in the kernel.
+import type * as net from 'node:net'
+import * as os from 'node:os'
+import { abortError, codedError, invalidArgValue, promised, socketClosed, systemError } from './errors'
+import { cancelJob, startJob, type JobEnd } from './relay-engine'
+import {
+  checkCommonOptions, checkEnd, claim, connectedFd, flushWrites, lendReads, lengthOption, watchAbort, watchClose,
+  type CommonRelayOptions, type LentReads, type RelayEnd,
+} from './relay-socket'
+
+export type { RelayEnd, RelayMechanism } from './relay-socket'
+
+/** Options for {@link relay}. */
+export interface RelayOptions extends CommonRelayOptions {
+  /** `'both'` (default), or one way: `'a->b'`, `'b->a'`. */
+  direction?: 'both' | 'a->b' | 'b->a'
+  /**
+   * One way only: move exactly this many bytes, then give the sockets back to Node
+   * (its source reads again from the next byte). Default: until the source ends.
+   */
+  length?: number
+}
+
+/** What a relay moved, and how. */
+export interface RelayResult {
+  /** Bytes written to b (bytes Node had buffered from a included). */
+  aToB: number
+  /** Bytes written to a. */
+  bToA: number
+  /** The loop that ran: `'copy'` (read/write) or `'splice'` (through a pipe). */
+  mechanism: 'copy' | 'splice'
+}
+
+const ECANCELED = os.constants.errno.ECANCELED
+
+/**
+ * Relays between two connected stream sockets (`net.Socket`s or fds) on the
+ * environment's relay thread.
+ *
+ * - Both ways (default): until each side's source ended; each end is forwarded as a
+ *   half-close (FIN). Resolves once both ways ended; the Node sockets are then
+ *   destroyed (both directions are finished).
+ * - One way (`direction`): until the source ends, then `end()` on the destination; or
+ *   exactly `length` bytes. The sockets are then Node's again: the source is read from
+ *   the next byte on, as if Node had read the relayed bytes itself.
+ * - A reset or any error on either socket rejects with that error (a SystemError from
+ *   `read`/`send`/`splice`); `signal` rejects with an AbortError; a Node socket
+ *   destroyed meanwhile rejects with ERR_SOCKET_CLOSED. The Node sockets are then
+ *   destroyed (their streams are cut). A source that ends before `length` rejects with
+ *   ERR_STREAM_PREMATURE_CLOSE (`err.bytes` says how many came) and gives the sockets back.
+ *
+ * A socket with a protocol layer (TLS, HTTP/2) is refused (ERR_ZEROCOPY_PROTOCOL_LAYER):
+ * relay its stream with `stream.pipeline` instead. Do not write to a destination while
+ * the relay runs: Node's writes would mix with the relayed bytes.
+ */
+export function relay(a: RelayEnd, b: RelayEnd, options?: RelayOptions): Promise<RelayResult> {
+  return promised(async () => {
+    checkEnd(a, 'a')
+    checkEnd(b, 'b')
+    const { o, plan } = checkCommonOptions<RelayOptions>(options)
+    const direction = o.direction ?? 'both'
+    if (direction !== 'both' && direction !== 'a->b' && direction !== 'b->a') {
+      throw invalidArgValue('options.direction', direction, "must be one of 'both', 'a->b', 'b->a'")
+    }
+    const length = lengthOption('options.length', o.length)
+    // Rules across arguments come after each argument's own checks.
+    if (length !== undefined && direction === 'both') {
+      throw invalidArgValue('options.length', length, "needs a direction ('a->b' or 'b->a')")
+    }
+    if (a === b) throw invalidArgValue('b', typeof b === 'number' ? b : 'the same socket as a', 'must be another socket than a')
+    if (plan.signal?.aborted) throw abortError(plan.signal)
+    const fdA = await connectedFd(a, 'a')
+    const fdB = await connectedFd(b, 'b')
+    const ab = direction !== 'b->a'
+    const ba = direction !== 'a->b'
+    if (ab && typeof b !== 'number') await flushWrites(b, 'b')
+    if (ba && typeof a !== 'number') await flushWrites(a, 'a')
+    if (plan.signal?.aborted) throw abortError(plan.signal)
+    for (const [s, name] of [[a, 'a'], [b, 'b']] as const) {
+      if (typeof s !== 'number' && s.destroyed) throw socketClosed(`The "${name}" socket is closed`)
+    }
+    return run({ a, b, fdA, fdB, ab, ba, length, ...plan })
+  })
+}
+
+interface Run {
+  a: RelayEnd
+  b: RelayEnd
+  fdA: number
+  fdB: number
+  ab: boolean
+  ba: boolean
+  length: number | undefined
+  signal: AbortSignal | undefined
+  mechanism: 0 | 1 | 2
+  bufferSize: number
+}
+
+const nodeSocket = (end: RelayEnd) => (typeof end === 'number' ? undefined : end)
+
+function run(r: Run): Promise<RelayResult> {
+  const both = r.ab && r.ba
+  const sa = nodeSocket(r.a)
+  const sb = nodeSocket(r.b)
+  const release = claim([sa, sb])
+  // From here to startJob nothing awaits: no byte can reach Node's buffers unseen.
+  const lentA = r.ab && sa ? lendReads(sa, r.length) : undefined
+  const lentB = r.ba && sb ? lendReads(sb, r.length) : undefined
+  const giveBack = (resume: boolean) => {
+    release()
+    lentA?.giveBack(resume)
+    lentB?.giveBack(resume)
+  }
+  // One way until EOF: the FIN goes out through Node's end() when the destination is a
+  // Node socket (so Node knows), natively when it is a bare fd.
+  const dir = (lent: LentReads | undefined, to: net.Socket | undefined) => ({
+    length: r.length ?? null,
+    shutdownOnEof: both || (r.length === undefined && to === undefined),
+    prefix: lent?.prefix ?? null,
+  })
+  return new Promise<RelayResult>((resolve, reject) => {
+    let reason: Error | undefined
+    let stopWatching = () => {}
+    const settle = (end: JobEnd, mechanism: 'copy' | 'splice') => {
+      stopWatching()
+      const result = { aToB: end.moved[0], bToA: end.moved[1], mechanism }
+      if (end.errno === 0 && !end.premature) {
+        if (both) {
+          giveBack(false)
+          sa?.destroy()
+          sb?.destroy()
+        } else {
+          giveBack(true)
+          if (r.length === undefined) (r.ab ? sb : sa)?.end()
+        }
+        resolve(result)
+        return
+      }
+      if (end.premature) {
+        giveBack(true)
+        const moved = r.ab ? result.aToB : result.bToA
+        reject(Object.assign(codedError('ERR_STREAM_PREMATURE_CLOSE', `The source ended after ${moved} of ${r.length} bytes`), { bytes: moved }))
+        return
+      }
+      giveBack(false)
+      sa?.destroy()
+      sb?.destroy()
+      const err = end.errno === ECANCELED && reason !== undefined ? reason : systemError(end.errno, end.syscall ?? 'relay')
+      reject(Object.assign(err, { bytes: result.aToB + result.bToA }))
+    }
+    let id: number
+    let mechanism!: 'copy' | 'splice'
+    try {
+      ;({ id, mechanism } = startJob(
+        {
+          mechanism: r.mechanism,
+          bufferSize: r.bufferSize,
+          fdA: r.fdA,
+          fdB: r.fdB,
+          bIsFile: false,
+          fileOffset: null,
+          ab: r.ab ? dir(lentA, sb) : undefined,
+          ba: r.ba ? dir(lentB, sa) : undefined,
+        },
+        (end) => settle(end, mechanism),
+      ))
+    } catch (err) {
+      // Nothing started: the sockets are Node's again, buffered bytes put back in front.
+      if (lentA?.prefix) sa?.unshift(lentA.prefix)
+      if (lentB?.prefix) sb?.unshift(lentB.prefix)
+      giveBack(true)
+      throw err
+    }
+    const cancel = (err: Error) => {
+      reason ??= err
+      cancelJob(id)
+    }
+    const unwatchAbort = watchAbort(r.signal, () => cancel(abortError(r.signal!)))
+    const unwatchClose = watchClose([sa, sb], () => cancel(socketClosed('A relayed socket was closed by Node')))
+    stopWatching = () => {
+      unwatchAbort()
+      unwatchClose()
+    }
+  })
+}
