@@ -8,6 +8,7 @@ export {
   outputQueueBytes,
   pipe,
   readErrorQueue,
+  recv,
   send,
   sendfile,
   sendfileAsync,
