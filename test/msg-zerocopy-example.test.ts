@@ -34,8 +34,14 @@ function run(args: string[]): Promise<Run> & { ready: Promise<void> } {
   })
   const done = new Promise<Run>((resolve, reject) => {
     child.once('error', reject)
-    child.once('close', (code) => resolve({ code: code ?? -1, stderr }))
+    child.once('close', (code) => {
+      onReady()
+      resolve({ code: code ?? -1, stderr })
+    })
   })
+  // A run never outlives its test: 20 s is far past any -t used here.
+  const timer = setTimeout(() => child.kill('SIGKILL'), 20000)
+  void done.finally(() => clearTimeout(timer))
   return Object.assign(done, { ready })
 }
 
