@@ -3,6 +3,7 @@
 // page-aligned memory in memory.ts, the addon loader in native.ts.
 export {
   constants,
+  dup,
   getPipeSize,
   inputQueueBytes,
   outputQueueBytes,

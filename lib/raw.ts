@@ -198,6 +198,16 @@ export function recv(fd: number, buffer: ByteView | readonly ByteView[] | null, 
   return native.recv(fd, buffer, flags, length)
 }
 
+/**
+ * Duplicates an fd (`fcntl(F_DUPFD_CLOEXEC)`): the new fd names the same open file,
+ * which stays open (a socket: connected) until every fd of it is closed. The caller
+ * owns the new fd. With it a socket can outlive the Node object that accepted it, e.g.
+ * to be read through a `net.Socket({ fd, onread })` of one's own.
+ */
+export function dup(fd: number): number {
+  return native.dupFd(fd)
+}
+
 /** Enables or disables `SO_ZEROCOPY` on a socket (`ENOTSUP` for AF_UNIX and others). */
 export function setZeroCopy(fd: number, on: boolean): void {
   native.setZeroCopy(fd, on)

@@ -147,6 +147,7 @@ const RAW: RawEntry[] = [
     name: 'recv(fd, null, flags, length)', args: [fdArg(), fc.constant(val('null', null)), flagsArg(recvFlags), sizeArg({ max: 2 ** 53 - 1, bigMax: 2n ** 63n - 1n, undefinedValid: true, extra: [1, 64, 1 << 21] })],
     call: (fd, b, f, l) => zc.recv(fd as number, b as null, dontWait(f) as number, l as number), shape: isCount,
   },
+  { name: 'dup', args: [fdArg()], call: call(zc.dup), shape: (v) => int(v, 0, 2 ** 31 - 1, 'an fd'), undo: (v) => fs.closeSync(v as number) },
   { name: 'setZeroCopy', args: [fdArg(), boolArg()], call: call(zc.setZeroCopy), shape: (v) => (v === undefined ? undefined : 'not undefined') },
   // 4 * max words are allocated: valid maxes from 2^16 to 2^31 would take gigabytes.
   { name: 'readErrorQueue', args: [fdArg(), sizeArg({ max: 2 ** 53 - 1, undefinedValid: true, skip: (v) => v > 65536 && v < 2 ** 31, maybeAbove: 65536 })], call: call(zc.readErrorQueue), shape: errorQueue },

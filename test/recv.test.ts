@@ -4,7 +4,7 @@ import * as assert from 'node:assert/strict'
 import * as dgram from 'node:dgram'
 import * as net from 'node:net'
 import { test } from 'node:test'
-import { constants, inputQueueBytes, recv } from '../lib'
+import { constants, dup, inputQueueBytes, recv } from '../lib'
 import { native } from '../lib/native'
 import { dgramSocketFd } from '../lib/node-internals'
 import { socketFd, throwsSystemError } from './helpers'
@@ -25,8 +25,9 @@ async function quietTcp(t: { after(fn: () => void): void }) {
   const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1')
   const peer = await accepted
   server.close()
-  const fd = native.dupFd(socketFd(peer))
-  peer.destroy()
+  const fd = dup(socketFd(peer))
+  assert.notEqual(fd, socketFd(peer))
+  peer.destroy() // closes Node's fd: the connection lives on in the duplicate
   t.after(() => {
     client.destroy()
     native.closeFd(fd)
@@ -131,6 +132,7 @@ test('recv argument errors: coded, before any syscall', (t) => {
   const ab = new ArrayBuffer(8)
   structuredClone(ab, { transfer: [ab] })
   check(() => recv(0, ab, 0), 'ERR_INVALID_STATE')
+  check(() => dup(-1), 'ERR_OUT_OF_RANGE')
   t.diagnostic('a pipe is not a socket')
   const p = native.pipe()
   try {
@@ -139,4 +141,5 @@ test('recv argument errors: coded, before any syscall', (t) => {
     native.closeFd(p.readFd)
     native.closeFd(p.writeFd)
   }
+  throwsSystemError(() => dup(p.readFd), 'EBADF', 'fcntl')
 })
