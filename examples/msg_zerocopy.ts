@@ -20,7 +20,7 @@ import * as dgram from 'node:dgram'
 import * as fs from 'node:fs'
 import * as net from 'node:net'
 import { allocPageAligned, constants, dup, receiveDatagrams, recv, sendFileZeroCopy, setReceiveBuffer, ZeroCopySocket } from '../lib'
-import { netSocketFd } from '../lib/node-internals'
+import { dgramSocketFd, netSocketFd } from '../lib/node-internals'
 import { type Config, Fatal, parseArgs, PROG, strerror } from './msg_zerocopy-config'
 
 /** The selftest's poll timeout: how long the sender waits for the last completions. */
@@ -182,7 +182,14 @@ async function receive(cfg: Config): Promise<number> {
 
 // ---- sender ------------------------------------------------------------------------
 
-async function connect(cfg: Config): Promise<net.Socket | dgram.Socket> {
+/**
+ * The sender's socket: a connected net.Socket for tcp; for udp, an fd of a connected
+ * UDP socket that libuv does not watch. From Node 24 (libuv 1.52) libuv reads the
+ * error queue of every UDP socket it watches and would take the completions (a
+ * ZeroCopySocket on a dgram.Socket then sends copies, and says so); on a duplicate of
+ * the fd, with Node's own socket closed, the completions are ours on every Node.
+ */
+async function connect(cfg: Config): Promise<net.Socket | number> {
   if (cfg.test === 'tcp') {
     const socket = net.connect({ host: cfg.dst, port: cfg.port, family: cfg.family })
     await new Promise<void>((resolve, reject) => {
@@ -198,7 +205,9 @@ async function connect(cfg: Config): Promise<net.Socket | dgram.Socket> {
     socket.connect(cfg.port, cfg.dst, (err?: Error) => (err ? failed(err) : resolve()))
   })
   socket.setSendBufferSize(SOCKET_BUFFER)
-  return socket
+  const fd = dup(dgramSocketFd(socket)!)
+  await new Promise<void>((resolve) => socket.close(resolve))
+  return fd
 }
 
 /** What the sender counts, as the selftest names it. */
@@ -305,7 +314,9 @@ async function send(cfg: Config): Promise<number> {
     if (stats.outstandingIds === 0 && stats.unsent === 0) await new Promise<void>((resolve) => socket.end(resolve))
     socket.destroy()
   } else {
-    socket.close()
+    // An fd's ZeroCopySocket is closed before the fd (it settles once its sends have).
+    await Promise.race([zc.close(), sleep(WAIT_MS)])
+    fs.closeSync(socket)
   }
   const zcFlag = cfg.zerocopy && tx.expectZerocopy === 1 && tx.completed ? 'y' : 'n'
   console.error(`tx=${tx.packets} (${mb(tx.bytes)} MB) txc=${stats.completedIds} zc=${zcFlag}`)

@@ -1,13 +1,11 @@
 // recv: the raw recvmsg with flags, on real loopback TCP and UDP sockets that only the
 // test reads (duplicates kept after Node closed its own, so Node's reads cannot race).
 import * as assert from 'node:assert/strict'
-import * as dgram from 'node:dgram'
 import * as net from 'node:net'
 import { test } from 'node:test'
 import { constants, dup, inputQueueBytes, recv } from '../lib'
 import { native } from '../lib/native'
-import { dgramSocketFd } from '../lib/node-internals'
-import { socketFd, throwsSystemError } from './helpers'
+import { quietUdpPair, socketFd, throwsSystemError } from './helpers'
 
 const { MSG_TRUNC, MSG_DONTWAIT, MSG_PEEK } = constants
 
@@ -33,22 +31,6 @@ async function quietTcp(t: { after(fn: () => void): void }) {
     native.closeFd(fd)
   })
   return { fd, client }
-}
-
-async function quietUdp(t: { after(fn: () => void): void }) {
-  const receiver = dgram.createSocket('udp4')
-  await new Promise<void>((r) => receiver.bind(0, '127.0.0.1', r))
-  const fd = native.dupFd(dgramSocketFd(receiver)!)
-  const port = receiver.address().port
-  await new Promise<void>((r) => receiver.close(r))
-  const sender = dgram.createSocket('udp4')
-  await new Promise<void>((r) => sender.connect(port, '127.0.0.1', r))
-  t.after(() => {
-    sender.close()
-    native.closeFd(fd)
-  })
-  const send = (m: Buffer) => new Promise<void>((r, j) => sender.send(m, (e) => (e ? j(e) : r())))
-  return { fd, send }
 }
 
 test('tcp: recv into views in order, MSG_PEEK keeps, MSG_TRUNC with no buffer discards', async (t) => {
@@ -106,12 +88,10 @@ test('tcp: no buffer and no MSG_TRUNC is EFAULT, and the bytes stay queued', asy
 })
 
 test('udp: MSG_TRUNC gives the full length and copies what fits; no buffer drops a datagram', async (t) => {
-  const { fd, send } = await quietUdp(t)
+  const { fd, sendAll } = await quietUdpPair(t)
   const first = Buffer.alloc(1000, 0x61)
   first.write('head', 0)
-  await send(first)
-  await send(Buffer.from('second'))
-  await send(Buffer.alloc(0))
+  await sendAll([first, Buffer.from('second'), Buffer.alloc(0)])
   await until(() => inputQueueBytes(fd) === 1000)
   const head = Buffer.alloc(64)
   assert.equal(recv(fd, head, MSG_TRUNC | MSG_DONTWAIT), 1000, 'the datagram\'s full length')
