@@ -3,7 +3,7 @@
 // 65435 B, every byte counted), the receiver's checks (a wrong size or content fails
 // it), its exit codes, and the selftest's command line (getopt's rules).
 import * as assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import * as dgram from 'node:dgram'
 import * as fs from 'node:fs'
 import * as net from 'node:net'
@@ -22,38 +22,45 @@ interface Run {
   code: number
   stderr: string
 }
-function run(args: string[]): Promise<Run> & { ready: Promise<void> } {
+function run(args: string[]): Promise<Run> {
   const child = spawn(process.execPath, [EXAMPLE, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
-  // The example's first line (the selftest's cpu line) comes once the options passed.
-  let onReady: () => void
-  const ready = new Promise<void>((resolve) => (onReady = resolve))
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString()
-    if (stderr.includes('\n')) onReady()
-  })
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
   const done = new Promise<Run>((resolve, reject) => {
     child.once('error', reject)
-    child.once('close', (code) => {
-      onReady()
-      resolve({ code: code ?? -1, stderr })
-    })
+    child.once('close', (code) => resolve({ code: code ?? -1, stderr }))
   })
   // A run never outlives its test: 20 s is far past any -t used here.
   const timer = setTimeout(() => child.kill('SIGKILL'), 20000)
   void done.finally(() => clearTimeout(timer))
-  return Object.assign(done, { ready })
+  return done
+}
+
+/** Resolves once a receiver holds `port` on loopback (or 10 s passed, or `exited` settled). */
+async function bound(proto: string, port: string, exited: Promise<unknown>): Promise<void> {
+  let over = false
+  void exited.finally(() => (over = true))
+  const deadline = Date.now() + 10000
+  while (!over && Date.now() < deadline) {
+    const ss = spawnSync('ss', ['-Han', proto === 'tcp' ? '-lt' : '-u', `sport = :${port}`])
+    if (ss.stdout?.toString().trim()) return
+    await new Promise((r) => setTimeout(r, 10))
+  }
 }
 
 let nextPort = 19000 + (process.pid % 500) * 20
 const port = () => String(nextPort++)
 
-/** A receiver, then (once it is bound) a sender, both the example; -t 0 runs 200 ms. */
+/**
+ * A receiver, then (once it is bound) a sender, both the example; the sender's -t 0
+ * runs 200 ms. A udp receiver's time runs from its bind and ends 0.4 s after its -t, so
+ * it gets -t 1: a slow-starting sender (ASan) must not find it gone (ECONNREFUSED). A
+ * tcp receiver's time runs from the accept.
+ */
 async function pair(proto: 'tcp' | 'udp', senderArgs: string[] = [], receiverArgs: string[] = []) {
   const p = port()
-  const receiver = run(['-4', '-r', '-D', '127.0.0.1', '-p', p, '-t', '0', ...receiverArgs, proto])
-  await receiver.ready
-  await new Promise((r) => setTimeout(r, 100))
+  const receiver = run(['-4', '-r', '-D', '127.0.0.1', '-p', p, '-t', proto === 'udp' ? '1' : '0', ...receiverArgs, proto])
+  await bound(proto, p, receiver)
   const sender = await run(['-4', '-D', '127.0.0.1', '-p', p, '-t', '0', '-v', ...senderArgs, proto])
   const rx = await receiver
   const tx = TX.exec(sender.stderr)
@@ -167,8 +174,7 @@ test('the receiver against the selftest sender\'s output: exact counts, and a wr
   const start = async (proto: 'tcp' | 'udp', extra: string[] = []) => {
     const p = port()
     const r = run(['-4', '-r', '-D', '127.0.0.1', '-p', p, '-t', '0', ...extra, proto])
-    await r.ready
-    await new Promise((res) => setTimeout(res, 100))
+    await bound(proto, p, r)
     return { p, r }
   }
   // udp: 40 good datagrams -> rx=40 (2 MB)
