@@ -3,8 +3,9 @@
 // (bench/c/zc_sender.c; bench/c/uring_sender.c, with and without a registered buffer),
 // on loopback TCP and, as root, UDP into the
 // namespace sink (forwarded to a blackhole: true zero-copy, like a real NIC). Every
-// sender runs in its own process; the TCP reader is bench/c/tcp_sink.c.
-import { execFileSync, spawnSync } from 'node:child_process'
+// sender runs in its own process; the TCP reader is bench/c/tcp_sink.c. The
+// msg_zerocopy example is measured as a pair, in bench/msg-zerocopy.bench.ts.
+import { execFileSync } from 'node:child_process'
 import * as path from 'node:path'
 import { createSink, netnsUnavailable, SINK_ADDRESS } from '../examples/netns-topology'
 import { BATCH } from './send-loop'
@@ -13,8 +14,6 @@ import { cBinary, formatBytes, inRotation, onCpu, parseResult, start, toRow, typ
 const SIZES = [64 * 1024, 1024 * 1024]
 const UDP_SIZE = 60000 // one 64 KB-class datagram under the 65535 MTU
 const WINDOW = 4 // sends in flight per Node sender; more only adds cache pressure on loopback
-// The payloads the msg_zerocopy example is measured at (issue: at least 0.8x the C sender).
-const EXAMPLE_SIZES = { tcp: 64 * 1024, udp: UDP_SIZE }
 
 interface Path {
   name: string
@@ -28,22 +27,6 @@ interface Path {
 function runSender(wrap: string[], file: string, args: string[], env: NodeJS.ProcessEnv = process.env): Measured {
   const [cmd, ...rest] = [...wrap, file, ...args]
   return parseResult(execFileSync(cmd!, rest, { timeout: 120000, env }).toString())
-}
-
-/**
- * The msg_zerocopy example's sender (examples/msg_zerocopy.ts) on the same path, with
- * the same payload, for whole seconds (its -t); measured from its -v lines.
- */
-function runExample(p: Path, size: number, seconds: number, zerocopy: boolean): Measured {
-  const example = path.join(__dirname, '..', 'examples', 'msg_zerocopy.js')
-  const args = ['-4', '-D', p.address, '-p', String(p.port), '-s', String(size), '-t', String(seconds), '-v']
-  const [cmd, ...rest] = [...p.wrap, process.execPath, example, ...args, ...(zerocopy ? ['-z'] : []), p.proto]
-  const out = spawnSync(cmd!, rest, { timeout: 120000, encoding: 'utf8' })
-  const line = (name: string) => JSON.parse(new RegExp(`^${name}: (.*)$`, 'm').exec(out.stderr)?.[1] ?? 'null')
-  const stats = line('stats') as { zeroCopyBytes: number; copyBytes: number; zeroCopyCalls: number; copyCalls: number } | null
-  const time = line('time') as { seconds: number; cpuSeconds: number } | null
-  if (out.status !== 0 || stats === null || time === null) throw new Error(`msg_zerocopy example failed: ${out.stderr}`)
-  return { bytes: stats.zeroCopyBytes + stats.copyBytes, calls: stats.zeroCopyCalls + stats.copyCalls, ...time }
 }
 
 function measurePath(p: Path, size: number, ctx: BenchContext): Row[] {
@@ -60,17 +43,7 @@ function measurePath(p: Path, size: number, ctx: BenchContext): Row[] {
   const cUring = (mode: string) => runSender(p.wrap, cBinary('uring_sender'), [...args, mode])
   const row = (variant: string, role: Row['role'], m: Measured, cTwin?: string | string[]): Row =>
     toRow(bench, group, variant, role, m, cTwin)
-  // The example runs whole seconds; the C twins below run ctx.seconds, and rates compare.
-  const exampleSeconds = Math.max(1, Math.round(ctx.seconds))
-  const examples: Array<() => Row> =
-    size === EXAMPLE_SIZES[p.proto]
-      ? [
-          () => row('examples/msg_zerocopy -z', 'zerocopy', runExample(p, size, exampleSeconds, true), 'C send MSG_ZEROCOPY'),
-          () => row('examples/msg_zerocopy', 'zerocopy', runExample(p, size, exampleSeconds, false), 'C send'),
-        ]
-      : []
   return inRotation(ctx.round, [
-    ...examples,
     () => row('ZeroCopySocket.send (epoll engine, MSG_ZEROCOPY kept)', 'zerocopy', node('zerocopy-forced', 'epoll'), 'C send MSG_ZEROCOPY'),
     () => row(`ZeroCopySocket.sendEach (${BATCH} per call, epoll engine, kept)`, 'zerocopy', node('zerocopy-batch', 'epoll'), 'C send MSG_ZEROCOPY'),
     () => row('ZeroCopySocket.send (io_uring engine, kept)', 'zerocopy', node('zerocopy-forced', 'io_uring'), ['C send MSG_ZEROCOPY', 'C io_uring SEND_ZC']),

@@ -33,10 +33,21 @@ function ip(...args: string[]): void {
   execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] })
 }
 
-export function createSink(): SinkTopology {
+/** Names for {@link createSink}'s parts. */
+export interface SinkOptions {
+  /** The start of both namespaces' names (default 'zc'): `<prefix>-a-<id>`, `<prefix>-b-<id>`. */
+  prefix?: string
+  /** The veth's name in each namespace (default 'va' in A, 'vb' in B), e.g. 'eth0' in both. */
+  device?: string
+}
+
+export function createSink(options: SinkOptions = {}): SinkTopology {
   const id = `${process.pid.toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`
-  const a = `zc-a-${id}`
-  const b = `zc-b-${id}`
+  const prefix = options.prefix ?? 'zc'
+  const a = `${prefix}-a-${id}`
+  const b = `${prefix}-b-${id}`
+  const va = options.device ?? 'va'
+  const vb = options.device ?? 'vb'
   const remove = () => {
     for (const ns of [a, b]) {
       try {
@@ -49,13 +60,13 @@ export function createSink(): SinkTopology {
   try {
     ip('netns', 'add', a)
     ip('netns', 'add', b)
-    ip('link', 'add', 'va', 'netns', a, 'type', 'veth', 'peer', 'name', 'vb', 'netns', b)
+    ip('link', 'add', va, 'netns', a, 'type', 'veth', 'peer', 'name', vb, 'netns', b)
     ip('-n', a, 'link', 'set', 'lo', 'up')
     ip('-n', b, 'link', 'set', 'lo', 'up')
-    ip('-n', a, 'link', 'set', 'va', 'mtu', '65535', 'up')
-    ip('-n', b, 'link', 'set', 'vb', 'mtu', '65535', 'up')
-    ip('-n', a, 'addr', 'add', '10.231.1.1/24', 'dev', 'va')
-    ip('-n', b, 'addr', 'add', '10.231.1.2/24', 'dev', 'vb')
+    ip('-n', a, 'link', 'set', va, 'mtu', '65535', 'up')
+    ip('-n', b, 'link', 'set', vb, 'mtu', '65535', 'up')
+    ip('-n', a, 'addr', 'add', '10.231.1.1/24', 'dev', va)
+    ip('-n', b, 'addr', 'add', '10.231.1.2/24', 'dev', vb)
     execFileSync('ip', ['netns', 'exec', b, 'sysctl', '-qw', 'net.ipv4.ip_forward=1'])
     ip('-n', b, 'route', 'add', 'blackhole', '198.18.0.0/24')
     ip('-n', a, 'route', 'add', '198.18.0.0/24', 'via', '10.231.1.2')

@@ -3,11 +3,13 @@
 // page-aligned memory in memory.ts, the addon loader in native.ts.
 export {
   constants,
+  dup,
   getPipeSize,
   inputQueueBytes,
   outputQueueBytes,
   pipe,
   readErrorQueue,
+  recv,
   send,
   sendfile,
   sendfileAsync,

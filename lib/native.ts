@@ -36,6 +36,7 @@ export interface NativeBinding {
     datagram: boolean,
     out: Float64Array,
   ): number
+  recv(fd: number, buffer: ByteView | readonly ByteView[] | null, flags?: number, length?: Length): number
   receiveMany(fd: number, buffers: readonly ByteView[], lengths: Uint32Array): number
   setReceiveBuffer(fd: number, bytes: number): number
   readErrorQueue(fd: number, out: Uint32Array): number
@@ -174,6 +175,9 @@ export interface NativeConstants {
   readonly MSG_ZEROCOPY: number
   readonly MSG_ERRQUEUE: number
   readonly MSG_DONTWAIT: number
+  readonly MSG_TRUNC: number
+  readonly MSG_PEEK: number
+  readonly MSG_WAITALL: number
   readonly MSG_MORE: number
   readonly MSG_NOSIGNAL: number
   readonly SOL_SOCKET: number

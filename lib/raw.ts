@@ -14,6 +14,7 @@ import type { ZeroCopySocket } from './zerocopy-socket'
  *
  * - `SPLICE_F_*`: flags for {@link splice}, {@link tee} and {@link vmsplice}.
  * - `MSG_ZEROCOPY`, `SO_ZEROCOPY`, `MSG_ERRQUEUE`, `SO_EE_*`: the MSG_ZEROCOPY interface.
+ * - `MSG_DONTWAIT`, `MSG_TRUNC`, `MSG_PEEK`, `MSG_WAITALL`: flags for {@link recv}.
  */
 export const constants = native.constants
 
@@ -170,6 +171,41 @@ export function outputQueueBytes(fd: number): number {
  */
 export function send(fd: number, data: ByteView | readonly ByteView[], flags?: number): number {
   return native.send(fd, data, flags)
+}
+
+/**
+ * Receives from a socket (`recvmsg(2)`) with any `MSG_*` flags: into the views of
+ * `buffer` (one iovec each, filled in order), or, with `buffer` `null`, into no memory
+ * at all, which with `constants.MSG_TRUNC` is how a receiver discards without copying:
+ *
+ * - TCP: `recv(fd, null, MSG_TRUNC | MSG_DONTWAIT, 1 << 21)` drops up to 2 MiB of the
+ *   queued bytes and returns how many it dropped.
+ * - UDP: `recv(fd, header, MSG_TRUNC | MSG_DONTWAIT)` copies the first
+ *   `header.length` bytes of the next datagram and returns its full length;
+ *   `recv(fd, null, MSG_TRUNC)` drops it whole.
+ *
+ * `length` (default 0) is the size of the `null` buffer and is refused with a real one.
+ * Without MSG_TRUNC a `null` buffer with a length fails with `EFAULT`: the kernel never
+ * writes to it. Blocks the calling thread on a blocking socket: pass
+ * `constants.MSG_DONTWAIT` on the event loop.
+ *
+ * @returns The bytes received (0 at end of stream, or for an empty datagram); with
+ *   MSG_TRUNC, the bytes dropped (TCP) or the datagram's full length (UDP).
+ * @throws SystemError (`code` 'EAGAIN' when nothing is queued and the call must not
+ *   wait, 'ENOTSOCK', 'EBADF', ...), TypeError, RangeError.
+ */
+export function recv(fd: number, buffer: ByteView | readonly ByteView[] | null, flags?: number, length?: Length): number {
+  return native.recv(fd, buffer, flags, length)
+}
+
+/**
+ * Duplicates an fd (`fcntl(F_DUPFD_CLOEXEC)`): the new fd names the same open file,
+ * which stays open (a socket: connected) until every fd of it is closed. The caller
+ * owns the new fd. With it a socket can outlive the Node object that accepted it, e.g.
+ * to be read through a `net.Socket({ fd, onread })` of one's own.
+ */
+export function dup(fd: number): number {
+  return native.dupFd(fd)
 }
 
 /** Enables or disables `SO_ZEROCOPY` on a socket (`ENOTSUP` for AF_UNIX and others). */

@@ -21,6 +21,9 @@ void ExportConstants(Napi::Env env, Napi::Object exports) {
   set("MSG_ZEROCOPY", MSG_ZEROCOPY);
   set("MSG_ERRQUEUE", MSG_ERRQUEUE);
   set("MSG_DONTWAIT", MSG_DONTWAIT);
+  set("MSG_TRUNC", MSG_TRUNC);
+  set("MSG_PEEK", MSG_PEEK);
+  set("MSG_WAITALL", MSG_WAITALL);
   set("MSG_MORE", MSG_MORE);
   set("MSG_NOSIGNAL", MSG_NOSIGNAL);
   set("SOL_SOCKET", SOL_SOCKET);

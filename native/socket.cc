@@ -1,6 +1,6 @@
 // Sends and receives on sockets: sendmsg with any flags (from views, or from a file
-// mapping), sendEach's batches (sendmmsg, or a sendmsg loop for streams), recvmmsg, and
-// reading the error queue where MSG_ZEROCOPY completions arrive. Every send goes
+// mapping), sendEach's batches (sendmmsg, or a sendmsg loop for streams), recv with any
+// flags, recvmmsg, and reading the error queue where MSG_ZEROCOPY completions arrive. Every send goes
 // through SendMsg/SendMmsg (syscall.cc). Socket options and the private fd's lifetime
 // are in sockopt.cc.
 #include <fcntl.h>
@@ -160,6 +160,38 @@ Napi::Value ReceiveMany(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, r);
 }
 
+// recv(fd, buffer | null, flags, length) -> bytes; throws a SystemError (EAGAIN too).
+// recvmsg(2) into the views of `buffer`, one iovec each. With `null` the kernel gets a
+// NULL iovec of `length` bytes (default 0): with MSG_TRUNC a TCP socket discards up to
+// `length` queued bytes without copying them, and a datagram socket (length 0) drops
+// its next datagram and returns its full length. Nothing is ever written at NULL: the
+// kernel's first write there faults (EFAULT), since no process maps page zero.
+Napi::Value Recv(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0, "fd");
+  unsigned flags = FlagsArg(info, 2, "flags");
+  std::vector<iovec> iov;
+  if (info[1].IsNull()) {
+    const uint64_t length = info[3].IsUndefined() ? 0 : LengthArg(info, 3, "length");
+    iov.push_back({nullptr, static_cast<size_t>(length)});
+  } else {
+    if (!info[3].IsUndefined()) {
+      ThrowTypeError(env, "ERR_INVALID_ARG_TYPE",
+                     "The \"length\" argument must be undefined when a buffer is given (its size is the length)");
+    }
+    ByteViewsArg(info, 1, "buffer", iov);  // last: no JS runs between this and the call
+  }
+  msghdr msg{};
+  msg.msg_iov = iov.data();
+  msg.msg_iovlen = iov.size();
+  ssize_t r;
+  do {
+    r = recvmsg(fd, &msg, static_cast<int>(flags));
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) throw SystemError(env, errno, "recvmsg");
+  return Napi::Number::New(env, static_cast<double>(r));
+}
+
 // readErrorQueue(fd, out: Uint32Array) -> entries written (0 when the queue is empty),
 // or -errno. Each entry is 4 words: origin | code << 8, ee_errno, ee_info, ee_data.
 // For MSG_ZEROCOPY (origin 5) [ee_info, ee_data] is the inclusive range of completed
@@ -208,6 +240,7 @@ void ExportSocket(Napi::Env env, Napi::Object exports) {
   exports.Set("trySend", Napi::Function::New(env, TrySend, "trySend"));
   exports.Set("trySendMapped", Napi::Function::New(env, TrySendMapped, "trySendMapped"));
   exports.Set("trySendEach", Napi::Function::New(env, TrySendEach, "trySendEach"));
+  exports.Set("recv", Napi::Function::New(env, Recv, "recv"));
   exports.Set("receiveMany", Napi::Function::New(env, ReceiveMany, "receiveMany"));
   exports.Set("readErrorQueue", Napi::Function::New(env, ReadErrorQueue, "readErrorQueue"));
 }

@@ -37,6 +37,10 @@ const QUICK_MS = 500
 const { SPLICE_F_NONBLOCK: NB, SPLICE_F_MORE, SPLICE_F_MOVE, SPLICE_F_GIFT, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_ZEROCOPY } = constants
 const spliceFlags = [0, NB, NB | SPLICE_F_MORE, NB | SPLICE_F_MOVE, NB | SPLICE_F_GIFT]
 const msgFlags = [0, MSG_DONTWAIT, MSG_DONTWAIT | MSG_NOSIGNAL, MSG_DONTWAIT | MSG_ZEROCOPY]
+const recvFlags = [0, MSG_DONTWAIT, constants.MSG_TRUNC, constants.MSG_PEEK, constants.MSG_TRUNC | constants.MSG_PEEK]
+/** recv gets MSG_DONTWAIT added to any valid flag word: on a blocking socket it could otherwise wait forever. */
+const dontWait = (f: unknown) =>
+  typeof f === 'number' && Number.isInteger(f) && f >= 0 && f <= 2 ** 32 - 1 && (f & MSG_DONTWAIT) === 0 ? f + MSG_DONTWAIT : f
 
 const fdsAtStart = openFdTargets()
 let pool: RawPool
@@ -150,6 +154,12 @@ const RAW: RawEntry[] = [
   { name: 'inputQueueBytes', args: [fdArg()], call: call(zc.inputQueueBytes), shape: isCount },
   { name: 'outputQueueBytes', args: [fdArg()], call: call(zc.outputQueueBytes), shape: isCount },
   { name: 'send', args: [fdArg(), dataArg('raw'), flagsArg(msgFlags)], call: call(zc.send), shape: isCount },
+  { name: 'recv', args: [fdArg(), dataArg('recv'), flagsArg(recvFlags)], call: (fd, b, f) => zc.recv(fd as number, b as null, dontWait(f) as number), shape: isCount },
+  {
+    name: 'recv(fd, null, flags, length)', args: [fdArg(), fc.constant(val('null', null)), flagsArg(recvFlags), sizeArg({ max: 2 ** 53 - 1, bigMax: 2n ** 63n - 1n, undefinedValid: true, extra: [1, 64, 1 << 21] })],
+    call: (fd, b, f, l) => zc.recv(fd as number, b as null, dontWait(f) as number, l as number), shape: isCount,
+  },
+  { name: 'dup', args: [fdArg()], call: call(zc.dup), shape: (v) => int(v, 0, 2 ** 31 - 1, 'an fd'), undo: (v) => fs.closeSync(v as number) },
   { name: 'setZeroCopy', args: [fdArg(), boolArg()], call: call(zc.setZeroCopy), shape: (v) => (v === undefined ? undefined : 'not undefined') },
   // 4 * max words are allocated: valid maxes from 2^16 to 2^31 would take gigabytes.
   { name: 'readErrorQueue', args: [fdArg(), sizeArg({ max: 2 ** 53 - 1, undefinedValid: true, skip: (v) => v > 65536 && v < 2 ** 31, maybeAbove: 65536 })], call: call(zc.readErrorQueue), shape: errorQueue },

@@ -3,12 +3,15 @@
 // `t.after` or by `using`-style try/finally.
 import * as assert from 'node:assert/strict'
 import * as crypto from 'node:crypto'
+import * as dgram from 'node:dgram'
 import * as fs from 'node:fs'
 import * as net from 'node:net'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { libuvReadsUdpErrorQueue } from '../lib/socket-registry'
 import { pipe, type PipeEnds } from '../lib'
+import { native } from '../lib/native'
+import { dgramSocketFd } from '../lib/node-internals'
 import { chooseEngine } from '../lib/engine'
 import { ringFds } from '../lib/uring'
 
@@ -212,4 +215,27 @@ export async function rejectsSystemError(p: Promise<unknown>, code: string, sysc
   }
   assert.ok(thrown !== undefined, `expected ${code} from ${syscall}`)
   assertSystemError(thrown, code, syscall)
+}
+
+/**
+ * A bound UDP socket that only the test reads: a duplicate of a dgram socket's fd, kept
+ * after Node closed its own (so Node's reads cannot take the datagrams first), and a
+ * connected sender to it. Both closed when the test ends.
+ */
+export async function quietUdpPair(t: { after(fn: () => void): void }): Promise<{ fd: number; sendAll(list: Buffer[]): Promise<void> }> {
+  const receiver = dgram.createSocket('udp4')
+  await new Promise<void>((resolve) => receiver.bind(0, '127.0.0.1', resolve))
+  const fd = native.dupFd(dgramSocketFd(receiver)!)
+  const port = receiver.address().port
+  await new Promise<void>((resolve) => receiver.close(resolve))
+  const sender = dgram.createSocket('udp4')
+  await new Promise<void>((resolve) => sender.connect(port, '127.0.0.1', resolve))
+  t.after(() => {
+    sender.close()
+    native.closeFd(fd)
+  })
+  const sendAll = async (list: Buffer[]) => {
+    for (const m of list) await new Promise<void>((resolve, reject) => sender.send(m, (err) => (err ? reject(err) : resolve())))
+  }
+  return { fd, sendAll }
 }

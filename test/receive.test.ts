@@ -4,31 +4,11 @@ import * as dgram from 'node:dgram'
 import * as os from 'node:os'
 import { test } from 'node:test'
 import { inputQueueBytes, receiveDatagrams, setReceiveBuffer } from '../lib'
+import { quietUdpPair } from './helpers'
 import { native } from '../lib/native'
-import { dgramSocketFd } from '../lib/node-internals'
-
-/** A bound UDP socket that only the test reads: a duplicate of a dgram socket's fd, kept
- * after Node closed its own (so Node's reads cannot take the datagrams first). */
-async function quietPair(t: { after(fn: () => void): void }) {
-  const receiver = dgram.createSocket('udp4')
-  await new Promise<void>((resolve) => receiver.bind(0, '127.0.0.1', resolve))
-  const fd = native.dupFd(dgramSocketFd(receiver)!)
-  const port = receiver.address().port
-  await new Promise<void>((resolve) => receiver.close(resolve))
-  const sender = dgram.createSocket('udp4')
-  await new Promise<void>((resolve) => sender.connect(port, '127.0.0.1', resolve))
-  t.after(() => {
-    sender.close()
-    native.closeFd(fd)
-  })
-  const sendAll = async (list: Buffer[]) => {
-    for (const m of list) await new Promise<void>((resolve, reject) => sender.send(m, (err) => (err ? reject(err) : resolve())))
-  }
-  return { fd, sendAll }
-}
 
 test('receiveDatagrams reads many datagrams in one call, cuts to the buffers, reports full lengths', async (t) => {
-  const { fd, sendAll } = await quietPair(t)
+  const { fd, sendAll } = await quietUdpPair(t)
   const lengths = new Uint32Array(8)
   assert.equal(receiveDatagrams(fd, [Buffer.alloc(16)], lengths), 0, 'nothing queued: 0, not EAGAIN')
   const sent = [Buffer.from('alpha'), Buffer.alloc(0), Buffer.alloc(3000, 0x41), Buffer.from('omega')]
@@ -46,7 +26,7 @@ test('receiveDatagrams reads many datagrams in one call, cuts to the buffers, re
 })
 
 test('receiveDatagrams takes no more than its buffers or lengths hold', async (t) => {
-  const { fd, sendAll } = await quietPair(t)
+  const { fd, sendAll } = await quietUdpPair(t)
   await sendAll(Array.from({ length: 10 }, (_, i) => Buffer.from(`d${i}`)))
   await new Promise((r) => setTimeout(r, 50))
   const lengths = new Uint32Array(3)
@@ -58,7 +38,7 @@ test('receiveDatagrams takes no more than its buffers or lengths hold', async (t
 })
 
 test('receiveDatagrams and setReceiveBuffer refuse bad arguments and report kernel errors', async (t) => {
-  const { fd } = await quietPair(t)
+  const { fd } = await quietUdpPair(t)
   assert.throws(() => receiveDatagrams(fd, [Buffer.alloc(1)], new Float64Array(1) as never), { code: 'ERR_INVALID_ARG_TYPE' })
   assert.throws(() => receiveDatagrams(fd, 'x' as never, new Uint32Array(1)), { code: 'ERR_INVALID_ARG_TYPE' })
   assert.throws(() => receiveDatagrams(fd, [1] as never, new Uint32Array(1)), { code: 'ERR_INVALID_ARG_TYPE' })

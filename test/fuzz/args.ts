@@ -136,8 +136,8 @@ export function boolArg(): fc.Arbitrary<Arg> {
 
 // ---- byte data ---------------------------------------------------------------
 
-/** raw: vmsplice/send; send: ZeroCopySocket.send; each: sendEach; view: pageOffsetOf. */
-export type DataMode = 'raw' | 'send' | 'each' | 'view'
+/** raw: vmsplice/send; recv: recv (null is a valid buffer); send: ZeroCopySocket.send; each: sendEach; view: pageOffsetOf. */
+export type DataMode = 'raw' | 'recv' | 'send' | 'each' | 'view'
 
 function detached(): ArrayBuffer {
   const ab = new ArrayBuffer(16)
@@ -200,8 +200,9 @@ export function dataArg(mode: DataMode): fc.Arbitrary<Arg> {
   const invalid = [
     ...singles.filter(([, , b]) => b.length > 0).map(([l, f, b]) => new Arg(l, f, mode === 'each' ? [TYPE] : b)),
     ...arrays.filter(([, , b]) => b.length > 0).map(([l, f, b, q]) => new Arg(l, f, mode === 'view' ? [TYPE] : b, q)),
-    ...others.map(([l, v]) => val(l, v, [TYPE])),
+    ...others.filter(([l]) => mode !== 'recv' || l !== 'null').map(([l, v]) => val(l, v, [TYPE])),
   ]
+  if (mode === 'recv') valid.push(val('null', null))
   if (mode === 'view') valid.push(new Arg('[Buffer] (one view in an array)', () => [Buffer.from('x')], [MAYBE]))
   return fc.oneof({ withCrossShrink: true }, { arbitrary: bytes, weight: 2 }, { arbitrary: list, weight: 2 }, { arbitrary: pick(valid, invalid), weight: 5 })
 }
