@@ -269,21 +269,17 @@ test('a TLS file send aborted after part of it went resets the TCP connection un
   assert.equal(how, 'reset', 'the client sees a reset (ECONNRESET, or an end with the TCP state CLOSE), not a FIN')
 })
 
-test('an HTTP/2 file send aborted after part of it went resets the stream (no clean end after a cut body)', async (t) => {
-  const dir = tempDir(t)
-  const file = path.join(dir, 'big')
-  fs.writeFileSync(file, randomBytes(1 << 20, 12))
+/**
+ * An h2c server whose one stream runs `serve` (after respond()), and a client request
+ * that does not read until `served` settles: the flow-control window stalls the stream.
+ */
+async function stalledH2(t: { after(fn: () => unknown): void }, serve: (stream: http2.ServerHttp2Stream) => Promise<void>) {
   let served: Promise<void> | undefined
   const server = http2.createServer()
   server.on('stream', (stream) => {
     stream.respond({ ':status': 200 })
-    served = (async () => {
-      const ac = new AbortController()
-      const p = sendFileZeroCopy(stream, file, { signal: ac.signal })
-      await sleep(50) // the client does not read: the flow-control window (64 KiB) holds the rest
-      ac.abort()
-      await assert.rejects(p, { name: 'AbortError' })
-    })()
+    stream.on('error', () => {})
+    served = serve(stream)
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const session = http2.connect(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}`)
@@ -294,13 +290,26 @@ test('an HTTP/2 file send aborted after part of it went resets the stream (no cl
   const req = session.request({ ':path': '/' })
   req.on('error', () => {})
   req.pause()
+  return { req, served: () => waitFor('the call', () => served !== undefined).then(() => within(5000, served!, 'the abort')) }
+}
+
+test('an HTTP/2 file send aborted after part of it went resets the stream (no clean end after a cut body)', async (t) => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'big')
+  fs.writeFileSync(file, randomBytes(1 << 20, 12))
+  const { req, served } = await stalledH2(t, async (stream) => {
+    const ac = new AbortController()
+    const p = sendFileZeroCopy(stream, file, { signal: ac.signal })
+    await sleep(50) // the client does not read: the flow-control window (64 KiB) holds the rest
+    ac.abort()
+    await assert.rejects(p, { name: 'AbortError' })
+  })
   let ended = false
   let got = 0
   req.on('data', (d: Buffer) => (got += d.length))
   req.on('end', () => (ended = true))
   const closed = new Promise<void>((resolve) => req.on('close', () => resolve()))
-  await waitFor('the call', () => served !== undefined)
-  await within(5000, served!, 'the abort')
+  await served()
   req.resume()
   await within(5000, closed, 'the client stream to close')
   assert.ok(got < 1 << 20, 'a cut body')
@@ -313,31 +322,15 @@ test('an HTTP/2 file send aborted while a write waits for the flow-control windo
   const dir = tempDir(t)
   const file = path.join(dir, 'stalled')
   fs.writeFileSync(file, randomBytes(128 << 10, 14))
-  let served: Promise<void> | undefined
-  const server = http2.createServer()
-  server.on('stream', (stream) => {
-    stream.respond({ ':status': 200 })
-    stream.on('error', () => {})
-    served = (async () => {
-      const ac = new AbortController()
-      const p = sendFileZeroCopy(stream, file, { signal: ac.signal })
-      stream.write(randomBytes(1 << 20, 15)) // held behind the file
-      await sleep(50) // the client does not read: the file's write waits for the window
-      ac.abort()
-      await assert.rejects(p, { name: 'AbortError' })
-    })()
+  const { served } = await stalledH2(t, async (stream) => {
+    const ac = new AbortController()
+    const p = sendFileZeroCopy(stream, file, { signal: ac.signal })
+    stream.write(randomBytes(1 << 20, 15)) // held behind the file
+    await sleep(50) // the client does not read: the file's write waits for the window
+    ac.abort()
+    await assert.rejects(p, { name: 'AbortError' })
   })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const session = http2.connect(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}`)
-  t.after(() => {
-    session.destroy()
-    return new Promise<void>((resolve) => server.close(() => resolve()))
-  })
-  const req = session.request({ ':path': '/' })
-  req.on('error', () => {})
-  req.pause()
-  await waitFor('the call', () => served !== undefined)
-  await within(5000, served!, 'the abort')
+  await served()
   const open = () => fs.readdirSync('/proc/self/fd').some((fd) => {
     try {
       return fs.readlinkSync(`/proc/self/fd/${fd}`) === file
