@@ -157,6 +157,30 @@ export function collectUntilClose(socket: net.Socket): Promise<{ data: Buffer; e
   })
 }
 
+/**
+ * A loopback UDP pair: `sender` connected to a receiver whose datagrams collect in
+ * `got`; both closed when the test ends.
+ */
+export async function udpPair(t: { after(fn: () => void): void }): Promise<{ sender: dgram.Socket; got: Buffer[] }> {
+  // A receive buffer big enough for a whole batch: loopback drops what does not fit.
+  const receiver = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 << 20 })
+  await new Promise<void>((resolve) => receiver.bind(0, '127.0.0.1', resolve))
+  const sender = dgram.createSocket('udp4')
+  await new Promise<void>((resolve) => sender.connect(receiver.address().port, '127.0.0.1', resolve))
+  const got: Buffer[] = []
+  receiver.on('message', (m) => got.push(m))
+  t.after(() => {
+    for (const s of [sender, receiver]) {
+      try {
+        s.close()
+      } catch {
+        // closed by the test
+      }
+    }
+  })
+  return { sender, got }
+}
+
 /** This process's open fds and what each refers to (/proc/self/fd), to compare before and after. */
 export function openFdTargets(): Map<string, string> {
   const out = new Map<string, string>()

@@ -3,26 +3,16 @@
 // engine, one io_uring_enter on the io_uring engine), each still its own send, in order,
 // with its own result; Node's writes between them keep their place.
 import * as assert from 'node:assert/strict'
-import * as dgram from 'node:dgram'
 import { test } from 'node:test'
 import { ZeroCopySocket, type SendResult } from '../lib'
 import { uringUnavailable } from '../lib/engine'
-import { collect, randomBytes, sha256, tcpPair } from './helpers'
+import { collect, randomBytes, sha256, tcpPair, udpPair } from './helpers'
 
 const ENGINES = uringUnavailable() === '' ? (['io_uring', 'epoll'] as const) : (['epoll'] as const)
 
 for (const engine of ENGINES) {
   test(`${engine}: 32 datagrams sent in one tick go in one native call, whole and in order`, async (t) => {
-    const receiver = dgram.createSocket('udp4')
-    await new Promise<void>((resolve) => receiver.bind(0, '127.0.0.1', resolve))
-    const sender = dgram.createSocket('udp4')
-    await new Promise<void>((resolve) => sender.connect(receiver.address().port, '127.0.0.1', resolve))
-    t.after(() => {
-      sender.close()
-      receiver.close()
-    })
-    const got: Buffer[] = []
-    receiver.on('message', (m) => got.push(m))
+    const { sender, got } = await udpPair(t)
     const zc = ZeroCopySocket.from(sender, { engine, copiedThreshold: Infinity })
     const sent = Array.from({ length: 32 }, (_, i) => randomBytes(1000 + i, 70 + i))
     const results = await Promise.all(sent.map((d) => zc.send(d)))

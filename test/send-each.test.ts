@@ -2,32 +2,11 @@
 // Promise for all of them. Each message must still be its own send: its own datagram,
 // its own MSG_ZEROCOPY id, in order with everything else on the socket.
 import * as assert from 'node:assert/strict'
-import * as dgram from 'node:dgram'
 import { test } from 'node:test'
 import { allocPageAligned, constants, readErrorQueue, send, setZeroCopy, ZeroCopySocket } from '../lib'
 import { native } from '../lib/native'
 import { dgramSocketFd } from '../lib/node-internals'
-import { collect, dgramCopies, randomBytes, sha256, tcpPair } from './helpers'
-
-async function udpPair(t: { after(fn: () => void): void }): Promise<{ sender: dgram.Socket; got: Buffer[] }> {
-  // A receive buffer big enough for a whole batch: loopback drops what does not fit.
-  const receiver = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 << 20 })
-  await new Promise<void>((resolve) => receiver.bind(0, '127.0.0.1', resolve))
-  const sender = dgram.createSocket('udp4')
-  await new Promise<void>((resolve) => sender.connect(receiver.address().port, '127.0.0.1', resolve))
-  const got: Buffer[] = []
-  receiver.on('message', (m) => got.push(m))
-  t.after(() => {
-    for (const s of [sender, receiver]) {
-      try {
-        s.close()
-      } catch {
-        // closed by the test
-      }
-    }
-  })
-  return { sender, got }
-}
+import { collect, dgramCopies, randomBytes, sha256, tcpPair, udpPair } from './helpers'
 
 async function until(done: () => boolean, ms = 2000): Promise<void> {
   const deadline = Date.now() + ms
