@@ -350,3 +350,23 @@ test('a socket already in a running relay is refused with ERR_INVALID_STATE', as
   assert.deepEqual(await within(r, 5000, 'the first relay'), { aToB: 1, bToA: 1, mechanism: 'copy' })
   await Promise.all([c.close(), other.close()])
 })
+
+test('bytes Node still buffers for writing to the destination reach it before relayed ones', async () => {
+  const fds = openFdTargets()
+  const c = await chain()
+  // The server does not read yet: Node's write buffer for proxyOut stays full.
+  c.server.pause()
+  const queued = randomBytes(8 << 20, 31)
+  c.proxyOut.write(queued)
+  assert.ok(c.proxyOut.writableLength > 0, 'Node holds bytes for proxyOut')
+  const relayed = randomBytes(1 << 20, 32)
+  const r = relay(c.proxyIn, c.proxyOut, { direction: 'a->b', length: relayed.length })
+  c.client.write(relayed)
+  const atServer = received(c.server)
+  c.server.resume()
+  assert.equal((await within(r, 10000, 'relay')).aToB, relayed.length)
+  c.proxyOut.end()
+  assert.equal(sha256(await atServer), sha256(Buffer.concat([queued, relayed])))
+  await c.close()
+  assertNothingLeft(fds)
+})
