@@ -7,6 +7,8 @@
 //   proxy socket), where writing to the fd would put raw bytes under that layer.
 // - The write gate: wrapping a net.Socket's `_write`/`_final` so that Node's own writes
 //   and the zero-copy sends keep call order.
+// - For relays: stopping libuv's reads of a socket (`_handle.readStop()`, `_read`) and
+//   holding Node's writes to it (`_write`/`_final`) while the relay thread uses its fd.
 import * as dgram from 'node:dgram'
 import * as net from 'node:net'
 import * as tls from 'node:tls'

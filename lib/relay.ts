@@ -54,8 +54,8 @@ const ECANCELED = os.constants.errno.ECANCELED
  *   ERR_STREAM_PREMATURE_CLOSE (`err.bytes` says how many came) and gives the sockets back.
  *
  * A socket with a protocol layer (TLS, HTTP/2) is refused (ERR_ZEROCOPY_PROTOCOL_LAYER):
- * relay its stream with `stream.pipeline` instead. Do not write to a destination while
- * the relay runs: Node's writes would mix with the relayed bytes.
+ * relay its stream with `stream.pipeline` instead. Node's writes to a destination made
+ * after the call wait for the relay's end (they never mix with the relayed bytes).
  */
 export function relay(a: RelayEnd, b: RelayEnd, options?: RelayOptions): Promise<RelayResult> {
   return promised(async () => {
