@@ -8,6 +8,8 @@
 //   how an HTTP/1 response frames its body (chunked, or none at all).
 // - The write gate: wrapping a net.Socket's `_write`/`_final` so that Node's own writes
 //   and the zero-copy sends keep call order.
+// - For relays: stopping libuv's reads of a socket (`_handle.readStop()`, `_read`) and
+//   holding Node's writes to it (`_write`/`_final`) while the relay thread uses its fd.
 import * as dgram from 'node:dgram'
 import type * as http from 'node:http'
 import * as net from 'node:net'
@@ -221,6 +223,43 @@ export function holdReads(socket: net.Socket): (resume: boolean) => void {
     delete own._read
     if (resume && (wasReading || asked) && !socket.destroyed) {
       ;(socket as unknown as { _read(n: number): void })._read(socket.readableHighWaterMark)
+    }
+  }
+}
+
+/**
+ * Holds Node's writes to a net.Socket while a relay writes to its fd: each chunk that
+ * reaches `_write` (one at a time: `_writev` is off meanwhile), and `_final` (end()),
+ * waits in order. Chunks up to and including `passUntil` (a marker written before the
+ * hold began to flush what Node had buffered) go through. The returned function puts
+ * back exactly what was there and lets the held ones go on to the kernel, or, given an
+ * error (the socket was destroyed), fails their callbacks with it.
+ */
+export function holdWrites(socket: net.Socket, passUntil?: unknown): (error?: Error) => void {
+  const own = socket as unknown as Record<string, unknown>
+  const stream = socket as unknown as StreamInternals
+  const keys = ['_write', '_writev', '_final'] as const
+  const saved = keys.map((k) => [k, Object.getOwnPropertyDescriptor(own, k)] as const)
+  const write = stream._write
+  const final = stream._final
+  const held: Array<{ pass: () => void; cb: WriteCb }> = []
+  let passing = passUntil !== undefined
+  own._write = (chunk: unknown, encoding: string, cb: WriteCb) => {
+    const pass = () => write.call(stream, chunk, encoding, cb)
+    if (!passing) return void held.push({ pass, cb })
+    if (chunk === passUntil) passing = false
+    pass()
+  }
+  own._writev = null
+  own._final = (cb: WriteCb) => held.push({ pass: () => final.call(stream, cb), cb })
+  return (error) => {
+    for (const [k, d] of saved) {
+      if (d) Object.defineProperty(own, k, d)
+      else delete own[k]
+    }
+    for (const h of held.splice(0)) {
+      if (error) h.cb(error)
+      else h.pass()
     }
   }
 }

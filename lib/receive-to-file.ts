@@ -1,6 +1,7 @@
 // receiveToFile(socket, file): an upload straight from a socket into a file at an
 // offset, on the environment's relay thread (disk writes never block the event loop).
 import * as fs from 'node:fs'
+import type * as net from 'node:net'
 import * as os from 'node:os'
 import { abortError, codedError, invalidArgType, promised, systemError } from './errors'
 import { cancelJob, startJob, type JobEnd } from './relay-engine'
@@ -51,14 +52,20 @@ export function receiveToFile(socket: RelayEnd, file: FileTarget, options?: Rece
     const { o, plan } = checkCommonOptions<ReceiveToFileOptions>(options)
     const offset = integerOption('options.offset', o.offset, 0, 0, Number.MAX_SAFE_INTEGER)
     const length = lengthOption('options.length', o.length)
-    const opened = await openTarget(file, offset)
+    const node = typeof socket === 'number' ? undefined : socket
+    const release = claim([node])
     try {
-      if (plan.signal?.aborted) throw abortError(plan.signal)
-      const fd = await connectedFd(socket, 'socket')
-      if (plan.signal?.aborted) throw abortError(plan.signal)
-      return await run(socket, fd, opened.fd, offset, length, plan)
+      const opened = await openTarget(file, offset)
+      try {
+        if (plan.signal?.aborted) throw abortError(plan.signal)
+        const fd = await connectedFd(socket, 'socket')
+        if (plan.signal?.aborted) throw abortError(plan.signal)
+        return await run(node, fd, opened.fd, offset, length, plan)
+      } finally {
+        await opened.close()
+      }
     } finally {
-      await opened.close()
+      release()
     }
   })
 }
@@ -83,20 +90,15 @@ async function openTarget(file: unknown, offset: number): Promise<{ fd: number; 
 }
 
 function run(
-  socket: RelayEnd,
+  node: net.Socket | undefined,
   fd: number,
   fileFd: number,
   offset: number,
   length: number | undefined,
   plan: ReturnType<typeof checkCommonOptions>['plan'],
 ): Promise<ReceiveToFileResult> {
-  const node = typeof socket === 'number' ? undefined : socket
-  const release = claim([node])
   const lent = node ? lendReads(node, length) : undefined
-  const giveBack = (resume: boolean) => {
-    release()
-    lent?.giveBack(resume)
-  }
+  const giveBack = (resume: boolean) => lent?.giveBack(resume)
   return new Promise<ReceiveToFileResult>((resolve, reject) => {
     let reason: Error | undefined
     let mechanism!: 'copy' | 'splice'

@@ -5,10 +5,12 @@
 // holdReads), and the bytes Node had already read but nobody consumed (readableLength,
 // an unshift()ed head) are taken out of its stream to go first. Lending a socket the
 // relay writes to: every byte Node buffered for it reaches the kernel first (a marker
-// write's callback). Giving back: Node reads again where the relay stopped.
+// write's callback), and what Node is asked to write meanwhile waits for the relay's
+// end (lib/node-internals.ts holdWrites). Giving back: Node reads again where the relay
+// stopped, and the held writes go out.
 import * as net from 'node:net'
 import { codedError, invalidArgType, invalidArgValue, invalidState, outOfRange, socketClosed, writeAfterEnd } from './errors'
-import { holdReads, netSocketFd, protocolLayer } from './node-internals'
+import { holdReads, holdWrites, netSocketFd, protocolLayer } from './node-internals'
 import { integerOption, optionsArg } from './validate'
 
 /** A relay end: a connected `net.Socket`, or a stream socket fd the caller owns. */
@@ -40,7 +42,6 @@ export interface CommonPlan {
 
 export const DEFAULT_BUFFER = 256 << 10
 const MECHANISMS: Record<string, 0 | 1 | 2> = { auto: 0, copy: 1, splice: 2 }
-const EMPTY = Buffer.alloc(0)
 
 export function checkCommonOptions<T extends CommonRelayOptions>(options: unknown): { o: Partial<T>; plan: CommonPlan } {
   const o = optionsArg<T>(options)
@@ -117,11 +118,20 @@ export async function connectedFd(end: RelayEnd, name: string): Promise<number> 
   return fd
 }
 
-/** Waits until every byte Node buffered for `socket` is in the kernel. */
-export async function flushWrites(socket: net.Socket, name: string): Promise<void> {
+/**
+ * Lends a destination, synchronously: Node's writes to it are held from now on (they go
+ * after the relay, in order); `flushed` resolves once every byte Node buffered before
+ * is in the kernel. `release` gives it back (with an error: the socket was destroyed,
+ * fail the held writes).
+ */
+export function lendWrites(socket: net.Socket, name: string): { release: (error?: Error) => void; flushed: Promise<void> } {
   if (socket.writableEnded) throw Object.assign(writeAfterEnd(), { message: `write after end: "${name}" was ended` })
-  if (socket.writableLength === 0) return
-  await new Promise<void>((resolve) => socket.write(EMPTY, () => resolve()))
+  if (socket.writableLength === 0) return { release: holdWrites(socket), flushed: Promise.resolve() }
+  // A marker behind what Node buffered: it and everything before it pass the hold.
+  const marker = Buffer.alloc(0)
+  const release = holdWrites(socket, marker)
+  const flushed = new Promise<void>((resolve) => socket.write(marker, () => resolve()))
+  return { release, flushed }
 }
 
 /** A Node socket whose reads are lent to the relay thread. */

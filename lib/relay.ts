@@ -8,7 +8,7 @@ import * as os from 'node:os'
 import { abortError, codedError, invalidArgValue, promised, socketClosed, systemError } from './errors'
 import { cancelJob, startJob, type JobEnd } from './relay-engine'
 import {
-  checkCommonOptions, checkEnd, claim, connectedFd, flushWrites, lendReads, lengthOption, watchAbort, watchClose,
+  checkCommonOptions, checkEnd, claim, connectedFd, lendReads, lendWrites, lengthOption, watchAbort, watchClose,
   type CommonRelayOptions, type LentReads, type RelayEnd,
 } from './relay-socket'
 
@@ -54,8 +54,8 @@ const ECANCELED = os.constants.errno.ECANCELED
  *   ERR_STREAM_PREMATURE_CLOSE (`err.bytes` says how many came) and gives the sockets back.
  *
  * A socket with a protocol layer (TLS, HTTP/2) is refused (ERR_ZEROCOPY_PROTOCOL_LAYER):
- * relay its stream with `stream.pipeline` instead. Do not write to a destination while
- * the relay runs: Node's writes would mix with the relayed bytes.
+ * relay its stream with `stream.pipeline` instead. Node's writes to a destination made
+ * after the call wait for the relay's end (they never mix with the relayed bytes).
  */
 export function relay(a: RelayEnd, b: RelayEnd, options?: RelayOptions): Promise<RelayResult> {
   return promised(async () => {
@@ -72,18 +72,39 @@ export function relay(a: RelayEnd, b: RelayEnd, options?: RelayOptions): Promise
       throw invalidArgValue('options.length', length, "needs a direction ('a->b' or 'b->a')")
     }
     if (a === b) throw invalidArgValue('b', typeof b === 'number' ? b : 'the same socket as a', 'must be another socket than a')
-    if (plan.signal?.aborted) throw abortError(plan.signal)
-    const fdA = await connectedFd(a, 'a')
-    const fdB = await connectedFd(b, 'b')
+    const sa = nodeSocket(a)
+    const sb = nodeSocket(b)
+    const release = claim([sa, sb])
+    const holds: Array<(error?: Error) => void> = []
+    // The sockets are Node's again: the claim ends, held writes go on (or fail with `error`).
+    const letGo = (error?: Error) => {
+      release()
+      for (const hold of holds.splice(0)) hold(error)
+    }
     const ab = direction !== 'b->a'
     const ba = direction !== 'a->b'
-    if (ab && typeof b !== 'number') await flushWrites(b, 'b')
-    if (ba && typeof a !== 'number') await flushWrites(a, 'a')
-    if (plan.signal?.aborted) throw abortError(plan.signal)
-    for (const [s, name] of [[a, 'a'], [b, 'b']] as const) {
-      if (typeof s !== 'number' && s.destroyed) throw socketClosed(`The "${name}" socket is closed`)
+    try {
+      if (plan.signal?.aborted) throw abortError(plan.signal)
+      // At once: a write made after this call goes after the relay, not into it.
+      const flushed: Array<Promise<void>> = []
+      for (const [to, s, name] of [[ab, sb, 'b'], [ba, sa, 'a']] as const) {
+        if (!to || s === undefined) continue
+        const lent = lendWrites(s, name)
+        holds.push(lent.release)
+        flushed.push(lent.flushed)
+      }
+      const fdA = await connectedFd(a, 'a')
+      const fdB = await connectedFd(b, 'b')
+      await Promise.all(flushed)
+      if (plan.signal?.aborted) throw abortError(plan.signal)
+      for (const [s, name] of [[sa, 'a'], [sb, 'b']] as const) {
+        if (s?.destroyed) throw socketClosed(`The "${name}" socket is closed`)
+      }
+      return await run({ a, b, fdA, fdB, ab, ba, length, letGo, ...plan })
+    } catch (err) {
+      letGo() // idempotent: a failed relay already let go
+      throw err
     }
-    return run({ a, b, fdA, fdB, ab, ba, length, ...plan })
   })
 }
 
@@ -98,6 +119,7 @@ interface Run {
   signal: AbortSignal | undefined
   mechanism: 0 | 1 | 2
   bufferSize: number
+  letGo: (error?: Error) => void
 }
 
 const nodeSocket = (end: RelayEnd) => (typeof end === 'number' ? undefined : end)
@@ -106,14 +128,17 @@ function run(r: Run): Promise<RelayResult> {
   const both = r.ab && r.ba
   const sa = nodeSocket(r.a)
   const sb = nodeSocket(r.b)
-  const release = claim([sa, sb])
   // From here to startJob nothing awaits: no byte can reach Node's buffers unseen.
   const lentA = r.ab && sa ? lendReads(sa, r.length) : undefined
   const lentB = r.ba && sb ? lendReads(sb, r.length) : undefined
   const giveBack = (resume: boolean) => {
-    release()
     lentA?.giveBack(resume)
     lentB?.giveBack(resume)
+  }
+  const destroyBoth = () => {
+    sa?.destroy()
+    sb?.destroy()
+    r.letGo(socketClosed('The relay destroyed the socket'))
   }
   // One way until EOF: the FIN goes out through Node's end() when the destination is a
   // Node socket (so Node knows), natively when it is a bare fd.
@@ -131,10 +156,10 @@ function run(r: Run): Promise<RelayResult> {
       if (end.errno === 0 && !end.premature) {
         if (both) {
           giveBack(false)
-          sa?.destroy()
-          sb?.destroy()
+          destroyBoth()
         } else {
           giveBack(true)
+          r.letGo()
           if (r.length === undefined) (r.ab ? sb : sa)?.end()
         }
         resolve(result)
@@ -142,13 +167,13 @@ function run(r: Run): Promise<RelayResult> {
       }
       if (end.premature) {
         giveBack(true)
+        r.letGo()
         const moved = r.ab ? result.aToB : result.bToA
         reject(Object.assign(codedError('ERR_STREAM_PREMATURE_CLOSE', `The source ended after ${moved} of ${r.length} bytes`), { bytes: moved }))
         return
       }
       giveBack(false)
-      sa?.destroy()
-      sb?.destroy()
+      destroyBoth()
       const err = end.errno === ECANCELED && reason !== undefined ? reason : systemError(end.errno, end.syscall ?? 'relay')
       reject(Object.assign(err, { bytes: result.aToB + result.bToA }))
     }

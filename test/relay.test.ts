@@ -350,3 +350,52 @@ test('a socket already in a running relay is refused with ERR_INVALID_STATE', as
   assert.deepEqual(await within(r, 5000, 'the first relay'), { aToB: 1, bToA: 1, mechanism: 'copy' })
   await Promise.all([c.close(), other.close()])
 })
+
+test('bytes Node still buffers for writing to the destination reach it before relayed ones', async () => {
+  const fds = openFdTargets()
+  const c = await chain()
+  // The server does not read yet: Node's write buffer for proxyOut stays full.
+  c.server.pause()
+  const queued = randomBytes(8 << 20, 31)
+  c.proxyOut.write(queued)
+  assert.ok(c.proxyOut.writableLength > 0, 'Node holds bytes for proxyOut')
+  const relayed = randomBytes(1 << 20, 32)
+  const r = relay(c.proxyIn, c.proxyOut, { direction: 'a->b', length: relayed.length })
+  c.client.write(relayed)
+  const atServer = received(c.server)
+  c.server.resume()
+  assert.equal((await within(r, 10000, 'relay')).aToB, relayed.length)
+  c.proxyOut.end()
+  assert.equal(sha256(await atServer), sha256(Buffer.concat([queued, relayed])))
+  await c.close()
+  assertNothingLeft(fds)
+})
+
+test("Node's writes and end() made during a one-way relay wait for it, then go in order", async () => {
+  const fds = openFdTargets()
+  const c = await chain()
+  const relayed = randomBytes(4 << 20, 41)
+  const atServer = received(c.server)
+  const r = relay(c.proxyIn, c.proxyOut, { direction: 'a->b', length: relayed.length })
+  // Made while the relay runs: they must not mix with the relayed bytes.
+  const written = new Promise<Error | null | undefined>((resolve) => c.proxyOut.write('after-1 ', resolve))
+  c.proxyOut.end('after-2')
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  c.client.write(relayed)
+  assert.equal((await within(r, 10000, 'relay')).aToB, relayed.length)
+  assert.equal(await within(written, 5000, 'the held write'), null)
+  assert.equal(sha256(await within(atServer, 5000, 'the server')), sha256(Buffer.concat([relayed, Buffer.from('after-1 after-2')])))
+  await c.close()
+  assertNothingLeft(fds)
+})
+
+test('a write held by a relay that fails gets the error in its callback; no error event', async () => {
+  const c = await chain()
+  const r = relay(c.proxyIn, c.proxyOut).catch((e: Error) => e)
+  const written = new Promise<Error | null | undefined>((resolve) => c.proxyOut.write('held', resolve))
+  c.client.resetAndDestroy()
+  const err = (await within(r, 5000, 'relay')) as NodeJS.ErrnoException
+  assert.equal(err.code, 'ECONNRESET')
+  assert.equal(((await within(written, 5000, 'the held write')) as NodeJS.ErrnoException)?.code, 'ERR_SOCKET_CLOSED')
+  await c.close()
+})
