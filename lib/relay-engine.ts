@@ -2,7 +2,7 @@
 // Node environment, made on first use: jobs go in with start(), each comes back once
 // through onDone on the JS thread. The process is kept alive while any job runs, as the
 // sockets themselves would keep it alive had Node been reading them.
-import { native, type NativeRelayEngine } from './native'
+import { native, type NativeRelayEngine, type RelayDoneCallback } from './native'
 
 /** How a job ended, as the native loop reports it. */
 export interface JobEnd {
@@ -38,15 +38,7 @@ let engine: NativeRelayEngine | undefined
 const waiting = new Map<number, (end: JobEnd) => void>()
 let nextId = 1
 
-function onDone(
-  id: number,
-  errno: number,
-  syscall: string | undefined,
-  movedAB: number,
-  movedBA: number,
-  premature: boolean,
-  failedEnd: number,
-): void {
+const onDone: RelayDoneCallback = (id, errno, syscall, movedAB, movedBA, premature, failedEnd) => {
   const settle = waiting.get(id)
   if (settle === undefined) return
   waiting.delete(id)
