@@ -1,5 +1,6 @@
 // Relays on loopback (4 GiB by default; ZEROCOPY_BENCH_RELAY_MB to change): a C source
-// (bench/c/tcp_source.c) sends through a proxy process into the C sink (tcp_sink.c).
+// (bench/c/tcp_source.c) sends through a proxy process into the C sink (tcp_sink.c,
+// discarding with MSG_TRUNC).
 // The proxy is what is measured: relay() (copy and splice), Node's a.pipe(b) and
 // stream.pipeline, and C one-way relays (read/write and splice through a pipe). Then
 // uploads into a file (1 GiB; ZEROCOPY_BENCH_UPLOAD_MB): receiveToFile against
@@ -13,6 +14,13 @@ import { cBinary, onCpu, parseResult, start, toRow, type BenchContext, type Meas
 const MiB = 1024 * 1024
 const RELAY_MB = Number(process.env.ZEROCOPY_BENCH_RELAY_MB ?? 4096)
 const UPLOAD_MB = Number(process.env.ZEROCOPY_BENCH_UPLOAD_MB ?? 1024)
+/**
+ * The sink discards with recv(MSG_TRUNC) (default; `ZEROCOPY_BENCH_RELAY_SINK=read` for
+ * read()): it shares CPU 1 with the source, and a sink that copies nothing leaves that
+ * core to the source, so that the proxy is what limits the run. (A source sending a
+ * memfd with sendfile was tried too: every proxy got slower reading skbs of page frags.)
+ */
+const SINK_MODE = process.env.ZEROCOPY_BENCH_RELAY_SINK === 'read' ? [] : ['trunc']
 
 /** Starts a proxy (pinned to CPU 0), sends `mb` MiB through it, returns its result. */
 async function through(proxy: string[], mb: number): Promise<Measured> {
@@ -29,7 +37,7 @@ async function through(proxy: string[], mb: number): Promise<Measured> {
 
 export async function run(ctx: BenchContext): Promise<Row[]> {
   const [pin, ...pinArgs] = [...onCpu(1), cBinary('tcp_sink')]
-  const sink = start(pin!, [...pinArgs, '0'], ['ignore', 'pipe', 'inherit'])
+  const sink = start(pin!, [...pinArgs, '0', ...SINK_MODE], ['ignore', 'pipe', 'inherit'])
   sink.done.catch(() => {}) // killed on purpose
   const file = path.join(os.tmpdir(), `zerocopy-bench-upload-${process.pid}`)
   try {

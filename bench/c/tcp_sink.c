@@ -1,8 +1,12 @@
-/* The receiving side of the TCP send benchmarks: listens on 127.0.0.1:<port> (0 picks
- * one), prints the port on stdout, then accepts connections one after another and reads
- * and discards until each ends, for as long as it runs. */
+/* The receiving side of the TCP benchmarks: listens on 127.0.0.1:<port> (0 picks one),
+ * prints the port on stdout, then accepts connections one after another and reads and
+ * discards until each ends, for as long as it runs. With a second argument `trunc` it
+ * discards with recv(MSG_TRUNC), which TCP honours by dropping the bytes without copying
+ * them out (as the kernel's msg_zerocopy selftest receiver does): a sink that costs
+ * almost nothing, so that what sits between source and sink is what gets measured. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <string.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -24,6 +28,7 @@ int main(int argc, char** argv) {
   printf("%d\n", ntohs(addr.sin_port));
   fflush(stdout);
   static char buf[1 << 20];
+  int flags = argc > 2 && strcmp(argv[2], "trunc") == 0 ? MSG_TRUNC : 0;
   for (;;) {
     int fd = accept(lfd, NULL, NULL);
     if (fd < 0) {
@@ -31,7 +36,7 @@ int main(int argc, char** argv) {
       die("accept");
     }
     for (;;) {
-      ssize_t n = read(fd, buf, sizeof buf);
+      ssize_t n = recv(fd, buf, sizeof buf, flags);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;
     }
