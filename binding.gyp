@@ -14,6 +14,7 @@
         "native/mapping.cc",
         "native/memory.cc",
         "native/pipes.cc",
+        "native/private-fds.cc",
         "native/reactor.cc",
         "native/relay.cc",
         "native/relay_loop.cc",

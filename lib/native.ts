@@ -45,7 +45,7 @@ export interface NativeBinding {
   tcpStreamOffset(fd: number): number
   tcpAckState(fd: number, out: Float64Array): number
   disconnect(fd: number): number
-  dupFd(fd: number): number
+  dupFd(fd: number, isPrivate?: boolean): number
   closeFd(fd: number): void
   shutdownSocket(fd: number, how: 0 | 1 | 2): void
   abortiveClose(fd: number): void

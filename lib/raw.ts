@@ -205,7 +205,7 @@ export function recv(fd: number, buffer: ByteView | readonly ByteView[] | null, 
  * to be read through a `net.Socket({ fd, onread })` of one's own.
  */
 export function dup(fd: number): number {
-  return native.dupFd(fd)
+  return native.dupFd(fd, false)
 }
 
 /** Enables or disables `SO_ZEROCOPY` on a socket (`ENOTSUP` for AF_UNIX and others). */

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "args.h"
+#include "private-fds.h"
 #include "exports.h"
 
 namespace zc {
@@ -28,7 +29,7 @@ void CloseAtTeardown(int fd, bool zeroCopy) {
     linger abortive{1, 0};
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &abortive, sizeof abortive);
   }
-  close(fd);
+  ClosePrivateFd(fd);
 }
 
 void Teardown(void* arg) {

@@ -23,6 +23,7 @@
 #include "args.h"
 #include "errors.h"
 #include "exports.h"
+#include "private-fds.h"
 
 namespace zc {
 
@@ -51,7 +52,7 @@ struct Watcher {
 
   static void OnClosed(uv_handle_t* handle) {
     Watcher* w = reinterpret_cast<Watcher*>(reinterpret_cast<char*>(handle) - offsetof(Watcher, poll));
-    close(w->epfd);
+    ClosePrivateFd(w->epfd);
     napi_async_cleanup_hook_handle hook = w->hook;
     delete w;
     // Last: removing the hook may let Node finish this environment's teardown (and
@@ -86,11 +87,11 @@ class Reactor final : public Napi::ObjectWrap<Reactor> {
     if (!info[0].IsFunction()) ThrowTypeError(env, "ERR_INVALID_ARG_TYPE", "The \"onEvents\" argument must be a function");
     callback_ = Napi::Persistent(info[0].As<Napi::Function>());
     events_ = Napi::Persistent(Napi::Uint32Array::New(env, kMaxEvents * 2));
-    int epfd = epoll_create1(EPOLL_CLOEXEC);
+    int epfd = KeepPrivateFd(epoll_create1(EPOLL_CLOEXEC));
     if (epfd < 0) throw SystemError(env, errno, "epoll_create1");
     uv_loop_t* loop = nullptr;
     if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
-      close(epfd);
+      ClosePrivateFd(epfd);
       throw Napi::Error::New(env, "zerocopy: no libuv loop for this environment");
     }
     auto* w = new Watcher;
@@ -98,7 +99,7 @@ class Reactor final : public Napi::ObjectWrap<Reactor> {
     int r = uv_poll_init(loop, &w->poll, epfd);
     if (r != 0) {
       // Not a handle of the loop: nothing to close.
-      close(epfd);
+      ClosePrivateFd(epfd);
       delete w;
       throw SystemError(env, -r, "uv_poll_init");
     }

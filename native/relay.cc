@@ -27,6 +27,7 @@
 #include "errors.h"
 #include "exports.h"
 #include "relay_loop.h"
+#include "private-fds.h"
 
 namespace zc {
 
@@ -104,7 +105,7 @@ std::vector<char> PrefixArg(const Napi::CallbackInfo& info, size_t index, const 
 }
 
 int DupPrivate(Napi::Env env, int fd) {
-  int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  int dup = DupPrivateFd(fd);
   if (dup < 0) throw SystemError(env, errno, "fcntl");
   return dup;
 }

@@ -13,6 +13,7 @@
 // Fairness: a direction does at most kBudget steps per turn; one with work left goes on
 // the ready list and the loop polls without sleeping until the list is empty.
 #include "relay_loop.h"
+#include "private-fds.h"
 
 #include <fcntl.h>
 #include <sys/epoll.h>
@@ -116,8 +117,12 @@ bool Fill(RelayJob& job, RelayDirection& d, Step& step) {
         step = Fail(job, -1, errno, "pipe2");
         return false;
       }
-      d.pipeRd = p[0];
-      d.pipeWr = p[1];
+      d.pipeRd = KeepPrivateFd(p[0]);
+      d.pipeWr = KeepPrivateFd(p[1]);
+      if (d.pipeRd < 0 || d.pipeWr < 0) {
+        step = Fail(job, -1, errno, "fcntl");
+        return false;
+      }
       // Best effort: an unprivileged process past its pipe quota keeps the default.
       fcntl(d.pipeWr, F_SETPIPE_SZ, static_cast<int>(job.bufferSize));
       int cap = fcntl(d.pipeWr, F_GETPIPE_SZ);
@@ -186,12 +191,12 @@ bool TakeSocketError(RelayJob& job) {
 
 void CloseJobResources(RelayJob* job) {
   for (int& fd : job->fds) {
-    if (fd >= 0) close(fd);
+    if (fd >= 0) ClosePrivateFd(fd);
     fd = -1;
   }
   for (RelayDirection& d : job->dirs) {
-    if (d.pipeRd >= 0) close(d.pipeRd);
-    if (d.pipeWr >= 0) close(d.pipeWr);
+    if (d.pipeRd >= 0) ClosePrivateFd(d.pipeRd);
+    if (d.pipeWr >= 0) ClosePrivateFd(d.pipeWr);
     d.pipeRd = d.pipeWr = -1;
     std::free(d.buf);
     d.buf = nullptr;
@@ -207,10 +212,10 @@ void FreeRelayJob(RelayJob* job) {
 }
 
 int RelayLoop::StartThread() {
-  epfd_ = epoll_create1(EPOLL_CLOEXEC);
+  epfd_ = KeepPrivateFd(epoll_create1(EPOLL_CLOEXEC));
   if (epfd_ < 0) return errno;
   uv_mutex_init(&mu_);
-  wakefd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  wakefd_ = KeepPrivateFd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.ptr = nullptr;
@@ -218,8 +223,8 @@ int RelayLoop::StartThread() {
   if (wakefd_ < 0 || epoll_ctl(epfd_, EPOLL_CTL_ADD, wakefd_, &ev) != 0) err = errno;
   if (err == 0) err = -uv_thread_create(&thread_, ThreadMain, this);
   if (err != 0) {
-    if (wakefd_ >= 0) close(wakefd_);
-    close(epfd_);
+    if (wakefd_ >= 0) ClosePrivateFd(wakefd_);
+    ClosePrivateFd(epfd_);
     wakefd_ = epfd_ = -1;
     uv_mutex_destroy(&mu_);
     return err;
@@ -260,8 +265,8 @@ void RelayLoop::Stop() {
   uv_thread_join(&thread_);
   for (RelayJob* job : incoming_) FreeRelayJob(job);
   incoming_.clear();
-  close(wakefd_);
-  close(epfd_);
+  ClosePrivateFd(wakefd_);
+  ClosePrivateFd(epfd_);
   uv_mutex_destroy(&mu_);
 }
 

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "args.h"
+#include "private-fds.h"
 #include "errors.h"
 #include "exports.h"
 
@@ -127,10 +128,15 @@ Napi::Value TcpAckState(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, 0);
 }
 
-// dupFd(fd) -> a close-on-exec duplicate that the caller owns.
+// dupFd(fd, private = true) -> a close-on-exec duplicate that the caller owns. A
+// private one (the package's own: closed with closeFd or abortiveClose) sits above the
+// floor of private-fds.h and refuses to duplicate another private fd (EBADF); a public
+// one (raw.dup, for the user) takes the lowest free number as dup(2) does.
 Napi::Value DupFd(const Napi::CallbackInfo& info) {
   int fd = FdArg(info, 0, "fd");
-  int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  bool priv = info.Length() < 2 || info[1].IsUndefined() || info[1].ToBoolean().Value();
+  if (!priv && IsPrivateFd(fd)) throw SystemError(info.Env(), EBADF, "fcntl");
+  int dup = priv ? DupPrivateFd(fd) : fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (dup < 0) throw SystemError(info.Env(), errno, "fcntl");
   return Napi::Number::New(info.Env(), dup);
 }
@@ -138,7 +144,7 @@ Napi::Value DupFd(const Napi::CallbackInfo& info) {
 // closeFd(fd): close(2). EINTR is not retried (Linux has closed the fd anyway).
 Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   int fd = FdArg(info, 0, "fd");
-  if (close(fd) != 0 && errno != EINTR) throw SystemError(info.Env(), errno, "close");
+  if (ClosePrivateFd(fd) != 0 && errno != EINTR) throw SystemError(info.Env(), errno, "close");
   return info.Env().Undefined();
 }
 
@@ -167,7 +173,7 @@ Napi::Value AbortiveClose(const Napi::CallbackInfo& info) {
   int fd = FdArg(info, 0, "fd");
   linger lg{1, 0};
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);  // not a socket: plain close
-  if (close(fd) != 0 && errno != EINTR) throw SystemError(info.Env(), errno, "close");
+  if (ClosePrivateFd(fd) != 0 && errno != EINTR) throw SystemError(info.Env(), errno, "close");
   return info.Env().Undefined();
 }
 

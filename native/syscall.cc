@@ -6,6 +6,7 @@
 #include <cerrno>
 
 #include "errors.h"
+#include "private-fds.h"
 
 namespace zc {
 
@@ -47,7 +48,7 @@ class SyscallWorker final : public Napi::AsyncWorker {
  private:
   void CloseFds() {
     for (int fd : fds_) {
-      if (fd >= 0) close(fd);
+      if (fd >= 0) ClosePrivateFd(fd);
     }
     fds_.clear();
   }
@@ -87,10 +88,10 @@ Napi::Value RunOffThread(Napi::Env env, const char* syscall, const std::vector<i
   std::vector<int> dups;
   dups.reserve(fds.size());
   for (int fd : fds) {
-    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    int dup = DupPrivateFd(fd);
     if (dup < 0) {
       int err = errno;
-      for (int d : dups) close(d);
+      for (int d : dups) ClosePrivateFd(d);
       // The caller's fd was bad (EBADF) or we are out of fds (EMFILE): reject the
       // Promise as the syscall itself would have failed.
       Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
@@ -105,7 +106,7 @@ Napi::Value RunOffThread(Napi::Env env, const char* syscall, const std::vector<i
   } catch (...) {
     // No worker owns the duplicates (e.g. a terminating worker_thread refused the
     // Promise): close them here.
-    for (int d : dups) close(d);
+    for (int d : dups) ClosePrivateFd(d);
     throw;
   }
   Napi::Promise promise = worker->Promise();

@@ -1,5 +1,6 @@
 // Setting up and mapping one io_uring (see uring-ring.h).
 #include "uring-ring.h"
+#include "private-fds.h"
 
 #include <sys/mman.h>
 
@@ -29,6 +30,8 @@ int Ring::Open(unsigned sqEntries, unsigned cqEntries) {
   p.cq_entries = cqEntries;
   int fd = Setup(sqEntries, &p);
   if (fd < 0) return fd;
+  fd = KeepPrivateFd(fd);
+  if (fd < 0) return -errno;
   fd_ = fd;
   features_ = p.features;
 
@@ -70,7 +73,7 @@ void Ring::Close() {
   cqMap_ = sqMap_ = nullptr;
   // Closing the fd cancels what is still queued; the kernel keeps the pages of sends in
   // flight referenced until their skbs are freed, then lets the ring go.
-  if (fd_ >= 0) close(fd_);
+  if (fd_ >= 0) ClosePrivateFd(fd_);
   fd_ = -1;
 }
 

@@ -38,6 +38,7 @@
 #include "mapping.h"
 #include "uring-buffers.h"
 #include "uring-ring.h"
+#include "private-fds.h"
 
 namespace zc {
 
@@ -86,7 +87,7 @@ class Uring final : public Napi::ObjectWrap<Uring> {
     Napi::Env env = info.Env();
     int r = ring_.Open(kSqEntries, kCqEntries);
     if (r < 0) throw SystemError(env, -r, "io_uring_setup");
-    eventFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    eventFd_ = KeepPrivateFd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (eventFd_ < 0) {
       const int err = errno;
       ring_.Close();
@@ -119,7 +120,7 @@ class Uring final : public Napi::ObjectWrap<Uring> {
   void Shutdown() {
     buffers_->Detach();  // buffers still alive are only unmapped when collected
     ring_.Close();
-    if (eventFd_ >= 0) close(eventFd_);
+    if (eventFd_ >= 0) ClosePrivateFd(eventFd_);
     eventFd_ = -1;
   }
 

@@ -223,3 +223,44 @@ test('11. files with no size in fstat (a /proc file, a pipe) send their bytes; a
     assert.deepEqual({ problems, datagrams }, { problems: [], datagrams: 0 })
   })
 })
+
+// Private fds (native/private-fds.h): a stale number the caller closed a moment ago
+// must fail with EBADF, not name a duplicate the package made in the same call. Found
+// by the long fuzz (seed 2074298115): sendFileZeroCopy(tcp, <just-closed fd>) resolved
+// with 0 bytes, read from the socket duplicate that attach had just put at that number.
+test('a just-closed file fd is EBADF, never a private duplicate made in the same call', { timeout: 10000 }, async (t) => {
+  const file = writeFile(t, 'stale', randomBytes(4096, 77))
+  const outcomes: string[] = []
+  for (let i = 0; i < 3; i++) {
+    const pair = await pairFor(t) // a socket not attached yet: the call makes its duplicate
+    const got = receive(pair.server)
+    const stale = fs.openSync(file, 'r')
+    fs.closeSync(stale)
+    const r = track(() => sendFileZeroCopy(pair.client, stale))
+    await settleAll([r], 3000)
+    pair.client.end()
+    await waitAtMost(2000, got.done)
+    outcomes.push(`${r.state} ${r.error ? errText(r.error) : JSON.stringify(r.value)}; wire ${got.bytes} B`)
+  }
+  for (const o of outcomes) assert.match(o, /^rejected .*EBADF.*; wire 0 B$/)
+})
+
+test('the package keeps its own fds above 1024 and refuses them as a caller\'s fd (EBADF)', { timeout: 10000 }, async (t) => {
+  const pair = await pairFor(t)
+  const got = receive(pair.server)
+  await within(3000, sendZeroCopy(pair.client, Buffer.from('attach')), 'first send')
+  // The socket's private duplicate: another fd naming the same socket inode.
+  const target = fs.readlinkSync(`/proc/self/fd/${socketFd(pair.client)}`)
+  const dups = [...openFdTargets()].filter(([fd, link]) => link === target && Number(fd) !== socketFd(pair.client)).map(([fd]) => Number(fd))
+  assert.ok(dups.length >= 1, `no private duplicate of ${target}`)
+  for (const fd of dups) assert.ok(fd >= 1024, `private duplicate at ${fd}`)
+  // Named by a caller, a private fd is not theirs to use: refused, nothing sent on it.
+  const other = await pairFor(t)
+  const r = track(() => sendFileZeroCopy(other.client, dups[0]!))
+  await settleAll([r], 3000)
+  assert.equal(r.state, 'rejected')
+  assert.match(errText(r.error), /EBADF/)
+  pair.client.end()
+  await waitAtMost(2000, got.done)
+  assert.equal(got.bytes, 6)
+})
