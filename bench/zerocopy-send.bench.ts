@@ -14,6 +14,12 @@ import { cBinary, formatBytes, inRotation, onCpu, parseResult, start, toRow, typ
 const SIZES = [64 * 1024, 1024 * 1024]
 const UDP_SIZE = 60000 // one 64 KB-class datagram under the 65535 MTU
 const WINDOW = 4 // sends in flight per Node sender; more only adds cache pressure on loopback
+/**
+ * Datagrams a UDP sender also runs with in flight: one send() per datagram, 32 awaited
+ * at a time (1.9 MB), so that releases arrive together and the sends they start in the
+ * same tick reach the kernel together (same-tick batching). The C loops have no window.
+ */
+const UDP_WIDE_WINDOW = 32
 
 interface Path {
   name: string
@@ -34,8 +40,8 @@ function measurePath(p: Path, size: number, ctx: BenchContext): Row[] {
   const group = `${formatBytes(size)} sends`
   const args = [p.proto, p.address, String(p.port), String(size), String(ctx.seconds)]
   // Node senders on one engine (ZEROCOPY_ENGINE), or on the default one here.
-  const node = (mode: string, engine?: 'epoll' | 'io_uring') =>
-    runSender(p.wrap, process.execPath, [path.join(__dirname, 'send-loop.js'), ...args, mode, String(WINDOW)], {
+  const node = (mode: string, engine?: 'epoll' | 'io_uring', window = WINDOW) =>
+    runSender(p.wrap, process.execPath, [path.join(__dirname, 'send-loop.js'), ...args, mode, String(window)], {
       ...process.env,
       ZEROCOPY_ENGINE: engine ?? '',
     })
@@ -43,7 +49,16 @@ function measurePath(p: Path, size: number, ctx: BenchContext): Row[] {
   const cUring = (mode: string) => runSender(p.wrap, cBinary('uring_sender'), [...args, mode])
   const row = (variant: string, role: Row['role'], m: Measured, cTwin?: string | string[]): Row =>
     toRow(bench, group, variant, role, m, cTwin)
+  const wide: Array<() => Row> =
+    p.proto !== 'udp'
+      ? []
+      : [
+          () => row(`ZeroCopySocket.send, ${UDP_WIDE_WINDOW} in flight (epoll engine, kept)`, 'zerocopy', node('zerocopy-forced', 'epoll', UDP_WIDE_WINDOW), 'C send MSG_ZEROCOPY'),
+          () => row(`ZeroCopySocket.send, ${UDP_WIDE_WINDOW} in flight (io_uring engine, kept)`, 'zerocopy', node('zerocopy-forced', 'io_uring', UDP_WIDE_WINDOW), 'C send MSG_ZEROCOPY'),
+          () => row(`dgram send, ${UDP_WIDE_WINDOW} in flight`, 'stock-node-variant', node('write', undefined, UDP_WIDE_WINDOW), 'C send'),
+        ]
   return inRotation(ctx.round, [
+    ...wide,
     () => row('ZeroCopySocket.send (epoll engine, MSG_ZEROCOPY kept)', 'zerocopy', node('zerocopy-forced', 'epoll'), 'C send MSG_ZEROCOPY'),
     () => row(`ZeroCopySocket.sendEach (${BATCH} per call, epoll engine, kept)`, 'zerocopy', node('zerocopy-batch', 'epoll'), 'C send MSG_ZEROCOPY'),
     () => row('ZeroCopySocket.send (io_uring engine, kept)', 'zerocopy', node('zerocopy-forced', 'io_uring'), ['C send MSG_ZEROCOPY', 'C io_uring SEND_ZC']),
