@@ -44,8 +44,16 @@ export async function openFile(file: FileSource): Promise<OpenFile> {
   const done = async () => {
     if (closed) return
     closed = true
-    if (adopted) native.releaseFd(fd)
-    await close(fd).catch(() => {})
+    if (!adopted) return close(fd).catch(() => {})
+    // Ours: closed through the private-fd registry (native/private-fds.h), which must
+    // never go on listing a number that is closed (it would refuse a caller's fd that
+    // later takes it). Closing a read-only file fd does not block.
+    native.releaseFd(fd)
+    try {
+      native.closeFd(fd)
+    } catch {
+      // already closed: nothing to do
+    }
   }
   try {
     return { fd, stat: await fstat(fd), close: done }

@@ -47,6 +47,8 @@ export interface NativeBinding {
   disconnect(fd: number): number
   dupFd(fd: number, isPrivate?: boolean): number
   closeFd(fd: number): void
+  /** The package's private fds open now (native/private-fds.h); for tests. */
+  privateFds(): number[]
   shutdownSocket(fd: number, how: 0 | 1 | 2): void
   abortiveClose(fd: number): void
   systemError(errno: number, syscall: string): NodeJS.ErrnoException

@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <mutex>
 #include <unordered_set>
 
@@ -83,6 +84,14 @@ int ClosePrivateFd(int fd) {
   std::lock_guard<std::mutex> lock(r.mu);
   r.fds.erase(fd);
   return close(fd);
+}
+
+std::vector<int> PrivateFds() {
+  Registry& r = TheRegistry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  std::vector<int> out(r.fds.begin(), r.fds.end());
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 bool IsPrivateFd(int fd) {

@@ -15,6 +15,8 @@
 // threads open and close private fds concurrently.
 #pragma once
 
+#include <vector>
+
 namespace zc {
 
 // A close-on-exec duplicate of the caller's `fd`, registered as private. Returns -1
@@ -32,5 +34,8 @@ int ClosePrivateFd(int fd);
 
 // Whether `fd` is currently one of our private fds.
 bool IsPrivateFd(int fd);
+
+// Every registered private fd, ascending (for tests: each must be open).
+std::vector<int> PrivateFds();
 
 }  // namespace zc

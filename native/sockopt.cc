@@ -141,6 +141,15 @@ Napi::Value DupFd(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), dup);
 }
 
+// privateFds() -> every fd the package holds privately now (native/private-fds.h), for
+// tests: each one must be open.
+Napi::Value PrivateFdList(const Napi::CallbackInfo& info) {
+  std::vector<int> fds = PrivateFds();
+  Napi::Array out = Napi::Array::New(info.Env(), fds.size());
+  for (size_t i = 0; i < fds.size(); i++) out.Set(static_cast<uint32_t>(i), Napi::Number::New(info.Env(), fds[i]));
+  return out;
+}
+
 // closeFd(fd): close(2). EINTR is not retried (Linux has closed the fd anyway).
 Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   int fd = FdArg(info, 0, "fd");
@@ -186,6 +195,7 @@ void ExportSockopt(Napi::Env env, Napi::Object exports) {
   exports.Set("tcpStreamOffset", Napi::Function::New(env, TcpStreamOffset, "tcpStreamOffset"));
   exports.Set("tcpAckState", Napi::Function::New(env, TcpAckState, "tcpAckState"));
   exports.Set("dupFd", Napi::Function::New(env, DupFd, "dupFd"));
+  exports.Set("privateFds", Napi::Function::New(env, PrivateFdList, "privateFds"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("shutdownSocket", Napi::Function::New(env, ShutdownSocket, "shutdownSocket"));
   exports.Set("disconnect", Napi::Function::New(env, Disconnect, "disconnect"));

@@ -5,7 +5,8 @@ import * as dgram from 'node:dgram'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { test } from 'node:test'
-import { inputQueueBytes, outputQueueBytes, pipe, sendFileZeroCopy, sendZeroCopy, ZeroCopySocket } from '../lib'
+import { inputQueueBytes, outputQueueBytes, pipe, receiveToFile, relay, sendFileZeroCopy, sendZeroCopy, spliceAsync, ZeroCopySocket } from '../lib'
+import { native } from '../lib/native'
 import { closeQuietly, openFdTargets, randomBytes, socketFd, tempDir } from './helpers'
 import { errText, isCoded, exitWatchdog, MiB, receive, settleAll, sleep, tcpState, track, waitFor, waitAtMost, within, pairFor, wireVerdict } from './regress-util'
 
@@ -263,4 +264,43 @@ test('the package keeps its own fds above 1024 and refuses them as a caller\'s f
   pair.client.end()
   await waitAtMost(2000, got.done)
   assert.equal(got.bytes, 6)
+})
+
+test('the private-fd registry lists only open fds: closed duplicates leave it (file sends, relays, uploads, async calls)', { timeout: 15000 }, async (t) => {
+  const file = writeFile(t, 'reg', randomBytes(100000, 78))
+  const stale = () => native.privateFds().filter((fd) => !fs.existsSync(`/proc/self/fd/${fd}`))
+  const before = new Set(native.privateFds())
+  // A relay with a length, and an upload: their duplicates and pipes go with them.
+  const a = await pairFor(t)
+  const b = await pairFor(t)
+  const relayed = receive(b.server)
+  a.server.write(Buffer.alloc(5000, 1))
+  await within(5000, relay(a.client, b.client, { direction: 'a->b', length: 5000, mechanism: 'splice' }), 'relay')
+  const up = await pairFor(t)
+  up.server.end(Buffer.alloc(3000, 2))
+  await within(5000, receiveToFile(up.client, path.join(tempDir(t), 'up')), 'upload')
+  // An async call on the thread pool: its duplicates are closed on completion.
+  const p = pipe()
+  t.after(() => [p.readFd, p.writeFd].forEach(closeQuietly))
+  fs.writeSync(p.writeFd, Buffer.alloc(10, 3))
+  const sink = pipe()
+  t.after(() => [sink.readFd, sink.writeFd].forEach(closeQuietly))
+  assert.equal(await within(5000, spliceAsync(p.readFd, null, sink.writeFd, null, 10), 'spliceAsync'), 10)
+  // Last, so that no later private fd reuses its number: a file send by fd, whose
+  // duplicate is closed when the send ends.
+  const pair = await pairFor(t)
+  const got = receive(pair.server)
+  const fd = fs.openSync(file, 'r')
+  t.after(() => closeQuietly(fd))
+  await within(5000, sendFileZeroCopy(pair.client, fd), 'file send by fd')
+  pair.client.end()
+  await waitAtMost(2000, got.done)
+  assert.equal(got.bytes, 100000)
+  await waitFor('the relay and upload duplicates closed', () => stale().length === 0 && native.privateFds().filter((fd) => !before.has(fd)).length <= 2, 3000).catch(() => {})
+  assert.deepEqual(stale(), [], 'registered private fds that are closed')
+  // What stays: the sockets' private duplicates of attached sockets (pair.client), and
+  // the relay thread's epoll and eventfd; nothing per finished call.
+  const added = native.privateFds().filter((fd) => !before.has(fd))
+  assert.ok(added.length <= 4, `private fds left after the calls: ${added.join(',')}`)
+  assert.ok(relayed.bytes >= 0)
 })
