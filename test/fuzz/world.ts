@@ -9,6 +9,8 @@ import * as path from 'node:path'
 import * as fc from 'fast-check'
 import { pipe, setReceiveBuffer, ZeroCopySocket } from '../../lib'
 import { dgramSocketFd } from '../../lib/node-internals'
+import { native } from '../../lib/native'
+import { ringFds } from '../../lib/uring'
 import { openFdTargets, randomBytes, socketFd, tcpPair } from '../helpers'
 import { describe, type Env, type Outcome } from './args'
 
@@ -113,6 +115,9 @@ export async function leakedFds(before: Map<string, string>): Promise<string | u
   for (const deadline = Date.now() + 1000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 5))) {
     const now = openFdTargets()
     extra = [...now].filter(([n, to]) => before.get(n) !== to).map(([n, to]) => `${n} -> ${to}`)
+    // The private-fd registry (native/private-fds.h) lists only fds that are open.
+    const listed = native.privateFds().filter((fd) => !now.has(String(fd)) && !ringFds().includes(fd))
+    extra.push(...listed.map((fd) => `${fd} listed as private but closed`))
     if (extra.length === 0) return undefined
   }
   return `left ${extra.length} fd(s) open once everything the run made was closed: ${extra.slice(0, 8).join(', ')}${extra.length > 8 ? ', ...' : ''}`
