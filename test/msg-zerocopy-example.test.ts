@@ -287,12 +287,18 @@ const COMPLETED = /^completed: (\d+) \(h=(\d+) l=(\d+)\)$/gm
 
 test('udp -c: corked datagrams pass the example receiver whole; tx counts sends, txc the zero-copy ones, as the selftest counts', async () => {
   // Concurrent pairs (their own ports): the counts, not the rates, are checked.
-  const [plain, zc, mixed, expectNot] = await Promise.all([
+  const [plain, zc, mixed, expectNot, empty] = await Promise.all([
     pair('udp', ['-c', '4']),
     pair('udp', ['-c', '4', '-z', '-Z', '0']),
     pair('udp', ['-c', '3', '-m', '-z']),
     pair('udp', ['-c', '4', '-z', '-Z', '1']),
+    pair('udp', ['-s', '0', '-z'], ['-s', '0']),
   ])
+  // (Not corked, the same rule: -s 0 sends empty datagrams and counts none of them in
+  // tx=, while each still takes an id, its UDP header being what the kernel copies.)
+  assert.equal(empty.sender.code, 0, empty.sender.stderr)
+  assert.deepEqual(empty.tx.slice(0, 2), ['0', '0'])
+  assert.ok(Number(empty.tx[2]) > 0 && Number(empty.rx[0]) > 0, `${empty.sender.stderr}\n${empty.receiver.stderr}`)
   for (const r of [plain, zc, mixed, expectNot]) {
     assert.equal(r.receiver.code, 0, `every corked datagram had -s bytes of the payload: ${r.receiver.stderr}`)
     assert.ok(Number(r.rx[0]) > 0, `the receiver got datagrams: ${r.receiver.stderr}`)
