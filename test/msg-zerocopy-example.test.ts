@@ -284,15 +284,18 @@ test('the selftest\'s command line: its errors, messages and exit codes', async 
 // ---- -c, -m, -v: corking and the notifications' lines --------------------------------
 
 const COMPLETED = /^completed: (\d+) \(h=(\d+) l=(\d+)\)$/gm
+/** A udp receiver's -t for pairs run side by side (getopt: the last -t counts). */
+const LONGER = ['-t', '2']
 
 test('udp -c: corked datagrams pass the example receiver whole; tx counts sends, txc the zero-copy ones, as the selftest counts', async () => {
-  // Concurrent pairs (their own ports): the counts, not the rates, are checked.
+  // Concurrent pairs (their own ports): the counts, not the rates, are checked. Ten
+  // Node processes start at once: each receiver waits -t 2 for its sender.
   const [plain, zc, mixed, expectNot, empty] = await Promise.all([
-    pair('udp', ['-c', '4']),
-    pair('udp', ['-c', '4', '-z', '-Z', '0']),
-    pair('udp', ['-c', '3', '-m', '-z']),
-    pair('udp', ['-c', '4', '-z', '-Z', '1']),
-    pair('udp', ['-s', '0', '-z'], ['-s', '0']),
+    pair('udp', ['-c', '4'], LONGER),
+    pair('udp', ['-c', '4', '-z', '-Z', '0'], LONGER),
+    pair('udp', ['-c', '3', '-m', '-z'], LONGER),
+    pair('udp', ['-c', '4', '-z', '-Z', '1'], LONGER),
+    pair('udp', ['-s', '0', '-z'], ['-s', '0', ...LONGER]),
   ])
   // (Not corked, the same rule: -s 0 sends empty datagrams and counts none of them in
   // tx=, while each still takes an id, its UDP header being what the kernel copies.)
@@ -341,7 +344,7 @@ test('a corked datagram is what the selftest sends: -c n sends from the payload 
 })
 
 test('-v -v: a completed: line per notification, their ranges adding up to txc (corked and not, udp and tcp)', async () => {
-  const [corked, plain, tcp] = await Promise.all([pair('udp', ['-c', '2', '-z', '-v']), pair('udp', ['-z', '-v']), pair('tcp', ['-z', '-v', '-l', '8'])])
+  const [corked, plain, tcp] = await Promise.all([pair('udp', ['-c', '2', '-z', '-v'], LONGER), pair('udp', ['-z', '-v'], LONGER), pair('tcp', ['-z', '-v', '-l', '8'])])
   for (const r of [corked, plain, tcp]) {
     assert.equal(r.sender.code, 0, r.sender.stderr)
     const lines = [...r.sender.stderr.matchAll(COMPLETED)].map((m) => m.slice(1).map(Number) as [number, number, number])
