@@ -21,6 +21,12 @@ export type ChannelEvent =
   | { type: 'sourceClosed' }
   | { type: 'lingerExpired' }
 
+/**
+ * Told of each release the kernel reported (ZeroCopyOptions.onNotification): the
+ * inclusive id range [first, last] (mod 2^32) and whether the kernel copied.
+ */
+export type NotificationObserver = (first: number, last: number, copied: boolean) => void
+
 export interface ChannelInit {
   key: string
   inode: number

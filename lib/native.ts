@@ -41,6 +41,8 @@ export interface NativeBinding {
   setReceiveBuffer(fd: number, bytes: number): number
   readErrorQueue(fd: number, out: Uint32Array): number
   setZeroCopy(fd: number, on: boolean): void
+  setSocketOption(fd: number, level: number, name: number, value: number): void
+  getSocketOption(fd: number, level: number, name: number): number
   socketIdentity(fd: number): { domain: number; type: number; protocol: number; key: string; inode: number }
   tcpStreamOffset(fd: number): number
   tcpAckState(fd: number, out: Float64Array): number
@@ -184,6 +186,16 @@ export interface NativeConstants {
   readonly MSG_NOSIGNAL: number
   readonly SOL_SOCKET: number
   readonly SO_ZEROCOPY: number
+  readonly SO_SNDBUF: number
+  readonly SO_RCVBUF: number
+  readonly SO_RCVLOWAT: number
+  readonly SO_REUSEPORT: number
+  readonly IPPROTO_IP: number
+  readonly IPPROTO_IPV6: number
+  readonly IPPROTO_TCP: number
+  readonly IPPROTO_UDP: number
+  readonly TCP_CORK: number
+  readonly UDP_CORK: number
   readonly SO_EE_ORIGIN_ZEROCOPY: number
   readonly SO_EE_CODE_ZEROCOPY_COPIED: number
   readonly O_NONBLOCK: number

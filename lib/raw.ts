@@ -15,6 +15,8 @@ import type { ZeroCopySocket } from './zerocopy-socket'
  * - `SPLICE_F_*`: flags for {@link splice}, {@link tee} and {@link vmsplice}.
  * - `MSG_ZEROCOPY`, `SO_ZEROCOPY`, `MSG_ERRQUEUE`, `SO_EE_*`: the MSG_ZEROCOPY interface.
  * - `MSG_DONTWAIT`, `MSG_TRUNC`, `MSG_PEEK`, `MSG_WAITALL`: flags for {@link recv}.
+ * - `SOL_SOCKET`, `IPPROTO_*`, `SO_*`, `UDP_CORK`, `TCP_CORK`: levels and names for
+ *   {@link setSocketOption} and {@link getSocketOption}.
  */
 export const constants = native.constants
 
@@ -211,6 +213,34 @@ export function dup(fd: number): number {
 /** Enables or disables `SO_ZEROCOPY` on a socket (`ENOTSUP` for AF_UNIX and others). */
 export function setZeroCopy(fd: number, on: boolean): void {
   native.setZeroCopy(fd, on)
+}
+
+/**
+ * Sets a socket option whose value is an `int` (`setsockopt(2)`), which most are:
+ * `constants.UDP_CORK` at `constants.IPPROTO_UDP` (hold a socket's sends back as one
+ * datagram until set to 0 again), `TCP_CORK`, `SO_SNDBUF`, `SO_RCVBUF`, `SO_RCVLOWAT`,
+ * `SO_REUSEPORT` at `SOL_SOCKET`, and any other level/name from the system headers.
+ * Only an int reaches the kernel: an option that takes a larger struct fails with EINVAL.
+ *
+ * @param level - `constants.SOL_SOCKET`, `IPPROTO_UDP`, `IPPROTO_TCP`, ...: an integer >= 0.
+ * @param name - The option at that level: an integer >= 0.
+ * @param value - An integer in [-2^31, 2^31 - 1].
+ * @throws SystemError (`syscall` 'setsockopt'; `code` 'ENOPROTOOPT' for an option the
+ *   socket does not have, 'ENOTSOCK', 'EBADF', 'EINVAL', ...), TypeError, RangeError.
+ */
+export function setSocketOption(fd: number, level: number, name: number, value: number): void {
+  native.setSocketOption(fd, level, name, value)
+}
+
+/**
+ * Reads a socket option as an `int` (`getsockopt(2)`): `getSocketOption(fd,
+ * constants.SOL_SOCKET, constants.SO_SNDBUF)` is the send buffer the kernel gave (twice
+ * what was asked for, for its bookkeeping, and capped by `net.core.wmem_max`).
+ *
+ * @throws SystemError (`syscall` 'getsockopt'), TypeError, RangeError.
+ */
+export function getSocketOption(fd: number, level: number, name: number): number {
+  return native.getSocketOption(fd, level, name)
 }
 
 /** One entry of a socket's error queue (`struct sock_extended_err`). */

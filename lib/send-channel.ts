@@ -30,7 +30,7 @@
 import * as dgram from 'node:dgram'
 import * as net from 'node:net'
 import * as os from 'node:os'
-import { newCounters, type ChannelCounters, type ChannelEvent, type ChannelInit, type ChannelState, type SendWait } from './channel-types'
+import { newCounters, type ChannelCounters, type ChannelEvent, type ChannelInit, type ChannelState, type NotificationObserver, type SendWait } from './channel-types'
 import { CompletionTracker } from './completions'
 import type { EngineName } from './engine'
 import { codedError, socketClosed, systemError, writeAfterEnd } from './errors'
@@ -93,6 +93,8 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   private readonly kernelFirstId: number
   readonly policy: SendPolicy
   lingerMs: number
+  /** ZeroCopyOptions.onNotification of the instance attached: told of every release range. */
+  onNotification: NotificationObserver | undefined
   readonly counters: ChannelCounters = newCounters()
   /** ZeroCopySocket instances and file producers using the channel. */
   private holders = 0
@@ -730,6 +732,13 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   private readonly onCompletion = (lo: number, hi: number, copied: boolean): void => {
     this.counters.notifications++
     this.policy.completed(this.tracker.complete(lo, hi, copied, this.onIdComplete), copied)
+    if (this.onNotification === undefined) return
+    try {
+      this.onNotification(lo, hi, copied)
+    } catch (err) {
+      // The caller's observer must not break the bookkeeping of the notifications after it.
+      process.emitWarning(`zerocopy: an onNotification observer threw: ${String(err)}`, 'ZeroCopyWarning')
+    }
   }
 
   private readonly onIdComplete = (owner: IdOwner, copied: boolean): void => {

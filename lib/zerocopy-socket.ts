@@ -13,6 +13,7 @@ import { dgramSocketFd, isConstructedWritable, netSocketFd, protocolLayer } from
 import { channelFor } from './socket-registry'
 import { isResponse, sendToResponse, type ResponseBody, type ResponseTarget } from './http-response'
 import type { ChannelCounters, SendChannel } from './send-channel'
+import type { NotificationObserver } from './channel-types'
 import { copierFor, type StreamCopier } from './stream-copy'
 import { BytesRequest, EachRequest, type SendRequest, type SendResult } from './send-requests'
 import { booleanOption, dataViews, integerOption, messageViews, optionsArg, totalBytes } from './validate'
@@ -46,6 +47,15 @@ export interface ZeroCopyOptions {
    * ERR_ZEROCOPY_ENGINE_UNAVAILABLE.
    */
   engine?: EngineOption
+  /**
+   * Called (synchronously, on the event loop) for every release the kernel reports, with
+   * its inclusive id range `[first, last]` (modulo 2^32) and whether the kernel copied
+   * after all: with the epoll engine each error-queue notification and its MSG_ZEROCOPY
+   * ids, with io_uring each run of notification CQEs and their send sequence numbers (a
+   * send that failed took a number too). For diagnostics, as the kernel selftest prints
+   * them; what it throws becomes a process warning. Applies when this call attaches.
+   */
+  onNotification?: (first: number, last: number, copied: boolean) => void
 }
 
 /** Options for {@link ZeroCopySocket.send}. */
@@ -92,12 +102,20 @@ export type SocketTarget = net.Socket | dgram.Socket | number | Writable
 const attached = new WeakMap<object, ZeroCopySocket>()
 
 /** Checks the options of {@link ZeroCopySocket.from}; throws coded TypeError/RangeError. */
-export function checkSocketOptions(options: unknown, name = 'options'): { copiedThreshold: number; lingerMs: number; engine: EngineOption } {
+export function checkSocketOptions(
+  options: unknown,
+  name = 'options',
+): { copiedThreshold: number; lingerMs: number; engine: EngineOption; onNotification: NotificationObserver | undefined } {
   const o = optionsArg<ZeroCopyOptions>(options, name)
+  const onNotification = o.onNotification
+  if (onNotification !== undefined && typeof onNotification !== 'function') {
+    throw invalidArgType(`${name}.onNotification`, 'of type function', onNotification)
+  }
   return {
     copiedThreshold: integerOption(`${name}.copiedThreshold`, o.copiedThreshold, 32, 1, Number.MAX_SAFE_INTEGER, true),
     lingerMs: integerOption(`${name}.lingerMs`, o.lingerMs, 30000, 0, MAX_TIMER_MS, true),
     engine: engineOption(`${name}.engine`, o.engine),
+    onNotification,
   }
 }
 
@@ -266,6 +284,7 @@ export function attach(target: SocketTarget, options?: ZeroCopyOptions, shared =
   }
   channel.policy.copiedThreshold = checked.copiedThreshold
   channel.lingerMs = checked.lingerMs
+  channel.onNotification = checked.onNotification
   // A call's own instance (a bare-fd convenience call, closed when it settles) is
   // never handed to anyone else.
   const zc = new ZeroCopySocket(channel, shared ? source : undefined)

@@ -4,6 +4,8 @@
 #include <limits.h>
 #include <linux/errqueue.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <netinet/udp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -28,6 +30,16 @@ void ExportConstants(Napi::Env env, Napi::Object exports) {
   set("MSG_NOSIGNAL", MSG_NOSIGNAL);
   set("SOL_SOCKET", SOL_SOCKET);
   set("SO_ZEROCOPY", SO_ZEROCOPY);
+  set("SO_SNDBUF", SO_SNDBUF);
+  set("SO_RCVBUF", SO_RCVBUF);
+  set("SO_RCVLOWAT", SO_RCVLOWAT);
+  set("SO_REUSEPORT", SO_REUSEPORT);
+  set("IPPROTO_IP", IPPROTO_IP);
+  set("IPPROTO_IPV6", IPPROTO_IPV6);
+  set("IPPROTO_TCP", IPPROTO_TCP);
+  set("IPPROTO_UDP", IPPROTO_UDP);
+  set("TCP_CORK", TCP_CORK);
+  set("UDP_CORK", UDP_CORK);
   set("SO_EE_ORIGIN_ZEROCOPY", SO_EE_ORIGIN_ZEROCOPY);
   set("SO_EE_CODE_ZEROCOPY_COPIED", SO_EE_CODE_ZEROCOPY_COPIED);
   set("O_NONBLOCK", O_NONBLOCK);

@@ -167,6 +167,17 @@ uint32_t UintArg(const Napi::CallbackInfo& info, size_t index, const char* name,
   return static_cast<uint32_t>(NonNegativeInteger(v, name, max, false, "of type number", range.c_str()));
 }
 
+int32_t IntArg(const Napi::CallbackInfo& info, size_t index, const char* name, int32_t min, int32_t max) {
+  Napi::Value v = info[index];
+  if (!v.IsNumber()) InvalidType(v, name, "of type number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || std::trunc(d) != d || d < min || d > max) {
+    const std::string range = "an integer >= " + std::to_string(min) + " && <= " + std::to_string(max);
+    OutOfRange(v, name, range.c_str());
+  }
+  return static_cast<int32_t>(d);
+}
+
 bool BoolArg(const Napi::CallbackInfo& info, size_t index, const char* name) {
   Napi::Value v = info[index];
   if (!v.IsBoolean()) InvalidType(v, name, "of type boolean");

@@ -29,6 +29,10 @@ uint32_t FlagsArg(const Napi::CallbackInfo& info, size_t index, const char* name
 // undefined is not taken for 0.
 uint32_t UintArg(const Napi::CallbackInfo& info, size_t index, const char* name, uint32_t max);
 
+// A signed count or option value: an integer Number in [min, max]; undefined is not
+// taken for 0.
+int32_t IntArg(const Napi::CallbackInfo& info, size_t index, const char* name, int32_t min, int32_t max);
+
 // A boolean argument (nothing else is taken for one).
 bool BoolArg(const Napi::CallbackInfo& info, size_t index, const char* name);
 

@@ -1,4 +1,5 @@
-// Socket options and the lifetime of the private fd the send layer owns: SO_ZEROCOPY,
+// Socket options and the lifetime of the private fd the send layer owns: int options
+// (setSocketOption/getSocketOption), SO_ZEROCOPY,
 // receive buffers, what a socket is (domain, type, a cookie that names it for its whole
 // life), TCP's acknowledged stream offset (to tell a release by ACK from one by reset),
 // and dup, close, shutdown, disconnect and abortive close.
@@ -54,6 +55,30 @@ Napi::Value SetReceiveBuffer(const Napi::CallbackInfo& info) {
   socklen_t len = sizeof now;
   if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &now, &len) != 0) throw SystemError(info.Env(), errno, "getsockopt");
   return Napi::Number::New(info.Env(), now);
+}
+
+// setSocketOption(fd, level, name, value): setsockopt(2) with an int value, the shape of
+// most options (UDP_CORK, SO_SNDBUF, SO_RCVLOWAT, ...). Only an int on this stack
+// reaches the kernel, whatever the option: one that wants a larger struct gets EINVAL.
+Napi::Value SetSocketOption(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0, "fd");
+  int level = IntArg(info, 1, "level", 0, INT32_MAX);
+  int name = IntArg(info, 2, "name", 0, INT32_MAX);
+  int value = IntArg(info, 3, "value", INT32_MIN, INT32_MAX);
+  if (setsockopt(fd, level, name, &value, sizeof value) != 0) throw SystemError(info.Env(), errno, "setsockopt");
+  return info.Env().Undefined();
+}
+
+// getSocketOption(fd, level, name) -> the option's int value (getsockopt(2) into an int;
+// an option the kernel answers with fewer bytes is zero-extended).
+Napi::Value GetSocketOption(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0, "fd");
+  int level = IntArg(info, 1, "level", 0, INT32_MAX);
+  int name = IntArg(info, 2, "name", 0, INT32_MAX);
+  int value = 0;
+  socklen_t len = sizeof value;
+  if (getsockopt(fd, level, name, &value, &len) != 0) throw SystemError(info.Env(), errno, "getsockopt");
+  return Napi::Number::New(info.Env(), value);
 }
 
 int IntOption(Napi::Env env, int fd, int level, int name) {
@@ -190,6 +215,8 @@ Napi::Value AbortiveClose(const Napi::CallbackInfo& info) {
 
 void ExportSockopt(Napi::Env env, Napi::Object exports) {
   exports.Set("setZeroCopy", Napi::Function::New(env, SetZeroCopy, "setZeroCopy"));
+  exports.Set("setSocketOption", Napi::Function::New(env, SetSocketOption, "setSocketOption"));
+  exports.Set("getSocketOption", Napi::Function::New(env, GetSocketOption, "getSocketOption"));
   exports.Set("setReceiveBuffer", Napi::Function::New(env, SetReceiveBuffer, "setReceiveBuffer"));
   exports.Set("socketIdentity", Napi::Function::New(env, SocketIdentity, "socketIdentity"));
   exports.Set("tcpStreamOffset", Napi::Function::New(env, TcpStreamOffset, "tcpStreamOffset"));

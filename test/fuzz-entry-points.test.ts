@@ -21,7 +21,7 @@ import * as zc from '../lib'
 import { ZeroCopySocket, constants, pageSize } from '../lib'
 import { openFdTargets, randomBytes } from './helpers'
 import {
-  ANY, Arg, Fresh, MAYBE, RANGE, TYPE, boolArg, dataArg, describe, fdArg, flagsArg, isCount, judge, lengthArg, messagesOf,
+  ANY, Arg, Fresh, MAYBE, NUMBERS, RANGE, TYPE, boolArg, dataArg, describe, fdArg, flagsArg, isCount, judge, lengthArg, messagesOf,
   offsetArg, optionsArg, sendOptionsArg, sizeArg, zcOptionsFields, type Field, type Outcome,
 } from './fuzz/args'
 import { PAYLOAD, RelayWorld, endArg, expectedRelay, fileArg as relayFileArg, fileOptionsArg, relayOptionsArg } from './fuzz/relay-world'
@@ -75,6 +75,26 @@ after(async () => {
 
 const val = (label: string, v: unknown, bad: string[] = []) => new Arg(label, () => v, bad)
 const objArg = (kind: string, bad: string[] = []) => new Arg(kind, (e) => e.obj(kind), bad)
+
+/**
+ * An int slot of setSocketOption/getSocketOption: valid values from `valid` (options
+ * that cannot hurt the shared pool: SO_DEBUG, SO_TYPE, SO_SNDBUF, unknown names; the
+ * kernel answers each), every other number of NUMBERS out of range below `min` or past
+ * 2^31 - 1 or not whole, and wrong types.
+ */
+const LEVELS = [0, 1, 6, 17, 65536, 2 ** 31 - 1]
+const OPTION_NAMES = [1, 3, 7, 9999, 2 ** 31 - 1]
+const OPTION_VALUES = [0, 1, -1, 4096, 2 ** 31 - 1, -(2 ** 31)]
+const sockoptArg = (valid: number[], min: number) => {
+  const good = valid.map((v) => val(String(v), v))
+  const bad = NUMBERS.filter(([, v]) => !(Number.isInteger(v) && v >= min && v <= 2 ** 31 - 1)).map(([l, v]) => val(l, v, [RANGE]))
+  const types: Array<[string, unknown]> = [["'1'", '1'], ['1n', 1n], ['null', null], ['undefined', undefined], ['{}', {}], ['true', true]]
+  return fc.oneof(
+    { withCrossShrink: true },
+    { arbitrary: fc.constantFrom(...good), weight: 3 },
+    { arbitrary: fc.constantFrom(...bad, ...types.map(([l, v]) => val(l, v, [TYPE]))), weight: 2 },
+  )
+}
 
 /** A socket for receiveDatagrams/setReceiveBuffer: a dgram.Socket or an fd. */
 const socketArg = () =>
@@ -161,6 +181,8 @@ const RAW: RawEntry[] = [
   },
   { name: 'dup', args: [fdArg()], call: call(zc.dup), shape: (v) => int(v, 0, 2 ** 31 - 1, 'an fd'), undo: (v) => fs.closeSync(v as number) },
   { name: 'setZeroCopy', args: [fdArg(), boolArg()], call: call(zc.setZeroCopy), shape: (v) => (v === undefined ? undefined : 'not undefined') },
+  { name: 'setSocketOption', args: [fdArg(), sockoptArg(LEVELS, 0), sockoptArg(OPTION_NAMES, 0), sockoptArg(OPTION_VALUES, -(2 ** 31))], call: call(zc.setSocketOption), shape: (v) => (v === undefined ? undefined : 'not undefined') },
+  { name: 'getSocketOption', args: [fdArg(), sockoptArg(LEVELS, 0), sockoptArg(OPTION_NAMES, 0)], call: call(zc.getSocketOption), shape: (v) => int(v, -(2 ** 31), 2 ** 31 - 1, 'an int') },
   // 4 * max words are allocated: valid maxes from 2^16 to 2^31 would take gigabytes.
   { name: 'readErrorQueue', args: [fdArg(), sizeArg({ max: 2 ** 53 - 1, undefinedValid: true, skip: (v) => v > 65536 && v < 2 ** 31, maybeAbove: 65536 })], call: call(zc.readErrorQueue), shape: errorQueue },
   {

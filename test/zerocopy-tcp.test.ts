@@ -277,3 +277,43 @@ test('a corked socket: sends queue behind the corked bytes and keep their order'
   pair.client.end()
   assert.equal((await received).toString(), 'one|two|three|four')
 })
+
+test('onNotification is told every release range, in order, covering every completed id', async (t) => {
+  const pair = await tcpPair()
+  t.after(() => pair.close())
+  const received = collect(pair.server)
+  const ranges: Array<[number, number, boolean]> = []
+  const zc = ZeroCopySocket.from(pair.client, { copiedThreshold: Infinity, onNotification: (lo, hi, copied) => ranges.push([lo, hi, copied]) })
+  const views = Array.from({ length: 16 }, (_, i) => Buffer.alloc(64 * 1024, i))
+  for (let round = 0; round < 4; round++) await zc.sendEach(views)
+  const stats = zc.stats
+  assert.equal(stats.completedIds, 64)
+  assert.equal(ranges.length, stats.notifications, 'one call per notification')
+  let next = ranges[0]![0]
+  for (const [lo, hi, copied] of ranges) {
+    assert.equal(lo, next, `${lo}..${hi} follows the last range`)
+    assert.ok(hi >= lo)
+    assert.equal(copied, true, 'loopback: the kernel copied')
+    next = hi + 1
+  }
+  assert.equal(next - ranges[0]![0], 64, 'the ranges hold every id once')
+  assert.ok(ranges.length < 64, `the kernel widened ranges over contiguous sends (${ranges.length} notifications)`)
+  // Checked when attaching; and what an observer throws is a warning, not a lost release.
+  const other = await tcpPair()
+  t.after(() => other.close())
+  assert.throws(() => ZeroCopySocket.from(other.client, { onNotification: 5 as never }), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' })
+  const warnings: string[] = []
+  const onWarning = (w: Error) => warnings.push(w.message)
+  process.on('warning', onWarning)
+  t.after(() => process.off('warning', onWarning))
+  const throwing = ZeroCopySocket.from(other.client, { onNotification: () => { throw new Error('observer bug') } })
+  const otherReceived = collect(other.server)
+  const r = await throwing.sendEach(views)
+  assert.equal(r.calls, 16, 'every send settled')
+  await new Promise((resolve) => setImmediate(resolve))
+  assert.ok(warnings.some((m) => /onNotification observer threw: Error: observer bug/.test(m)), warnings.join('\n'))
+  other.client.end()
+  pair.client.end()
+  assert.equal((await otherReceived).length, 16 * 64 * 1024)
+  assert.equal((await received).length, 64 * 64 * 1024)
+})

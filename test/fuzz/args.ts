@@ -254,6 +254,11 @@ const BAD_TYPES: Array<[string, unknown]> = [["'10'", '10'], ['null', null], ['1
 export const zcOptionsFields: Record<string, Field> = {
   lingerMs: numField([['0', 0], ['-0', -0], ['1', 1], ['30000', 30000], ['2**31-1', 2 ** 31 - 1], ['Infinity', Infinity]], [['NaN', NaN], ['-5', -5], ['2**31', 2 ** 31], ['1.5', 1.5], ['-Infinity', -Infinity], ['2**53', 2 ** 53]], BAD_TYPES),
   copiedThreshold: numField([['1', 1], ['32', 32], ['2**31', 2 ** 31], ['Infinity', Infinity]], [['0', 0], ['-0', -0], ['NaN', NaN], ['-5', -5], ['1.5', 1.5], ['-Infinity', -Infinity]], BAD_TYPES),
+  onNotification: [
+    ['() => {}', () => {}, []],
+    ['() => { throw }', () => { throw new Error('observer') }, []],
+    ...BAD_TYPES.map(([l, v]): [string, unknown, string[]] => [l, v, [TYPE]]),
+  ],
 }
 
 /** send/sendEach options: the contract says nothing of a non-boolean `copy`, so it is not judged. */
