@@ -6,7 +6,7 @@ import * as os from 'node:os'
 import { abortError, codedError, invalidArgType, promised, systemError } from './errors'
 import { cancelJob, startJob, type JobEnd } from './relay-engine'
 import {
-  checkCommonOptions, checkEnd, claim, connectedFd, lendReads, lengthOption, watchAbort, watchClose,
+  checkCommonOptions, checkEnd, claim, connectedFd, lendReads, lengthOption, unlessAborted, watchAbort, watchClose,
   type CommonRelayOptions, type LentReads, type RelayEnd,
 } from './relay-socket'
 import { integerOption } from './validate'
@@ -62,7 +62,7 @@ export function receiveToFile(socket: RelayEnd, file: FileTarget, options?: Rece
       const opened = await openTarget(file, offset)
       try {
         if (plan.signal?.aborted) throw abortError(plan.signal)
-        const fd = await connectedFd(socket, 'socket')
+        const fd = await unlessAborted(connectedFd(socket, 'socket'), plan.signal)
         if (plan.signal?.aborted) throw abortError(plan.signal)
         return await run(node, lent, fd, opened.fd, offset, length, plan)
       } finally {

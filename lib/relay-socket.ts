@@ -12,7 +12,7 @@
 // end (lib/node-internals.ts holdWrites). Giving back: Node reads again where the relay
 // stopped, and the held writes go out.
 import * as net from 'node:net'
-import { codedError, invalidArgType, invalidArgValue, invalidState, outOfRange, socketClosed, writeAfterEnd } from './errors'
+import { abortError, codedError, invalidArgType, invalidArgValue, invalidState, outOfRange, socketClosed, writeAfterEnd } from './errors'
 import { holdReads, holdWrites, netSocketFd, protocolLayer } from './node-internals'
 import { integerOption, optionsArg } from './validate'
 
@@ -186,6 +186,28 @@ export function watchClose(sockets: Array<net.Socket | undefined>, onClose: () =
   return () => {
     for (const s of present) s.off('close', onClose)
   }
+}
+
+/**
+ * `p`, or an AbortError as soon as `signal` aborts: for what a relay awaits before it
+ * starts (a connect, Node's buffered writes reaching a slow destination).
+ */
+export function unlessAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return p
+  if (signal.aborted) return Promise.reject(abortError(signal))
+  return new Promise<T>((resolve, reject) => {
+    const unwatch = watchAbort(signal, () => reject(abortError(signal)))
+    p.then(
+      (value) => {
+        unwatch()
+        resolve(value)
+      },
+      (err: unknown) => {
+        unwatch()
+        reject(err)
+      },
+    )
+  })
 }
 
 /** Calls `onAbort` when the signal aborts; returns the unsubscribe. */

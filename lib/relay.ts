@@ -11,8 +11,8 @@ import * as os from 'node:os'
 import { abortError, codedError, invalidArgValue, promised, socketClosed, systemError } from './errors'
 import { cancelJob, startJob, type JobEnd } from './relay-engine'
 import {
-  checkCommonOptions, checkEnd, claim, connectedFd, lendReads, lendWrites, lengthOption, watchAbort, watchClose,
-  type CommonRelayOptions, type LentReads, type RelayEnd,
+  checkCommonOptions, checkEnd, claim, connectedFd, lendReads, lendWrites, lengthOption, unlessAborted, watchAbort,
+  watchClose, type CommonRelayOptions, type LentReads, type RelayEnd,
 } from './relay-socket'
 
 export type { RelayEnd, RelayMechanism } from './relay-socket'
@@ -102,9 +102,9 @@ export function relay(a: RelayEnd, b: RelayEnd, options?: RelayOptions): Promise
       // relay's, never a 'data' event.
       if (ab && sa) lentA = lendReads(sa, length)
       if (ba && sb) lentB = lendReads(sb, length)
-      const fdA = await connectedFd(a, 'a')
-      const fdB = await connectedFd(b, 'b')
-      await Promise.all(flushed)
+      const fdA = await unlessAborted(connectedFd(a, 'a'), plan.signal)
+      const fdB = await unlessAborted(connectedFd(b, 'b'), plan.signal)
+      await unlessAborted(Promise.all(flushed), plan.signal)
       if (plan.signal?.aborted) throw abortError(plan.signal)
       for (const [s, name] of [[sa, 'a'], [sb, 'b']] as const) {
         if (s?.destroyed) throw socketClosed(`The "${name}" socket is closed`)

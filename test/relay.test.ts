@@ -530,6 +530,38 @@ test("bytes arriving while the relay waits for Node's writes to the destination 
   assertNothingLeft(fds)
 })
 
+test('a relay that fails before it starts puts the bytes (and a FIN) it took back: Node reads them, then ends', async (t) => {
+  const fds = openFdTargets()
+  const c = await chain({ proxyInHalfOpen: false })
+  t.after(() => c.close())
+  // The relay waits for proxyOut's queued bytes (the server does not read) and is aborted meanwhile.
+  c.server.pause()
+  c.proxyOut.write(randomBytes(8 << 20, 75))
+  const head = Buffer.from('unshifted head|')
+  const up = randomBytes(12000, 76)
+  c.client.end(up)
+  await within(untilNodeReadEof(c.proxyIn), 5000, 'Node reading the FIN')
+  c.proxyIn.unshift(head)
+  let seen = 0
+  c.proxyIn.on('data', (d: Buffer) => (seen += d.length))
+  const ac = new AbortController()
+  const r = relay(c.proxyIn, c.proxyOut, { signal: ac.signal }).catch((e: Error) => e)
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  assert.equal(seen, 0, 'nothing emitted while the relay held the socket')
+  const ended = new Promise<void>((resolve) => c.proxyIn.once('end', resolve))
+  ac.abort()
+  assert.equal(((await within(r, 5000, 'relay')) as Error).name, 'AbortError')
+  // The socket is Node's again, as it was: the head, the bytes, then the end.
+  const rest: Buffer[] = []
+  c.proxyIn.on('data', (d: Buffer) => rest.push(d))
+  c.proxyIn.resume()
+  await within(ended, 5000, "'end' after the bytes")
+  assert.equal(sha256(Buffer.concat(rest)), sha256(Buffer.concat([head, up])))
+  assert.equal(seen, head.length + up.length)
+  await c.close()
+  assertNothingLeft(fds)
+})
+
 test('one way, FIN already read: Node ends the source afterwards as it would have; bytes after `length` stay Node\'s, then its end', async (t) => {
   const fds = openFdTargets()
   // Until EOF, allowHalfOpen false: after the relay Node emits 'end' and ends its own side.
