@@ -208,6 +208,7 @@ interface ReadableInternals {
   ended: boolean
   endEmitted: boolean
   reading: boolean
+  needReadable: boolean
   destroyed: boolean
 }
 
@@ -228,7 +229,8 @@ export interface HeldReads {
   /**
    * Undoes the hold (the first call only). With `resume`, Node reads again if it was
    * reading or was asked to meanwhile; a stream whose EOF Node had read is not read
-   * again but finishes as Node would have: its remaining bytes, then 'end'.
+   * again but finishes as Node would have ('readable', its remaining bytes, then 'end'),
+   * from the next turn of the event loop on.
    */
   release(resume: boolean): void
 }
@@ -246,6 +248,7 @@ export function holdReads(socket: net.Socket): HeldReads {
   let asked = false
   let tookEof = false
   let held = true
+  const ownRead = Object.getOwnPropertyDescriptor(own, '_read')
   own._read = () => {
     asked = true
   }
@@ -283,7 +286,8 @@ export function holdReads(socket: net.Socket): HeldReads {
     release(resume) {
       if (!held) return
       held = false
-      delete own._read
+      if (ownRead) Object.defineProperty(own, '_read', ownRead)
+      else delete own._read
       const state = readableState(socket)
       if (tookEof && !state.destroyed) {
         // As Node's own EOF push leaves it: ended, no read in flight.
@@ -291,10 +295,17 @@ export function holdReads(socket: net.Socket): HeldReads {
         state.reading = false
       }
       if (!resume || socket.destroyed || !(wasReading || asked || tookEof)) return
-      // Node never calls _read on an ended stream; read(0) lets it finish instead:
-      // 'end' now if nothing is left, else 'readable' and the flow of what is.
-      if (state.ended) socket.read(0)
-      else (socket as unknown as { _read(n: number): void })._read(socket.readableHighWaterMark)
+      if (!state.ended) return void (socket as unknown as { _read(n: number): void })._read(socket.readableHighWaterMark)
+      // Node never calls _read on an ended stream, and after its EOF it no longer waits
+      // for 'readable' (needReadable is off): asked for one, read(0) finishes the stream
+      // as Node's EOF push does: 'end' if nothing is left, else 'readable' and the flow
+      // of what is (bytes after `length`), then 'end'. Not before the relay's Promise
+      // settled and the code awaiting it ran (as a FIN read on a later poll would come).
+      setImmediate(() => {
+        if (socket.destroyed) return
+        state.needReadable = true
+        socket.read(0)
+      })
     },
   }
 

@@ -597,3 +597,38 @@ test('one way, FIN already read: Node ends the source afterwards as it would hav
   await d.close()
   assertNothingLeft(fds)
 })
+
+test("length mode from a 'readable' handler, FIN already read: the handler gets 'readable' for the bytes after `length`, then 'end'", async (t) => {
+  const fds = openFdTargets()
+  const c = await chain()
+  t.after(() => c.close())
+  const head = Buffer.from('HEAD\n')
+  const body = randomBytes(9000, 85)
+  const after = Buffer.from('the next message')
+  const atServer = received(c.server)
+  let relaying: Promise<RelayResult> | undefined
+  let busy = false
+  const rest: Buffer[] = []
+  const ended = new Promise<void>((resolve) => c.proxyIn.once('end', resolve))
+  c.client.end(Buffer.concat([head, body, after]))
+  await within(untilNodeReadEof(c.proxyIn), 5000, 'Node reading the FIN')
+  // A generic reader: on 'readable' it drains, unless its parser handed the body to a relay.
+  c.proxyIn.on('readable', () => {
+    if (busy) return
+    if (relaying === undefined) {
+      assert.deepEqual(c.proxyIn.read(head.length), head)
+      busy = true
+      relaying = relay(c.proxyIn, c.proxyOut, { direction: 'a->b', length: body.length })
+      relaying.finally(() => (busy = false)).catch(() => {})
+      return
+    }
+    for (let chunk; (chunk = c.proxyIn.read() as Buffer | null) !== null; ) rest.push(chunk)
+  })
+  await within(ended, 5000, "'end' on proxyIn")
+  assert.deepEqual(await relaying, { aToB: body.length, bToA: 0, mechanism: 'copy' })
+  assert.equal(Buffer.concat(rest).toString(), after.toString())
+  c.proxyOut.end()
+  assert.equal(sha256(await within(atServer, 5000, 'the server')), sha256(body))
+  await c.close()
+  assertNothingLeft(fds)
+})
