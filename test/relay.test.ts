@@ -537,11 +537,12 @@ test('a relay that fails before it starts puts the bytes (and a FIN) it took bac
   // The relay waits for proxyOut's queued bytes (the server does not read) and is aborted meanwhile.
   c.server.pause()
   c.proxyOut.write(randomBytes(8 << 20, 75))
-  const head = Buffer.from('unshifted head|')
+  const head = randomBytes(200000, 74) // more than the read-ahead: a read(n) that large raises it
   const up = randomBytes(12000, 76)
   c.client.end(up)
   await within(untilNodeReadEof(c.proxyIn), 5000, 'Node reading the FIN')
   c.proxyIn.unshift(head)
+  const highWaterMark = c.proxyIn.readableHighWaterMark
   let seen = 0
   c.proxyIn.on('data', (d: Buffer) => (seen += d.length))
   const ac = new AbortController()
@@ -551,6 +552,7 @@ test('a relay that fails before it starts puts the bytes (and a FIN) it took bac
   const ended = new Promise<void>((resolve) => c.proxyIn.once('end', resolve))
   ac.abort()
   assert.equal(((await within(r, 5000, 'relay')) as Error).name, 'AbortError')
+  assert.equal(c.proxyIn.readableHighWaterMark, highWaterMark, "Node's read-ahead as it was")
   // The socket is Node's again, as it was: the head, the bytes, then the end.
   const rest: Buffer[] = []
   c.proxyIn.on('data', (d: Buffer) => rest.push(d))
