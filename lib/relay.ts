@@ -59,6 +59,8 @@ const ECANCELED = os.constants.errno.ECANCELED
  * A socket with a protocol layer (TLS, HTTP/2) is refused (ERR_ZEROCOPY_PROTOCOL_LAYER):
  * relay its stream with `stream.pipeline` instead. Node's writes to a destination made
  * after the call wait for the relay's end (they never mix with the relayed bytes).
+ * What Node had buffered from a source, and a FIN it had read, are the relay's from the
+ * call on: no 'data' or 'end' event shows them to the application.
  */
 export function relay(a: RelayEnd, b: RelayEnd, options?: RelayOptions): Promise<RelayResult> {
   return promised(async () => {
