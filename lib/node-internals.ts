@@ -8,8 +8,10 @@
 //   how an HTTP/1 response frames its body (chunked, or none at all).
 // - The write gate: wrapping a net.Socket's `_write`/`_final` so that Node's own writes
 //   and the zero-copy sends keep call order.
-// - For relays: stopping libuv's reads of a socket (`_handle.readStop()`, `_read`) and
-//   holding Node's writes to it (`_write`/`_final`) while the relay thread uses its fd.
+// - For relays: stopping libuv's reads of a socket (`_handle.readStop()`, `_read`),
+//   taking what Node had buffered (and a FIN it had read) without emitting it
+//   (`read(n)` with 'data' muted, `_readableState.ended`), and holding Node's writes to
+//   it (`_write`/`_final`) while the relay thread uses its fd.
 import * as dgram from 'node:dgram'
 import type * as http from 'node:http'
 import * as net from 'node:net'
@@ -199,19 +201,54 @@ interface ReadingHandle {
   readStop?(): number
 }
 
+/** The readable state fields a held socket touches (present, as getters/setters or plain, in Node 20-26). */
+interface ReadableInternals {
+  highWaterMark: number
+  length: number
+  ended: boolean
+  endEmitted: boolean
+  reading: boolean
+  needReadable: boolean
+  destroyed: boolean
+}
+
+function readableState(socket: net.Socket): ReadableInternals {
+  return (socket as unknown as { _readableState: ReadableInternals })._readableState
+}
+
+/** A net.Socket whose reads a relay holds (see {@link holdReads}). */
+export interface HeldReads {
+  /**
+   * Takes up to `n` bytes of what Node had read and buffered (an unshift()ed head
+   * first), for the relay to send first; null for none. Emits nothing: no 'data' (the
+   * bytes are the relay's, not the application's), no 'end'. If that empties the buffer
+   * after Node had read the EOF, the EOF is taken too, as if it had arrived after the
+   * call (the relay reads it from the kernel again); `release` puts it back.
+   */
+  take(n: number): Buffer | null
+  /**
+   * Undoes the hold (the first call only). With `resume`, Node reads again if it was
+   * reading or was asked to meanwhile; a stream whose EOF Node had read is not read
+   * again but finishes as Node would have ('readable', its remaining bytes, then 'end'),
+   * from the next turn of the event loop on.
+   */
+  release(resume: boolean): void
+}
+
 /**
  * Stops Node reading a net.Socket's fd, for a relay that reads it natively: libuv's
  * read is stopped (`_handle.readStop()`) and the stream's `_read` (the only way Node
  * restarts it on a plain socket: `resume()`, `read()`, a new 'data' listener all go
- * through it) is replaced by one that only remembers it was asked. `socket.read(n)`
- * then takes what Node already buffered without touching the kernel. The returned
- * function undoes it; with `resume`, Node reads again if it was reading or was asked to.
+ * through it) is replaced by one that only remembers it was asked.
  */
-export function holdReads(socket: net.Socket): (resume: boolean) => void {
+export function holdReads(socket: net.Socket): HeldReads {
   const own = socket as unknown as Record<string, unknown>
   const handle = (socket as unknown as { _handle?: ReadingHandle | null })._handle
   const wasReading = handle?.reading === true
   let asked = false
+  let tookEof = false
+  let held = true
+  const ownRead = Object.getOwnPropertyDescriptor(own, '_read')
   own._read = () => {
     asked = true
   }
@@ -219,11 +256,67 @@ export function holdReads(socket: net.Socket): (resume: boolean) => void {
     handle.reading = false
     handle.readStop?.()
   }
-  return (resume) => {
-    delete own._read
-    if (resume && (wasReading || asked) && !socket.destroyed) {
-      ;(socket as unknown as { _read(n: number): void })._read(socket.readableHighWaterMark)
+  return {
+    take(n) {
+      if (n <= 0 || socket.readableLength === 0) return takeEof()
+      const state = readableState(socket)
+      const highWaterMark = state.highWaterMark
+      // read(n) itself, not the buffer by hand: every Node line keeps its own layout
+      // consistent (the chunk array and its index; Node 26's chunk prefetched during a
+      // 'data' event, which readableLength counts but the array does not hold). Only
+      // its side effects are undone: the 'data' event (below) and the raised
+      // highWaterMark a read past it leaves. With n <= readableLength it returns n bytes
+      // and schedules no 'end'; its `_read` call is the held one.
+      const emit = socket.emit as (...args: unknown[]) => boolean
+      const ownEmit = Object.getOwnPropertyDescriptor(own, 'emit')
+      own.emit = function (this: net.Socket, event: string | symbol, ...args: unknown[]): boolean {
+        return event === 'data' ? false : emit.call(this, event, ...args)
+      }
+      let bytes: Buffer | null
+      try {
+        bytes = socket.read(n) as Buffer | null
+      } finally {
+        if (ownEmit) Object.defineProperty(own, 'emit', ownEmit)
+        else delete own.emit
+        state.highWaterMark = highWaterMark
+      }
+      takeEof()
+      return bytes
+    },
+    release(resume) {
+      if (!held) return
+      held = false
+      if (ownRead) Object.defineProperty(own, '_read', ownRead)
+      else delete own._read
+      const state = readableState(socket)
+      if (tookEof && !state.destroyed) {
+        // As Node's own EOF push leaves it: ended, no read in flight.
+        state.ended = true
+        state.reading = false
+      }
+      if (!resume || socket.destroyed || !(wasReading || asked || tookEof)) return
+      if (!state.ended) return void (socket as unknown as { _read(n: number): void })._read(socket.readableHighWaterMark)
+      // Node never calls _read on an ended stream, and after its EOF it no longer waits
+      // for 'readable' (needReadable is off): asked for one, read(0) finishes the stream
+      // as Node's EOF push does: 'end' if nothing is left, else 'readable' and the flow
+      // of what is (bytes after `length`), then 'end'. Not before the relay's Promise
+      // settled and the code awaiting it ran (as a FIN read on a later poll would come).
+      setImmediate(() => {
+        if (socket.destroyed) return
+        state.needReadable = true
+        socket.read(0)
+      })
+    },
+  }
+
+  /** With the buffer empty and Node's EOF read but 'end' not emitted: the relay takes the EOF. */
+  function takeEof(): null {
+    const state = readableState(socket)
+    if (state.length === 0 && state.ended && !state.endEmitted) {
+      state.ended = false
+      tookEof = true
     }
+    return null
   }
 }
 

@@ -6,8 +6,8 @@ import * as os from 'node:os'
 import { abortError, codedError, invalidArgType, promised, systemError } from './errors'
 import { cancelJob, startJob, type JobEnd } from './relay-engine'
 import {
-  checkCommonOptions, checkEnd, claim, connectedFd, lendReads, lengthOption, watchAbort, watchClose,
-  type CommonRelayOptions, type RelayEnd,
+  checkCommonOptions, checkEnd, claim, connectedFd, lendReads, lengthOption, unlessAborted, watchAbort, watchClose,
+  type CommonRelayOptions, type LentReads, type RelayEnd,
 } from './relay-socket'
 import { integerOption } from './validate'
 
@@ -39,7 +39,8 @@ const ECANCELED = os.constants.errno.ECANCELED
  * truncation (created if missing), and closed before the Promise settles. An fd or
  * FileHandle stays yours; it must be open for writing and not with O_APPEND.
  *
- * Node does not read the socket meanwhile; what it had buffered goes to the file first.
+ * Node does not read the socket from the call on; what it had buffered goes to the file
+ * first (not as 'data' events).
  * Afterwards the socket is Node's again (it reads from the byte after the upload), also
  * after a file error (ENOSPC, ...) or an abort, so the application can still answer on
  * it. A socket error (a reset) destroys it. A socket that ends before `length` bytes
@@ -54,17 +55,21 @@ export function receiveToFile(socket: RelayEnd, file: FileTarget, options?: Rece
     const length = lengthOption('options.length', o.length)
     const node = typeof socket === 'number' ? undefined : socket
     const release = claim([node])
+    // At the call: what Node buffered, and a byte that arrives while the file opens, is
+    // the upload's, never a 'data' event.
+    const lent = node ? lendReads(node, length) : undefined
     try {
       const opened = await openTarget(file, offset)
       try {
         if (plan.signal?.aborted) throw abortError(plan.signal)
-        const fd = await connectedFd(socket, 'socket')
+        const fd = await unlessAborted(connectedFd(socket, 'socket'), plan.signal)
         if (plan.signal?.aborted) throw abortError(plan.signal)
-        return await run(node, fd, opened.fd, offset, length, plan)
+        return await run(node, lent, fd, opened.fd, offset, length, plan)
       } finally {
         await opened.close()
       }
     } finally {
+      lent?.giveBack(true) // idempotent: an upload that ran already gave the socket back; else the bytes go back
       release()
     }
   })
@@ -91,13 +96,13 @@ async function openTarget(file: unknown, offset: number): Promise<{ fd: number; 
 
 function run(
   node: net.Socket | undefined,
+  lent: LentReads | undefined,
   fd: number,
   fileFd: number,
   offset: number,
   length: number | undefined,
   plan: ReturnType<typeof checkCommonOptions>['plan'],
 ): Promise<ReceiveToFileResult> {
-  const lent = node ? lendReads(node, length) : undefined
   const giveBack = (resume: boolean) => lent?.giveBack(resume)
   return new Promise<ReceiveToFileResult>((resolve, reject) => {
     let reason: Error | undefined
@@ -137,10 +142,10 @@ function run(
         settle,
       ))
     } catch (err) {
-      if (lent?.prefix) node?.unshift(lent.prefix)
-      giveBack(true)
+      giveBack(true) // puts the bytes it took back in front
       throw err
     }
+    lent?.handedOver()
     const cancel = (err: Error) => {
       reason ??= err
       cancelJob(id)

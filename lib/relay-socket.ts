@@ -1,15 +1,18 @@
 // What relay() and receiveToFile() share: checking their sockets and common options,
 // and lending a Node socket to the native relay thread and taking it back.
 //
-// Lending a socket Node reads: Node stops reading its fd (lib/node-internals.ts
+// Lending a socket Node reads: Node stops reading its fd at the call (lib/node-internals.ts
 // holdReads), and the bytes Node had already read but nobody consumed (readableLength,
-// an unshift()ed head) are taken out of its stream to go first. Lending a socket the
+// an unshift()ed head) are taken out of its stream to go first, without a 'data' event
+// (they are the relay's, not the application's); so is a FIN Node had read, so that
+// Node emits no 'end' (nor ends the socket, allowHalfOpen false) while the relay owns
+// the reads: as if the FIN had come after the call. Lending a socket the
 // relay writes to: every byte Node buffered for it reaches the kernel first (a marker
 // write's callback), and what Node is asked to write meanwhile waits for the relay's
 // end (lib/node-internals.ts holdWrites). Giving back: Node reads again where the relay
 // stopped, and the held writes go out.
 import * as net from 'node:net'
-import { codedError, invalidArgType, invalidArgValue, invalidState, outOfRange, socketClosed, writeAfterEnd } from './errors'
+import { abortError, codedError, invalidArgType, invalidArgValue, invalidState, outOfRange, socketClosed, writeAfterEnd } from './errors'
 import { holdReads, holdWrites, netSocketFd, protocolLayer } from './node-internals'
 import { integerOption, optionsArg } from './validate'
 
@@ -136,18 +139,44 @@ export function lendWrites(socket: net.Socket, name: string): { release: (error?
 
 /** A Node socket whose reads are lent to the relay thread. */
 export interface LentReads {
-  /** What Node had buffered (at most `limit` bytes), to go first; null for none. */
+  /** What Node had buffered at the call (at most `limit` bytes), to go first; null for none. */
   prefix: Buffer | null
-  /** Gives the socket back: with `resume`, Node reads again as it did before. */
+  /** The job took `prefix`: from now on giving back does not put it back. */
+  handedOver(): void
+  /**
+   * Gives the socket back (the first call only): `prefix`, unless handed over, goes back
+   * in front of Node's buffer; with `resume`, Node reads again as it did before.
+   */
   giveBack(resume: boolean): void
 }
 
-/** Stops Node reading `socket` and takes up to `limit` of its buffered bytes. Synchronous. */
+/**
+ * Stops Node reading `socket` and takes what it had buffered (at most `limit` bytes),
+ * synchronously at the relay call: no byte goes to the socket's 'data' listeners from
+ * then on, also while the relay still awaits (a connect, Node's buffered writes to the
+ * destination, a file opening) and Node's own scheduled flow (a resume() just before
+ * the call) runs.
+ */
 export function lendReads(socket: net.Socket, limit: number | undefined): LentReads {
-  const giveBack = holdReads(socket)
+  const held = holdReads(socket)
   const n = limit === undefined ? socket.readableLength : Math.min(limit, socket.readableLength)
-  const prefix = n > 0 ? (socket.read(n) as Buffer | null) : null
-  return { prefix, giveBack }
+  let prefix = held.take(n)
+  let given = false
+  return {
+    get prefix() {
+      return prefix
+    },
+    handedOver: () => {
+      prefix = null
+    },
+    giveBack: (resume) => {
+      if (given) return
+      given = true
+      if (prefix !== null && !socket.destroyed) socket.unshift(prefix)
+      prefix = null
+      held.release(resume)
+    },
+  }
 }
 
 /** Calls `onClose` if the socket closes (Node's side: destroy(), an error) while lent. */
@@ -157,6 +186,28 @@ export function watchClose(sockets: Array<net.Socket | undefined>, onClose: () =
   return () => {
     for (const s of present) s.off('close', onClose)
   }
+}
+
+/**
+ * `p`, or an AbortError as soon as `signal` aborts: for what a relay awaits before it
+ * starts (a connect, Node's buffered writes reaching a slow destination).
+ */
+export function unlessAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return p
+  if (signal.aborted) return Promise.reject(abortError(signal))
+  return new Promise<T>((resolve, reject) => {
+    const unwatch = watchAbort(signal, () => reject(abortError(signal)))
+    p.then(
+      (value) => {
+        unwatch()
+        resolve(value)
+      },
+      (err: unknown) => {
+        unwatch()
+        reject(err)
+      },
+    )
+  })
 }
 
 /** Calls `onAbort` when the signal aborts; returns the unsubscribe. */

@@ -1,15 +1,18 @@
 // relay(a, b): bytes between two sockets with no JS in the data path. Node stops
-// reading the sockets the relay reads, what it had buffered goes first, and the
-// environment's relay thread (lib/relay-engine.ts) moves the rest: both directions
-// until both ends closed, half-closes forwarded; or `length` bytes one way, after which
-// the sockets are Node's again, the bytes after them still unread in the kernel.
+// reading the sockets the relay reads at the call, what it had buffered goes first
+// (never as a 'data' event: those bytes are the relay's), a FIN it had read counts as
+// the source's EOF (no 'end' meanwhile, so allowHalfOpen false does not end that
+// socket under the other direction), and the environment's relay thread
+// (lib/relay-engine.ts) moves the rest: both directions until both ends closed,
+// half-closes forwarded; or `length` bytes one way, after which the sockets are Node's
+// again, the bytes after them still unread in the kernel.
 import type * as net from 'node:net'
 import * as os from 'node:os'
 import { abortError, codedError, invalidArgValue, promised, socketClosed, systemError } from './errors'
 import { cancelJob, startJob, type JobEnd } from './relay-engine'
 import {
-  checkCommonOptions, checkEnd, claim, connectedFd, lendReads, lendWrites, lengthOption, watchAbort, watchClose,
-  type CommonRelayOptions, type LentReads, type RelayEnd,
+  checkCommonOptions, checkEnd, claim, connectedFd, lendReads, lendWrites, lengthOption, unlessAborted, watchAbort,
+  watchClose, type CommonRelayOptions, type LentReads, type RelayEnd,
 } from './relay-socket'
 
 export type { RelayEnd, RelayMechanism } from './relay-socket'
@@ -56,6 +59,8 @@ const ECANCELED = os.constants.errno.ECANCELED
  * A socket with a protocol layer (TLS, HTTP/2) is refused (ERR_ZEROCOPY_PROTOCOL_LAYER):
  * relay its stream with `stream.pipeline` instead. Node's writes to a destination made
  * after the call wait for the relay's end (they never mix with the relayed bytes).
+ * What Node had buffered from a source, and a FIN it had read, are the relay's from the
+ * call on: no 'data' or 'end' event shows them to the application.
  */
 export function relay(a: RelayEnd, b: RelayEnd, options?: RelayOptions): Promise<RelayResult> {
   return promised(async () => {
@@ -83,6 +88,8 @@ export function relay(a: RelayEnd, b: RelayEnd, options?: RelayOptions): Promise
     }
     const ab = direction !== 'b->a'
     const ba = direction !== 'a->b'
+    let lentA: LentReads | undefined
+    let lentB: LentReads | undefined
     try {
       if (plan.signal?.aborted) throw abortError(plan.signal)
       // At once: a write made after this call goes after the relay, not into it.
@@ -93,16 +100,24 @@ export function relay(a: RelayEnd, b: RelayEnd, options?: RelayOptions): Promise
         holds.push(lent.release)
         flushed.push(lent.flushed)
       }
-      const fdA = await connectedFd(a, 'a')
-      const fdB = await connectedFd(b, 'b')
-      await Promise.all(flushed)
+      // At once too: what Node buffered, and any byte that arrives from now on, is the
+      // relay's, never a 'data' event.
+      if (ab && sa) lentA = lendReads(sa, length)
+      if (ba && sb) lentB = lendReads(sb, length)
+      const fdA = await unlessAborted(connectedFd(a, 'a'), plan.signal)
+      const fdB = await unlessAborted(connectedFd(b, 'b'), plan.signal)
+      await unlessAborted(Promise.all(flushed), plan.signal)
       if (plan.signal?.aborted) throw abortError(plan.signal)
       for (const [s, name] of [[sa, 'a'], [sb, 'b']] as const) {
         if (s?.destroyed) throw socketClosed(`The "${name}" socket is closed`)
       }
-      return await run({ a, b, fdA, fdB, ab, ba, length, letGo, ...plan })
+      return await run({ a, b, fdA, fdB, ab, ba, length, lentA, lentB, letGo, ...plan })
     } catch (err) {
-      letGo() // idempotent: a failed relay already let go
+      // Both idempotent: a relay that ran already gave the sockets back (or destroyed them);
+      // one that never started puts the bytes it took back in front.
+      lentA?.giveBack(true)
+      lentB?.giveBack(true)
+      letGo()
       throw err
     }
   })
@@ -116,6 +131,9 @@ interface Run {
   ab: boolean
   ba: boolean
   length: number | undefined
+  /** The sources' reads, held (and their buffered bytes taken) since the call. */
+  lentA: LentReads | undefined
+  lentB: LentReads | undefined
   signal: AbortSignal | undefined
   mechanism: 0 | 1 | 2
   bufferSize: number
@@ -128,9 +146,7 @@ function run(r: Run): Promise<RelayResult> {
   const both = r.ab && r.ba
   const sa = nodeSocket(r.a)
   const sb = nodeSocket(r.b)
-  // From here to startJob nothing awaits: no byte can reach Node's buffers unseen.
-  const lentA = r.ab && sa ? lendReads(sa, r.length) : undefined
-  const lentB = r.ba && sb ? lendReads(sb, r.length) : undefined
+  const { lentA, lentB } = r
   const giveBack = (resume: boolean) => {
     lentA?.giveBack(resume)
     lentB?.giveBack(resume)
@@ -195,11 +211,11 @@ function run(r: Run): Promise<RelayResult> {
       ))
     } catch (err) {
       // Nothing started: the sockets are Node's again, buffered bytes put back in front.
-      if (lentA?.prefix) sa?.unshift(lentA.prefix)
-      if (lentB?.prefix) sb?.unshift(lentB.prefix)
       giveBack(true)
       throw err
     }
+    lentA?.handedOver()
+    lentB?.handedOver()
     const cancel = (err: Error) => {
       reason ??= err
       cancelJob(id)

@@ -1,7 +1,8 @@
 // receiveToFile on real loopback TCP and real files: the file equals the source (both
-// mechanisms, a path, an fd at an offset, bytes Node had buffered), `length` stops
-// exactly there and Node reads on, an early end, an abort, a full disk (a small tmpfs
-// mounted for the test) rejecting with ENOSPC, and nothing left open or pending.
+// mechanisms, a path, an fd at an offset, bytes Node had buffered, never shown to a
+// 'data' listener), `length` stops exactly there and Node reads on, an early end, an
+// abort, a full disk (a small tmpfs mounted for the test) rejecting with ENOSPC, and
+// nothing left open or pending.
 //
 // ZEROCOPY_UPLOAD_MIB sets the size of the big upload (default 64; `npm run
 // test:upload-1g` runs 1024).
@@ -98,6 +99,31 @@ test('offset and length into an fd: bytes Node buffered first, exactly length, t
   assert.equal(next.toString(), after.toString())
   await Promise.all([closed(client), closed(server)])
   fs.closeSync(fd) // the caller's fd stays open until the caller closes it
+  assertNothingLeft(fds)
+})
+
+test("a 'data' listener sees none of the upload: neither what Node had buffered nor what came while the file opened", async (t) => {
+  const fds = openFdTargets()
+  const file = path.join(tempDir(t), 'f')
+  const { client, server } = await halfOpenPair()
+  t.after(() => Promise.all([closed(client), closed(server)]))
+  const early = randomBytes(12000, 91)
+  const late = randomBytes(MiB, 92)
+  server.pause()
+  client.write(early)
+  while (server.readableLength < early.length) {
+    server.read(0)
+    await new Promise((resolve) => setTimeout(resolve, 2))
+  }
+  let seen = 0
+  server.on('data', (d: Buffer) => (seen += d.length))
+  server.resume() // Node's flow is scheduled: the call must come first and take the bytes
+  const r = receiveToFile(server, file)
+  client.end(late)
+  assert.deepEqual(await within(r, 10000, 'receiveToFile'), { bytes: early.length + late.length, mechanism: 'splice' })
+  assert.equal(fileSha(file), sha256(Buffer.concat([early, late])))
+  assert.equal(seen, 0, "the 'data' listener saw none of the uploaded bytes")
+  await Promise.all([closed(client), closed(server)])
   assertNothingLeft(fds)
 })
 

@@ -18,10 +18,10 @@ export interface Chain {
 /**
  * A loopback TCP connection whose ends allow half-open connections: a test end that
  * receives a forwarded FIN must not end its own side (Node's default), or its later
- * writes would fail.
+ * writes would fail. `serverHalfOpen: false` gives the accepted end Node's default.
  */
-export async function halfOpenPair(): Promise<{ client: net.Socket; server: net.Socket }> {
-  const listener = net.createServer({ allowHalfOpen: true })
+export async function halfOpenPair(serverHalfOpen = true): Promise<{ client: net.Socket; server: net.Socket }> {
+  const listener = net.createServer({ allowHalfOpen: serverHalfOpen })
   await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve))
   const { port } = listener.address() as net.AddressInfo
   const accepted = new Promise<net.Socket>((resolve) => listener.once('connection', resolve))
@@ -35,8 +35,9 @@ export async function halfOpenPair(): Promise<{ client: net.Socket; server: net.
   return { client, server }
 }
 
-export async function chain(): Promise<Chain> {
-  const front = await halfOpenPair()
+/** `proxyInHalfOpen: false`: proxyIn has Node's default (it ends its side when it reads a FIN). */
+export async function chain(options: { proxyInHalfOpen?: boolean } = {}): Promise<Chain> {
+  const front = await halfOpenPair(options.proxyInHalfOpen ?? true)
   const back = await halfOpenPair()
   const all = [front.client, front.server, back.client, back.server]
   return {
@@ -70,6 +71,21 @@ export function received(s: net.Socket): Promise<Buffer> {
     s.once('end', done)
     s.once('close', done)
   })
+}
+
+/**
+ * Waits until Node has read the peer's FIN into `s` (and every byte before it), with `s`
+ * paused so that nothing is consumed: its readable state has ended, 'end' not yet
+ * emitted. Node exposes no public flag for that state, hence the private one (tests only).
+ */
+export async function untilNodeReadEof(s: net.Socket): Promise<void> {
+  const state = (s as unknown as { _readableState: { ended: boolean } })._readableState
+  s.pause()
+  while (!state.ended) {
+    s.read(0)
+    await new Promise((resolve) => setTimeout(resolve, 2))
+  }
+  assert.equal(s.readableEnded, false, "'end' not emitted yet")
 }
 
 /** Rejects if `p` has not settled within `ms`: nothing in these tests may hang. */

@@ -1,7 +1,8 @@
 // relay(a, b) on real loopback TCP: bytes hash-equal both ways at once under random
-// chunking, bytes Node had buffered going first, half-close, resets from either side,
-// abort, length mode handing the socket back, 1000 relays at once; every test checks
-// that no fd, pipe or running job is left and that every Promise settled.
+// chunking, bytes Node had buffered going first (never shown to a 'data' listener), a
+// FIN Node had already read (allowHalfOpen false too), half-close, resets from either
+// side, abort, length mode handing the socket back, 1000 relays at once; every test
+// checks that no fd, pipe or running job is left and that every Promise settled.
 import * as assert from 'node:assert/strict'
 import * as net from 'node:net'
 import * as tls from 'node:tls'
@@ -10,7 +11,7 @@ import * as fc from 'fast-check'
 import * as path from 'node:path'
 import { pipe, receiveToFile, relay, type RelayResult } from '../lib'
 import { closeQuietly, openFdTargets, randomBytes, sha256, tcpPair, tempDir } from './helpers'
-import { assertNothingLeft, chain, closed, received, within, writeChunked } from './relay-util'
+import { assertNothingLeft, chain, closed, received, untilNodeReadEof, within, writeChunked } from './relay-util'
 
 const SEED = Number(process.env.ZEROCOPY_RELAY_SEED ?? 20261206)
 const MECHANISMS = ['copy', 'splice'] as const
@@ -398,4 +399,238 @@ test('a write held by a relay that fails gets the error in its callback; no erro
   assert.equal(err.code, 'ECONNRESET')
   assert.equal(((await within(written, 5000, 'the held write')) as NodeJS.ErrnoException)?.code, 'ERR_SOCKET_CLOSED')
   await c.close()
+})
+
+for (const mode of ['paused', 'flowing'] as const) {
+  test(`allowHalfOpen false, bytes and FIN already read by Node (${mode}): the relay takes both, the other way flows until it ends`, async (t) => {
+    const fds = openFdTargets()
+    for (const mechanism of MECHANISMS) {
+      // proxyIn as net.createServer() makes it: it ends its own side when it sees a FIN.
+      const c = await chain({ proxyInHalfOpen: false })
+      t.after(() => c.close())
+      const up = randomBytes(12000, 51) // under the socket's read-ahead, so Node reads the FIN too
+      const down = randomBytes(4 << 20, 52)
+      const events: string[] = []
+      for (const e of ['end', 'finish', 'close']) c.proxyIn.on(e, () => events.push(e))
+      const atServer = received(c.server)
+      const atClient = received(c.client)
+      c.client.end(up)
+      await within(untilNodeReadEof(c.proxyIn), 5000, 'Node reading the FIN')
+      let seen = 0
+      if (mode === 'flowing') {
+        c.proxyIn.on('data', (d: Buffer) => (seen += d.length))
+        c.proxyIn.resume()
+      }
+      const r = relay(c.proxyIn, c.proxyOut, { mechanism })
+      // The client's bytes, then its FIN, reach the server as they would had the FIN come later.
+      assert.equal(sha256(await within(atServer, 5000, 'the server seeing the FIN')), sha256(up))
+      // Node saw no 'end' (so it did not end proxyIn either): a write now waits for the relay.
+      assert.deepEqual([...events], [], 'no end, finish or close on proxyIn during the relay')
+      assert.equal(c.proxyIn.writableEnded, false)
+      const held = new Promise<Error | null | undefined>((resolve) => c.proxyIn.write('held', resolve))
+      c.server.end(down)
+      assert.deepEqual(await within(r, 10000, 'relay'), { aToB: up.length, bToA: down.length, mechanism })
+      assert.equal(sha256(await within(atClient, 5000, 'the client')), sha256(down))
+      assert.equal(((await within(held, 5000, 'the held write')) as NodeJS.ErrnoException)?.code, 'ERR_SOCKET_CLOSED')
+      assert.ok(!events.includes('end'), `no 'end' on proxyIn: its EOF went to the relay (${events})`)
+      assert.equal(seen, 0, "the 'data' listener saw none of the relayed bytes")
+      await c.close()
+    }
+    assertNothingLeft(fds)
+  })
+}
+
+for (const mode of ['paused', 'flowing'] as const) {
+  test(`a 'data' listener sees none of the bytes the relay took from Node's buffer (${mode}); an unshifted head still goes first`, async (t) => {
+    const fds = openFdTargets()
+    for (const mechanism of MECHANISMS) {
+      const c = await chain()
+      t.after(() => c.close())
+      const head = Buffer.from('CONNECT upstream:443 HTTP/1.1\r\n\r\n')
+      const early = randomBytes(12000, 61)
+      const late = randomBytes(1 << 20, 62)
+      c.proxyIn.pause()
+      c.client.write(Buffer.concat([head, early]))
+      while (c.proxyIn.readableLength < head.length + early.length) {
+        c.proxyIn.read(0)
+        await new Promise((resolve) => setTimeout(resolve, 2))
+      }
+      c.proxyIn.unshift(c.proxyIn.read(head.length) as Buffer)
+      // The application listens and (flowing) resumes; the relay call comes before Node emits.
+      let seen = 0
+      c.proxyIn.on('data', (d: Buffer) => (seen += d.length))
+      if (mode === 'flowing') c.proxyIn.resume()
+      const atServer = received(c.server)
+      const r = relay(c.proxyIn, c.proxyOut, { mechanism })
+      c.client.end(late)
+      c.server.end()
+      const all = Buffer.concat([head, early, late])
+      assert.deepEqual(await within(r, 10000, 'relay'), { aToB: all.length, bToA: 0, mechanism })
+      assert.equal(sha256(await within(atServer, 5000, 'the server')), sha256(all), 'every byte once, in order, the head first')
+      assert.equal(seen, 0, "the 'data' listener saw none of the relayed bytes")
+      await c.close()
+    }
+    assertNothingLeft(fds)
+  })
+}
+
+test("relay() from inside a 'data' handler (pause, unshift the rest, resume): the listener sees only its first chunk", async (t) => {
+  const fds = openFdTargets()
+  for (const mechanism of MECHANISMS) {
+    const c = await chain()
+    t.after(() => c.close())
+    const head = Buffer.from('CONNECT upstream:443 HTTP/1.1\r\n\r\n')
+    const body = randomBytes(3 << 20, 65)
+    const atServer = received(c.server)
+    let seen = 0
+    const started = new Promise<{ r: Promise<RelayResult> }>((resolve) => {
+      c.proxyIn.on('data', (chunk: Buffer) => {
+        seen += chunk.length
+        if (seen !== chunk.length) return // a later chunk: the relay's bytes reached the listener
+        const at = chunk.indexOf('\r\n\r\n') + 4
+        seen -= chunk.length - at
+        // The usual proxy hand-over; resume() schedules Node's flow before relay() can await.
+        c.proxyIn.pause()
+        c.proxyIn.unshift(chunk.subarray(at))
+        c.proxyIn.resume()
+        resolve({ r: relay(c.proxyIn, c.proxyOut, { direction: 'a->b', mechanism }) })
+      })
+    })
+    c.client.end(Buffer.concat([head, body]))
+    const { r } = await within(started, 5000, 'the first chunk')
+    assert.deepEqual(await within(r, 10000, 'relay'), { aToB: body.length, bToA: 0, mechanism })
+    assert.equal(sha256(await within(atServer, 5000, 'the server')), sha256(body))
+    assert.equal(seen, head.length, "the 'data' listener saw the head only")
+    await c.close()
+  }
+  assertNothingLeft(fds)
+})
+
+test("bytes arriving while the relay waits for Node's writes to the destination go through it, not to a 'data' listener", async (t) => {
+  const fds = openFdTargets()
+  const c = await chain()
+  t.after(() => c.close())
+  // The server does not read yet, so the relay waits for proxyOut's queued bytes.
+  c.server.pause()
+  const queued = randomBytes(8 << 20, 71)
+  c.proxyOut.write(queued)
+  assert.ok(c.proxyOut.writableLength > 0, 'Node holds bytes for proxyOut')
+  let seen = 0
+  c.proxyIn.on('data', (d: Buffer) => (seen += d.length))
+  const r = relay(c.proxyIn, c.proxyOut, { direction: 'a->b' })
+  const relayed = randomBytes(1 << 20, 72)
+  c.client.end(relayed)
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  const atServer = received(c.server)
+  c.server.resume()
+  assert.deepEqual(await within(r, 10000, 'relay'), { aToB: relayed.length, bToA: 0, mechanism: 'copy' })
+  assert.equal(sha256(await within(atServer, 5000, 'the server')), sha256(Buffer.concat([queued, relayed])))
+  assert.equal(seen, 0, "the 'data' listener saw none of the relayed bytes")
+  await c.close()
+  assertNothingLeft(fds)
+})
+
+test('a relay that fails before it starts puts the bytes (and a FIN) it took back: Node reads them, then ends', async (t) => {
+  const fds = openFdTargets()
+  const c = await chain({ proxyInHalfOpen: false })
+  t.after(() => c.close())
+  // The relay waits for proxyOut's queued bytes (the server does not read) and is aborted meanwhile.
+  c.server.pause()
+  c.proxyOut.write(randomBytes(8 << 20, 75))
+  const head = randomBytes(200000, 74) // more than the read-ahead: a read(n) that large raises it
+  const up = randomBytes(12000, 76)
+  c.client.end(up)
+  await within(untilNodeReadEof(c.proxyIn), 5000, 'Node reading the FIN')
+  c.proxyIn.unshift(head)
+  const highWaterMark = c.proxyIn.readableHighWaterMark
+  let seen = 0
+  c.proxyIn.on('data', (d: Buffer) => (seen += d.length))
+  const ac = new AbortController()
+  const r = relay(c.proxyIn, c.proxyOut, { signal: ac.signal }).catch((e: Error) => e)
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  assert.equal(seen, 0, 'nothing emitted while the relay held the socket')
+  const ended = new Promise<void>((resolve) => c.proxyIn.once('end', resolve))
+  ac.abort()
+  assert.equal(((await within(r, 5000, 'relay')) as Error).name, 'AbortError')
+  assert.equal(c.proxyIn.readableHighWaterMark, highWaterMark, "Node's read-ahead as it was")
+  // The socket is Node's again, as it was: the head, the bytes, then the end.
+  const rest: Buffer[] = []
+  c.proxyIn.on('data', (d: Buffer) => rest.push(d))
+  c.proxyIn.resume()
+  await within(ended, 5000, "'end' after the bytes")
+  assert.equal(sha256(Buffer.concat(rest)), sha256(Buffer.concat([head, up])))
+  assert.equal(seen, head.length + up.length)
+  await c.close()
+  assertNothingLeft(fds)
+})
+
+test('one way, FIN already read: Node ends the source afterwards as it would have; bytes after `length` stay Node\'s, then its end', async (t) => {
+  const fds = openFdTargets()
+  // Until EOF, allowHalfOpen false: after the relay Node emits 'end' and ends its own side.
+  const c = await chain({ proxyInHalfOpen: false })
+  t.after(() => c.close())
+  const up = randomBytes(12000, 81)
+  const atServer = received(c.server)
+  const clientSawEnd = new Promise<void>((resolve) => c.client.once('end', resolve))
+  c.client.end(up)
+  await within(untilNodeReadEof(c.proxyIn), 5000, 'Node reading the FIN')
+  const sourceEnded = new Promise<void>((resolve) => c.proxyIn.once('end', resolve))
+  assert.deepEqual(await within(relay(c.proxyIn, c.proxyOut, { direction: 'a->b' }), 5000, 'relay'), { aToB: up.length, bToA: 0, mechanism: 'copy' })
+  assert.equal(sha256(await within(atServer, 5000, 'the server')), sha256(up))
+  c.proxyIn.resume()
+  await within(sourceEnded, 5000, "'end' on the source after the relay")
+  await within(clientSawEnd, 5000, 'Node ending proxyIn (allowHalfOpen false)')
+  await c.close()
+  // Length mode: what follows the relayed bytes, and then the EOF, are Node's again.
+  const d = await chain()
+  t.after(() => d.close())
+  const body = randomBytes(9000, 82)
+  const after = Buffer.from('the bytes after the body')
+  d.client.end(Buffer.concat([body, after]))
+  await within(untilNodeReadEof(d.proxyIn), 5000, 'Node reading the FIN')
+  const atServer2 = received(d.server)
+  assert.deepEqual(await within(relay(d.proxyIn, d.proxyOut, { direction: 'a->b', length: body.length }), 5000, 'relay'), { aToB: body.length, bToA: 0, mechanism: 'copy' })
+  d.proxyOut.end()
+  assert.equal(sha256(await within(atServer2, 5000, 'the server')), sha256(body))
+  const rest = received(d.proxyIn)
+  d.proxyIn.resume()
+  assert.equal((await within(rest, 5000, 'Node reading the rest')).toString(), after.toString())
+  assert.ok(d.proxyIn.readableEnded, "'end' after the rest")
+  await d.close()
+  assertNothingLeft(fds)
+})
+
+test("length mode from a 'readable' handler, FIN already read: the handler gets 'readable' for the bytes after `length`, then 'end'", async (t) => {
+  const fds = openFdTargets()
+  const c = await chain()
+  t.after(() => c.close())
+  const head = Buffer.from('HEAD\n')
+  const body = randomBytes(9000, 85)
+  const after = Buffer.from('the next message')
+  const atServer = received(c.server)
+  let relaying: Promise<RelayResult> | undefined
+  let busy = false
+  const rest: Buffer[] = []
+  const ended = new Promise<void>((resolve) => c.proxyIn.once('end', resolve))
+  c.client.end(Buffer.concat([head, body, after]))
+  await within(untilNodeReadEof(c.proxyIn), 5000, 'Node reading the FIN')
+  // A generic reader: on 'readable' it drains, unless its parser handed the body to a relay.
+  c.proxyIn.on('readable', () => {
+    if (busy) return
+    if (relaying === undefined) {
+      assert.deepEqual(c.proxyIn.read(head.length), head)
+      busy = true
+      relaying = relay(c.proxyIn, c.proxyOut, { direction: 'a->b', length: body.length })
+      relaying.finally(() => (busy = false)).catch(() => {})
+      return
+    }
+    for (let chunk; (chunk = c.proxyIn.read() as Buffer | null) !== null; ) rest.push(chunk)
+  })
+  await within(ended, 5000, "'end' on proxyIn")
+  assert.deepEqual(await relaying, { aToB: body.length, bToA: 0, mechanism: 'copy' })
+  assert.equal(Buffer.concat(rest).toString(), after.toString())
+  c.proxyOut.end()
+  assert.equal(sha256(await within(atServer, 5000, 'the server')), sha256(body))
+  await c.close()
+  assertNothingLeft(fds)
 })
