@@ -9,7 +9,7 @@ import * as net from 'node:net'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { libuvReadsUdpErrorQueue } from '../lib/socket-registry'
-import { pipe, type PipeEnds } from '../lib'
+import { dup, pipe, type PipeEnds } from '../lib'
 import { native } from '../lib/native'
 import { dgramSocketFd } from '../lib/node-internals'
 import { chooseEngine } from '../lib/engine'
@@ -249,7 +249,7 @@ export async function rejectsSystemError(p: Promise<unknown>, code: string, sysc
 export async function quietUdpPair(t: { after(fn: () => void): void }): Promise<{ fd: number; sendAll(list: Buffer[]): Promise<void> }> {
   const receiver = dgram.createSocket('udp4')
   await new Promise<void>((resolve) => receiver.bind(0, '127.0.0.1', resolve))
-  const fd = native.dupFd(dgramSocketFd(receiver)!)
+  const fd = dup(dgramSocketFd(receiver)!)
   const port = receiver.address().port
   await new Promise<void>((resolve) => receiver.close(resolve))
   const sender = dgram.createSocket('udp4')

@@ -1,7 +1,7 @@
 // The raw MSG_ZEROCOPY calls, one to one with the kernel: ids, ranges, COPIED.
 import * as assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { constants, readErrorQueue, send, setZeroCopy } from '../lib'
+import { constants, dup, readErrorQueue, send, setZeroCopy } from '../lib'
 import { native } from '../lib/native'
 import { collect, tcpPair } from './helpers'
 
@@ -9,7 +9,7 @@ test('raw send with MSG_ZEROCOPY: each call takes the next id; completions name 
   const pair = await tcpPair()
   t.after(() => pair.close())
   const received = collect(pair.server)
-  const fd = native.dupFd(pair.clientFd) // ours to use, whatever Node does with its fd
+  const fd = dup(pair.clientFd) // ours to use, whatever Node does with its fd
   t.after(() => native.closeFd(fd))
   setZeroCopy(fd, true)
   const buf = Buffer.alloc(4096, 7)

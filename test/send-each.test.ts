@@ -3,7 +3,7 @@
 // its own MSG_ZEROCOPY id, in order with everything else on the socket.
 import * as assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { allocPageAligned, constants, readErrorQueue, send, setZeroCopy, ZeroCopySocket } from '../lib'
+import { allocPageAligned, constants, dup, readErrorQueue, send, setZeroCopy, ZeroCopySocket } from '../lib'
 import { native } from '../lib/native'
 import { dgramSocketFd } from '../lib/node-internals'
 import { collect, dgramCopies, randomBytes, sha256, tcpPair, udpPair } from './helpers'
@@ -17,7 +17,7 @@ test('kernel fact: an empty UDP datagram sent with MSG_ZEROCOPY takes an id', as
   const { sender, got } = await udpPair(t)
   // A duplicate of the connected socket that libuv does not watch (Node's handle is
   // closed): libuv 1.52+ would read the error queue of the one it watches.
-  const fd = native.dupFd(dgramSocketFd(sender)!)
+  const fd = dup(dgramSocketFd(sender)!)
   t.after(() => native.closeFd(fd))
   await new Promise<void>((resolve) => sender.close(resolve))
   setZeroCopy(fd, true)
@@ -126,7 +126,7 @@ test('sendEach refuses what is not an Array of views', async (t) => {
 
 test('the native batch call checks every argument before a send', async (t) => {
   const { sender, got } = await udpPair(t)
-  const fd = native.dupFd(dgramSocketFd(sender)!)
+  const fd = dup(dgramSocketFd(sender)!)
   t.after(() => native.closeFd(fd))
   const out = new Float64Array(2)
   const ok = [Buffer.from('a')]

@@ -4,7 +4,7 @@
 import * as assert from 'node:assert/strict'
 import * as dgram from 'node:dgram'
 import { test } from 'node:test'
-import { constants, getSocketOption, readErrorQueue, recv, send, setSocketOption, setZeroCopy } from '../lib'
+import { constants, dup, getSocketOption, readErrorQueue, recv, send, setSocketOption, setZeroCopy } from '../lib'
 import { native } from '../lib/native'
 import { dgramSocketFd } from '../lib/node-internals'
 import { testPipe, throwsSystemError } from './helpers'
@@ -17,8 +17,8 @@ async function rawUdpPair(t: { after(fn: () => void): void }): Promise<{ tx: num
   await new Promise<void>((resolve) => receiver.bind(0, '127.0.0.1', resolve))
   const sender = dgram.createSocket('udp4')
   await new Promise<void>((resolve) => sender.connect(receiver.address().port, '127.0.0.1', resolve))
-  const rx = native.dupFd(dgramSocketFd(receiver)!)
-  const tx = native.dupFd(dgramSocketFd(sender)!)
+  const rx = dup(dgramSocketFd(receiver)!)
+  const tx = dup(dgramSocketFd(sender)!)
   await Promise.all([receiver, sender].map((s) => new Promise<void>((resolve) => s.close(resolve))))
   t.after(() => {
     native.closeFd(tx)
@@ -91,7 +91,7 @@ test('socket option errors: SystemErrors from the kernel, coded TypeError/RangeE
   throwsSystemError(() => getSocketOption(p.writeFd, SOL_SOCKET, SO_SNDBUF), 'ENOTSOCK', 'getsockopt')
   throwsSystemError(() => setSocketOption(tx, IPPROTO_UDP, 9999, 1), 'ENOPROTOOPT', 'setsockopt')
   throwsSystemError(() => getSocketOption(tx, constants.IPPROTO_TCP, 1), 'ENOTSUP', 'getsockopt') // (EOPNOTSUPP, as Node names it)
-  const closed = native.dupFd(tx)
+  const closed = dup(tx)
   native.closeFd(closed)
   throwsSystemError(() => setSocketOption(closed, SOL_SOCKET, SO_SNDBUF, 1), 'EBADF', 'setsockopt')
   const call = setSocketOption as (...a: unknown[]) => void
