@@ -72,6 +72,13 @@ function pinCpu(cfg: Config): void {
 
 // ---- receiver ----------------------------------------------------------------------
 
+/**
+ * SO_REUSEPORT on receivers, as the selftest sets it: Node's `reusePort` (22.12 and
+ * later; older Node ignores the option, and a second receiver on the port then fails
+ * to bind where two selftest receivers would share it).
+ */
+const REUSE_PORT = { reusePort: true } as Record<string, unknown>
+
 async function listen(bind: (done: (err?: Error) => void) => void): Promise<void> {
   await new Promise<void>((resolve, reject) => bind((err) => (err ? reject(fatal('bind', err)) : resolve())))
 }
@@ -81,8 +88,7 @@ async function listen(bind: (done: (err?: Error) => void) => void): Promise<void
  * kernel caps it at net.core.rmem_max, as it caps the selftest's; for TCP it also
  * stops the window's autotuning) and SO_RCVLOWAT 64 KiB. The selftest sets them before
  * its bind; Node binds as it makes the socket, so here they follow the bind: for TCP on
- * the listening socket, whose connections inherit them. (Its SO_REUSEPORT needs Node's
- * reusePort, from 22.12: see the README.)
+ * the listening socket, whose connections inherit them. (SO_REUSEPORT is REUSE_PORT's.)
  */
 function receiveOptions(fd: number): void {
   setOption(fd, SOL_SOCKET, SO_RCVBUF, SOCKET_BUFFER)
@@ -101,7 +107,7 @@ async function receiveTcp(cfg: Config): Promise<{ reads: number; bytes: number }
   const server = net.createServer({ pauseOnConnect: true })
   await listen((done) => {
     server.once('error', done)
-    server.listen({ port: cfg.port, host: cfg.dst, backlog: 1, ipv6Only: false }, () => done())
+    server.listen({ port: cfg.port, host: cfg.dst, backlog: 1, ipv6Only: false, ...REUSE_PORT }, () => done())
   })
   receiveOptions(netSocketFd(server as unknown as net.Socket)!) // (a Server's handle has its fd where a Socket's has)
   const accepted = await new Promise<net.Socket>((resolve) => server.once('connection', resolve))
@@ -150,7 +156,7 @@ async function receiveTcp(cfg: Config): Promise<{ reads: number; bytes: number }
  * up to 256 per recvmmsg, 64 bytes each, with each datagram's full length.
  */
 async function receiveUdp(cfg: Config): Promise<{ reads: number; bytes: number }> {
-  const socket = dgram.createSocket({ type: cfg.family === 4 ? 'udp4' : 'udp6', reuseAddr: false })
+  const socket = dgram.createSocket({ type: cfg.family === 4 ? 'udp4' : 'udp6', reuseAddr: false, ...REUSE_PORT })
   await listen((done) => {
     socket.once('error', done)
     socket.bind({ port: cfg.port, address: cfg.dst, exclusive: true }, () => done())

@@ -223,6 +223,24 @@ test('a receiver whose bind fails exits 1 with the selftest\'s message, tcp and 
   }
 })
 
+// SO_REUSEPORT, as the selftest's receivers set it: Node's reusePort (22.12 and later).
+const hasReusePort = (() => {
+  const [major, minor] = process.versions.node.split('.').map(Number) as [number, number]
+  return major > 22 || (major === 22 && minor >= 12)
+})()
+// (UDP: a TCP receiver waits for its connection, so a second idle one would not end.)
+test('two udp receivers on one port both bind and both end with their rx= line (SO_REUSEPORT, as the selftest\'s)', { skip: !hasReusePort && 'Node before 22.12 has no reusePort' }, async () => {
+  const p = port()
+  const first = run(['-4', '-r', '-D', '127.0.0.1', '-p', p, '-t', '1', 'udp'])
+  await bound('udp', p, first)
+  const second = await run(['-4', '-r', '-D', '127.0.0.1', '-p', p, '-t', '0', 'udp'])
+  const firstDone = await first
+  for (const r of [firstDone, second]) {
+    assert.equal(r.code, 0, r.stderr)
+    assert.match(r.stderr, RX)
+  }
+})
+
 test('-f sends a file: with -z through sendFileZeroCopy (a completion per send), without as copies', async (t) => {
   const file = path.join(tempDir(t), 'sendfile_data')
   fs.writeFileSync(file, randomBytes(4 * 1024 * 1024, 61))
