@@ -59,6 +59,16 @@ int DupPrivateFd(int fd) {
   return dup;
 }
 
+int DupCallerFd(int fd) {
+  Registry& r = TheRegistry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  if (r.fds.count(fd) != 0) {
+    errno = EBADF;
+    return -1;
+  }
+  return fcntl(fd, F_DUPFD_CLOEXEC, 0);
+}
+
 int KeepPrivateFd(int fd) {
   if (fd < 0) return fd;
   Registry& r = TheRegistry();
@@ -92,12 +102,6 @@ std::vector<int> PrivateFds() {
   std::vector<int> out(r.fds.begin(), r.fds.end());
   std::sort(out.begin(), out.end());
   return out;
-}
-
-bool IsPrivateFd(int fd) {
-  Registry& r = TheRegistry();
-  std::lock_guard<std::mutex> lock(r.mu);
-  return r.fds.count(fd) != 0;
 }
 
 }  // namespace zc

@@ -23,6 +23,10 @@ namespace zc {
 // with errno set: EBADF also when `fd` is one of our private fds.
 int DupPrivateFd(int fd);
 
+// A close-on-exec duplicate of the caller's `fd` for the caller to own (raw.dup): the
+// lowest free number, as dup(2) gives, not registered. EBADF when `fd` is one of ours.
+int DupCallerFd(int fd);
+
 // Registers an fd we just made (eventfd, epoll, pipe, ring), first moving it above the
 // floor (the original number is closed). Returns the number to use from now on; on
 // failure (-1, errno) the original fd is closed.
@@ -31,9 +35,6 @@ int KeepPrivateFd(int fd);
 // Unregisters and closes a private fd (any fd: an unregistered one is just closed).
 // Returns close(2)'s result.
 int ClosePrivateFd(int fd);
-
-// Whether `fd` is currently one of our private fds.
-bool IsPrivateFd(int fd);
 
 // Every registered private fd, ascending (for tests: each must be open).
 std::vector<int> PrivateFds();

@@ -118,9 +118,11 @@ bool Fill(RelayJob& job, RelayDirection& d, Step& step) {
         return false;
       }
       d.pipeRd = KeepPrivateFd(p[0]);
+      int err = d.pipeRd < 0 ? errno : 0;
       d.pipeWr = KeepPrivateFd(p[1]);
-      if (d.pipeRd < 0 || d.pipeWr < 0) {
-        step = Fail(job, -1, errno, "fcntl");
+      if (err == 0 && d.pipeWr < 0) err = errno;
+      if (err != 0) {
+        step = Fail(job, -1, err, "fcntl");
         return false;
       }
       // Best effort: an unprivileged process past its pipe quota keeps the default.

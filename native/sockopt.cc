@@ -38,6 +38,14 @@ Napi::Value SetZeroCopy(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// An int option's value (getsockopt(2)); throws the SystemError.
+int IntOption(Napi::Env env, int fd, int level, int name) {
+  int value = 0;
+  socklen_t len = sizeof value;
+  if (getsockopt(fd, level, name, &value, &len) != 0) throw SystemError(env, errno, "getsockopt");
+  return value;
+}
+
 // setReceiveBuffer(fd, bytes) -> the receive buffer the kernel now gives the socket.
 // SO_RCVBUFFORCE first (CAP_NET_ADMIN may go past net.core.rmem_max), else SO_RCVBUF,
 // which the kernel caps there. The kernel doubles the request for its bookkeeping, and
@@ -51,10 +59,7 @@ Napi::Value SetReceiveBuffer(const Napi::CallbackInfo& info) {
       throw SystemError(info.Env(), errno, "setsockopt");
     }
   }
-  int now = 0;
-  socklen_t len = sizeof now;
-  if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &now, &len) != 0) throw SystemError(info.Env(), errno, "getsockopt");
-  return Napi::Number::New(info.Env(), now);
+  return Napi::Number::New(info.Env(), IntOption(info.Env(), fd, SOL_SOCKET, SO_RCVBUF));
 }
 
 // setSocketOption(fd, level, name, value): setsockopt(2) with an int value, the shape of
@@ -75,17 +80,7 @@ Napi::Value GetSocketOption(const Napi::CallbackInfo& info) {
   int fd = FdArg(info, 0, "fd");
   int level = IntArg(info, 1, "level", 0, INT32_MAX);
   int name = IntArg(info, 2, "name", 0, INT32_MAX);
-  int value = 0;
-  socklen_t len = sizeof value;
-  if (getsockopt(fd, level, name, &value, &len) != 0) throw SystemError(info.Env(), errno, "getsockopt");
-  return Napi::Number::New(info.Env(), value);
-}
-
-int IntOption(Napi::Env env, int fd, int level, int name) {
-  int value = 0;
-  socklen_t len = sizeof value;
-  if (getsockopt(fd, level, name, &value, &len) != 0) throw SystemError(env, errno, "getsockopt");
-  return value;
+  return Napi::Number::New(info.Env(), IntOption(info.Env(), fd, level, name));
 }
 
 // socketIdentity(fd) -> { domain, type, protocol, key, inode }. ENOTSOCK for non-sockets.
@@ -160,8 +155,7 @@ Napi::Value TcpAckState(const Napi::CallbackInfo& info) {
 Napi::Value DupFd(const Napi::CallbackInfo& info) {
   int fd = FdArg(info, 0, "fd");
   bool priv = info.Length() < 2 || info[1].IsUndefined() || info[1].ToBoolean().Value();
-  if (!priv && IsPrivateFd(fd)) throw SystemError(info.Env(), EBADF, "fcntl");
-  int dup = priv ? DupPrivateFd(fd) : fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  int dup = priv ? DupPrivateFd(fd) : DupCallerFd(fd);
   if (dup < 0) throw SystemError(info.Env(), errno, "fcntl");
   return Napi::Number::New(info.Env(), dup);
 }

@@ -5,7 +5,7 @@ import * as dgram from 'node:dgram'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { test } from 'node:test'
-import { inputQueueBytes, outputQueueBytes, pipe, receiveToFile, relay, sendFileZeroCopy, sendZeroCopy, spliceAsync, ZeroCopySocket } from '../lib'
+import { dup, inputQueueBytes, outputQueueBytes, pipe, receiveToFile, relay, sendFileZeroCopy, sendZeroCopy, spliceAsync, ZeroCopySocket } from '../lib'
 import { native } from '../lib/native'
 import { closeQuietly, openFdTargets, randomBytes, socketFd, tempDir } from './helpers'
 import { errText, isCoded, exitWatchdog, MiB, receive, settleAll, sleep, tcpState, track, waitFor, waitAtMost, within, pairFor, wireVerdict } from './regress-util'
@@ -261,6 +261,7 @@ test('the package keeps its own fds above 1024 and refuses them as a caller\'s f
   await settleAll([r], 3000)
   assert.equal(r.state, 'rejected')
   assert.match(errText(r.error), /EBADF/)
+  assert.throws(() => dup(dups[0]!), { code: 'EBADF', syscall: 'fcntl' }, 'raw.dup refuses it too')
   pair.client.end()
   await waitAtMost(2000, got.done)
   assert.equal(got.bytes, 6)
