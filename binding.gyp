@@ -24,6 +24,7 @@
         "native/splice.cc",
         "native/uring.cc",
         "native/uring-buffers.cc",
+        "native/uring-calls.cc",
         "native/uring-probe.cc",
         "native/uring-ring.cc"
       ],

@@ -7,7 +7,7 @@ import type { SendChannel } from './send-channel'
 import type { SendRequest } from './send-requests'
 
 export type ChannelState = 'open' | 'lingering' | 'failed' | 'closed'
-export type SendWait = 'none' | 'writable' | 'completion'
+export type SendWait = 'none' | 'writable' | 'completion' | 'submitted'
 
 export type ChannelEvent =
   | { type: 'enqueue'; req: SendRequest }
@@ -15,6 +15,7 @@ export type ChannelEvent =
   | { type: 'nodeFinal'; pass: () => void }
   | { type: 'kernel'; events: number }
   | { type: 'sourceReady'; req: SendRequest }
+  | { type: 'submitted'; r: number }
   | { type: 'cut'; req: SendRequest; err: Error }
   | { type: 'hold' }
   | { type: 'release' }

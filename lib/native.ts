@@ -90,6 +90,8 @@ export interface NativeReactor {
  */
 export interface NativeUring {
   readonly fd: number
+  /** io_uring_enter calls that offered SQEs, since the ring was made. */
+  readonly submits: number
   readonly eventFd: number
   send(token: number, seq: number, fd: number, data: ByteView | readonly ByteView[], flags: number, out: Float64Array): number
   sendEach(
@@ -119,6 +121,10 @@ export interface NativeUring {
   /** Releases (notification CQEs) as 4 words each: token, first seq, last seq, copied 0/1. */
   reap(out: Uint32Array): number
   close(): void
+  /** While on, sends are prepared only (they return constants.URING_PREPARED) and made at flush(). */
+  defer(on: boolean): void
+  /** Makes every prepared call in one io_uring_enter; 6 words per deferred call concluded: token, r, bytes, calls, SQEs, registered. */
+  flush(reports: Float64Array): number
 }
 
 /** native/relay.cc: how a relay job ended (failedEnd: 0 a, 1 b, -1 neither). */
@@ -177,6 +183,8 @@ export interface NativeConstants {
   readonly SPLICE_F_MORE: number
   readonly SPLICE_F_GIFT: number
   readonly MSG_ZEROCOPY: number
+  /** What a deferred io_uring send returns (native/uring-calls.h). */
+  readonly URING_PREPARED: number
   readonly MSG_ERRQUEUE: number
   readonly MSG_DONTWAIT: number
   readonly MSG_TRUNC: number

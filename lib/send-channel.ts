@@ -19,8 +19,10 @@
 //              sent; sends the kernel holds settle when it releases them
 //   closed     the private fd is closed and every request has settled (final)
 // While open, the head of the queue waits for at most one thing (`wait`): room in the
-// socket (EAGAIN -> 'writable') or completions (ENOBUFS -> 'completion'); a request
-// not yet `ready` waits for Node's earlier bytes, and a file request for its next piece.
+// socket (EAGAIN -> 'writable'), completions (ENOBUFS -> 'completion'), or, on the
+// io_uring engine, the end of the tick ('submitted': its call is prepared and goes to
+// the kernel with every other socket's, see lib/send-batch.ts); a request not yet
+// `ready` waits for Node's earlier bytes, and a file request for its next piece.
 //
 // Every event goes through handle(): enqueue, Node's write and end, the kernel's
 // EPOLLERR/EPOLLOUT, a file piece arriving, a cut (abort, a failed file read), holders
@@ -37,14 +39,15 @@ import { codedError, socketClosed, systemError, writeAfterEnd } from './errors'
 import { native } from './native'
 import { installWriteGate, nodeBuffered, streamError, type GateHooks } from './node-internals'
 import * as reactor from './reactor'
-import { batchableRun, sendRun } from './send-batch'
+import { accountRun, batchableRun, runViews } from './send-batch'
 import { epollOps, type SendOps } from './send-ops'
 import { SendPolicy } from './send-policy'
+import { SettleBarriers } from './settle-barriers'
 import { TcpDelivery } from './tcp-delivery'
-import { EachRequest, type IdOwner, type SendRequest } from './send-requests'
+import { EachRequest, type BytesRequest, type IdOwner, type SendRequest } from './send-requests'
 import { uringHub, type UringLink } from './uring'
 
-const { MSG_ZEROCOPY, MSG_DONTWAIT, MSG_NOSIGNAL, EPOLLERR, EPOLLOUT } = native.constants
+const { MSG_ZEROCOPY, MSG_DONTWAIT, MSG_NOSIGNAL, EPOLLERR, EPOLLOUT, URING_PREPARED } = native.constants
 const { EAGAIN, ENOBUFS, ECONNRESET, EFAULT, ENOMEM, EOPNOTSUPP } = os.constants.errno
 const SEND_FLAGS = MSG_DONTWAIT | MSG_NOSIGNAL
 const SHUT_WR = 1
@@ -115,14 +118,14 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   private forgotten = false
   /** Opaque: the ZeroCopySocket currently attached, kept by lib/zerocopy-socket.ts. */
   attachedHandle: unknown
-  /** Requests queued and not yet settled, each with its queue number (for close barriers). */
-  private readonly unsettled = new Map<SendRequest, number>()
-  private enqueued = 0
-  private readonly barriers: Array<{ upTo: number; resolve: () => void }> = []
+  /** Requests queued and not yet settled (for close barriers). */
+  private readonly barriers = new SettleBarriers()
   /** A send() was queued this tick: the pump waits for the tick's end (lib/send-batch.ts). */
   private gathering = false
   /** One request of a batch had its memory refused: send the next one alone. */
   private unbatchedOnce = false
+  /** The call prepared for the tick's io_uring_enter, while `wait` is 'submitted'. */
+  private prepared: { run: BytesRequest[]; views: Uint8Array[]; zeroCopy: boolean } | undefined
 
   constructor(init: ChannelInit) {
     this.key = init.key
@@ -185,33 +188,15 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
 
   /** Resolves once every request queued so far (by any holder) has settled. */
   settledBarrier(): Promise<void> {
-    const upTo = this.enqueued
-    if (!this.pendingUpTo(upTo)) return Promise.resolve()
-    return new Promise((resolve) => this.barriers.push({ upTo, resolve }))
-  }
-
-  private pendingUpTo(upTo: number): boolean {
-    for (const n of this.unsettled.values()) if (n <= upTo) return true
-    return false
-  }
-
-  /** A request settled: its holder is told, and close barriers it held up resolve. */
-  private settle(req: SendRequest, err: Error | undefined): void {
-    this.unsettled.delete(req)
-    req.settle(err)
-    if (this.barriers.length === 0) return
-    for (let i = this.barriers.length - 1; i >= 0; i--) {
-      const b = this.barriers[i]!
-      if (this.pendingUpTo(b.upTo)) continue
-      this.barriers.splice(i, 1)
-      b.resolve()
-    }
+    return this.barriers.barrier()
   }
 
   // ---- the one entry point ------------------------------------------------------
 
   /** Runs one event; returns true when a Node write or end was taken (gate events). */
   handle(ev: ChannelEvent): boolean {
+    // No event meets a call that is prepared and not yet made: the tick's calls go now.
+    if (this.wait === 'submitted' && ev.type !== 'submitted' && this.depth === 0) this.ops.flushPrepared?.()
     if (this.depth > 0 && ev.type !== 'nodeWrite' && ev.type !== 'nodeFinal') {
       this.deferred.push(ev) // an event raised while one runs runs right after it
       return false
@@ -248,6 +233,9 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
         return false
       case 'sourceReady':
         return false // the pump picks the new piece up
+      case 'submitted':
+        this.concludePrepared(ev.r)
+        return false
       case 'cut':
         this.cut(ev.req, ev.err)
         return false
@@ -289,6 +277,9 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   onEvents(events: number): void {
     this.handle({ type: 'kernel', events })
   }
+  onSubmitted(r: number): void {
+    this.handle({ type: 'submitted', r })
+  }
   private readonly onSourceClose = (): void => {
     this.handle({ type: 'sourceClosed' })
   }
@@ -302,7 +293,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
       req.settle(refusal)
       return
     }
-    this.unsettled.set(req, ++this.enqueued)
+    this.barriers.queued(req)
     req.engine = this.engine
     this.counters.sends++
     // Node's own buffered bytes go first: a marker behind them makes this request
@@ -319,12 +310,15 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     this.queue.push(req)
     this.updateBusy()
     // Single sends made in this tick go to the kernel together, at its end.
+    // On io_uring those of every socket do, in one io_uring_enter (lib/send-batch.ts).
     if (req.kind === 'bytes' && !this.gathering) {
       this.gathering = true
-      queueMicrotask(() => {
+      const job = (): void => {
         this.gathering = false
         this.handle({ type: 'sourceReady', req })
-      })
+      }
+      if (this.ops.gather !== undefined) this.ops.gather(job)
+      else queueMicrotask(job)
     }
   }
 
@@ -467,7 +461,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
 
   /** Idle, attached by fd alone: let go of the duplicate until the next send. */
   private park(): void {
-    if (this.origin === undefined || this.fd < 0 || this.unsettled.size > 0) return
+    if (this.origin === undefined || this.fd < 0 || this.barriers.size > 0) return
     reactor.unregister(this.fd, this.token)
     native.closeFd(this.fd)
     this.fd = -1
@@ -511,7 +505,8 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     this.tracker.releaseAll((owner) => {
       owner.request.pendingIds = 0
       owner.idReleased()
-      if (!owner.request.settled) this.settle(owner.request, abort ?? this.failure())
+      const req = owner.request
+      if (!req.settled) this.barriers.settled(req, () => req.settle(abort ?? this.failure()))
     })
     this.uninstallGate?.()
     this.uninstallGate = undefined
@@ -588,53 +583,76 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
       if (zeroCopy && this.tcp) this.delivery.beforeSend(this.fd)
       const owner = req.idOwner()
       const flags = SEND_FLAGS | (zeroCopy ? MSG_ZEROCOPY : 0)
-      const run = this.unbatchedOnce ? undefined : batchableRun(this.queue, this.policy, zeroCopy, this.datagram)
+      // At the tick's end on io_uring even one send() is a run: it is prepared, and goes
+      // to the kernel with the other sockets' (lib/send-batch.ts).
+      const deferring = this.ops.deferring === true
+      const run = this.unbatchedOnce ? undefined : batchableRun(this.queue, this.policy, zeroCopy, this.datagram, deferring ? 1 : 2)
       this.unbatchedOnce = false
+      const views = run === undefined ? undefined : runViews(run, this.datagram)
       let r: number
-      let moved = 0
       try {
-        r =
-          run !== undefined
-            ? sendRun(this.ops, this.fd, run, flags, this.datagram, this.out, (q, bytes) => {
-                // Accounting may let Node's held writes go, which may pump again: count here.
-                if (moved++ === 0) {
-                  this.counters.sameTickBatches++
-                  if (zeroCopy) this.counters.registeredSends += this.ops.lastRegistered
-                }
-                this.account(q, q, bytes, 1, zeroCopy)
-              })
-            : req.sendNext(this.ops, this.fd, flags, this.datagram, this.out)
+        if (views === undefined) r = req.sendNext(this.ops, this.fd, flags, this.datagram, this.out)
+        else if (!deferring) r = this.ops.sendEach(this.fd, views, 0, 0, flags, this.datagram, this.out)
+        else if ((r = this.ops.prepareEach!(this.fd, views, flags, this.datagram, this.out)) === URING_PREPARED) {
+          this.prepared = { run: run!, views, zeroCopy }
+          this.wait = 'submitted'
+          return
+        }
       } catch (err) {
         if (run !== undefined) this.unbatchedOnce = true // find out which one, alone
         else this.refuse(req, err as Error) // its memory was detached while it waited
         continue
       }
-      if (run !== undefined && moved > 0) continue // accounted request by request
-      const bytes = this.out[0]!
-      const calls = this.out[1]!
-      // A batch that only skipped empty stream writes (r >= 0, no call) still moved on.
-      if (run === undefined && (req.kind === 'each' ? r >= 0 : calls > 0)) {
-        if (zeroCopy) this.counters.registeredSends += this.ops.lastRegistered
-        this.account(req, owner, bytes, calls, zeroCopy)
-        continue
-      }
-      if (r === -EAGAIN) {
-        this.counters.eagain++
-        this.wait = 'writable'
-        if (this.watched) reactor.wantWritable(this.fd, this.token, true)
-        return
-      }
-      // io_uring: ENOMEM when pinned pages in flight reach RLIMIT_MEMLOCK (non-root).
-      if (r === -ENOBUFS || (r === -ENOMEM && zeroCopy && this.engine === 'io_uring')) {
-        if (this.enobufs(req)) continue
-        return
-      }
-      if (r === -EOPNOTSUPP && zeroCopy && this.engine === 'io_uring') {
-        this.policy.disable('io_uring cannot send this socket zero-copy (EOPNOTSUPP)')
-        continue
-      }
-      this.sendFailed(req, -r)
+      if (!this.afterCall(req, owner, run, views, zeroCopy, r)) return
     }
+  }
+
+  /** The tick's io_uring_enter made the prepared call: its result, as if it had been made now. */
+  private concludePrepared(r: number): void {
+    const p = this.prepared
+    if (p === undefined || this.wait !== 'submitted') return
+    this.prepared = undefined
+    this.wait = 'none'
+    this.afterCall(p.run[0]!, p.run[0]!, p.run, p.views, p.zeroCopy, r)
+  }
+
+  /**
+   * What a send call returned (r; bytes and calls in `out`) moves the head request, or a
+   * run of single sends, on. Returns whether to send on now.
+   */
+  private afterCall(req: SendRequest, owner: IdOwner, run: BytesRequest[] | undefined, views: Uint8Array[] | undefined, zeroCopy: boolean, r: number): boolean {
+    if (run !== undefined && r >= 0) {
+      let moved = 0
+      // Accounting may let Node's held writes go, which may pump again: count here.
+      accountRun(run, views!, this.datagram, this.out, (q, bytes) => {
+        if (moved++ === 0) {
+          if (run.length > 1) this.counters.sameTickBatches++
+          if (zeroCopy) this.counters.registeredSends += this.ops.lastRegistered
+        }
+        this.account(q, q, bytes, 1, zeroCopy)
+      })
+      if (moved > 0) return true // accounted request by request
+    }
+    // A batch that only skipped empty stream writes (r >= 0, no call) still moved on.
+    if (run === undefined && (req.kind === 'each' ? r >= 0 : this.out[1]! > 0)) {
+      if (zeroCopy) this.counters.registeredSends += this.ops.lastRegistered
+      this.account(req, owner, this.out[0]!, this.out[1]!, zeroCopy)
+      return true
+    }
+    if (r === -EAGAIN) {
+      this.counters.eagain++
+      this.wait = 'writable'
+      if (this.watched) reactor.wantWritable(this.fd, this.token, true)
+      return false
+    }
+    // io_uring: ENOMEM when pinned pages in flight reach RLIMIT_MEMLOCK (non-root).
+    if (r === -ENOBUFS || (r === -ENOMEM && zeroCopy && this.engine === 'io_uring')) return this.enobufs(req)
+    if (r === -EOPNOTSUPP && zeroCopy && this.engine === 'io_uring') {
+      this.policy.disable('io_uring cannot send this socket zero-copy (EOPNOTSUPP)')
+      return true
+    }
+    this.sendFailed(req, -r)
+    return true
   }
 
   private account(req: SendRequest, owner: IdOwner, bytes: number, calls: number, zeroCopy: boolean): void {
@@ -757,7 +775,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     if (req.settled || !req.handedOver || req.pendingIds > 0) return
     let err = req.error
     if (err === undefined && req.zcBytes > 0 && this.tcp && !this.delivered(req)) err = this.failure()
-    this.settle(req, err)
+    this.barriers.settled(req, () => req.settle(err)) // its holder is told, then close barriers it held up resolve
     this.updateBusy()
   }
 

@@ -34,6 +34,19 @@ export interface SendOps {
   readonly completionsOnSocket: boolean
   /** Of the last call's zero-copy sends, those made from registered memory (io_uring). */
   readonly lastRegistered: number
+
+  // Sharing one kernel crossing among sockets (io_uring only; lib/send-batch.ts).
+  /** Runs `job` (a channel's gathered pump) at the tick's end with every other socket's. */
+  gather?(job: () => void): void
+  /** Inside such a job: a run's call may be prepared instead of made now. */
+  readonly deferring?: boolean
+  /**
+   * As sendEach (from message 0, offset 0), prepared for the tick's io_uring_enter:
+   * returns constants.URING_PREPARED, and the result comes as a 'submitted' event.
+   */
+  prepareEach?(fd: number, views: readonly ByteView[], flags: number, datagram: boolean, out: Float64Array): number
+  /** Makes every prepared call now and concludes them ('submitted' events). */
+  flushPrepared?(): void
 }
 
 /** MSG_ZEROCOPY + the error queue: ids are the kernel's own per-socket counter. */

@@ -10,14 +10,27 @@
 // engine), which then drains its link. Notifications the native side met while it
 // collected a send's results are reaped right after that send; those of other
 // channels are handed out in a microtask, never inside another channel's event.
+//
+// The tick's end: the pumps of every channel that gathered single sends this tick run
+// in one microtask (gather); each prepares its run and waits, then one flush() hands
+// every socket's SQEs to the kernel in one io_uring_enter, and each link tells its
+// channel its call's result ('submitted'), in the order they were prepared.
 import type { CompletionTracker } from './completions'
 import type { OnCompletion } from './error-queue'
+import * as os from 'node:os'
 import { native, type ByteView, type NativeMapping, type NativeUring } from './native'
 import * as reactor from './reactor'
 import { oneMappedSend, type SendOps } from './send-ops'
 
-const { MSG_ZEROCOPY, EPOLLERR } = native.constants
+const { MSG_ZEROCOPY, EPOLLERR, URING_PREPARED } = native.constants
 const REAP_ENTRIES = 256
+const REPORT_WORDS = 6
+const { EIO } = os.constants.errno
+
+/** A channel on the ring: woken for releases, and told when its prepared call was made. */
+export interface UringClient extends reactor.ReactorClient {
+  onSubmitted(r: number): void
+}
 
 /** The ring of this environment, made on first use. */
 let hub: UringHub | undefined
@@ -42,13 +55,21 @@ class UringHub implements reactor.ReactorClient {
   private readonly words = new Uint32Array(4 * REAP_ENTRIES)
   private readonly woken = new Set<UringLink>()
   private flushScheduled = false
+  /** Pumps gathered for the tick's end, and the links whose call is prepared, in order. */
+  private readonly gathered: Array<() => void> = []
+  private readonly prepared: UringLink[] = []
+  private reports = new Float64Array(REPORT_WORDS * 64)
+  /** The gathered pumps are running: their runs are prepared, not made. */
+  deferring = false
+  /** io_uring_enter calls that made several sockets' prepared calls at once (stats). */
+  sharedEnters = 0
 
   constructor() {
     reactor.watchReadable(this.ring.eventFd, this)
   }
 
   /** A new link for a channel; `client` is woken (EPOLLERR) when its releases arrive. */
-  link(client: reactor.ReactorClient): UringLink {
+  link(client: UringClient): UringLink {
     const token = this.nextToken
     this.nextToken = this.nextToken >= 0xfffffffe ? 1 : this.nextToken + 1
     const link = new UringLink(this, token, client)
@@ -62,6 +83,48 @@ class UringHub implements reactor.ReactorClient {
     this.woken.delete(link)
   }
 
+  gather(job: () => void): void {
+    if (this.gathered.push(job) === 1) queueMicrotask(this.endOfTick)
+  }
+
+  private readonly endOfTick = (): void => {
+    const jobs = this.gathered.splice(0)
+    this.deferring = true
+    try {
+      for (const job of jobs) job()
+    } finally {
+      this.deferring = false
+    }
+    while (this.prepared.length > 0) this.flushPrepared()
+  }
+
+  /** A link's call was prepared: it is made at the next flushPrepared. */
+  preparedBy(link: UringLink): void {
+    this.prepared.push(link)
+  }
+
+  /**
+   * One io_uring_enter for every prepared call; then each link's channel concludes its
+   * call. Calls prepared meanwhile (a concluding channel that goes on while the tick's
+   * pumps still run) wait for the next flush.
+   */
+  flushPrepared(): void {
+    const links = this.prepared.splice(0)
+    if (links.length === 0) return
+    if (this.reports.length < REPORT_WORDS * links.length) this.reports = new Float64Array(REPORT_WORDS * links.length * 2)
+    const n = this.ring.flush(this.reports)
+    if (links.length > 1) this.sharedEnters++
+    // Releases met while collecting are handed out after every call is concluded.
+    this.reap(SHARED)
+    for (let i = 0; i < links.length; i++) {
+      const w = REPORT_WORDS * i
+      // Reports come in the order the calls were prepared; a call missing from them
+      // (never expected) was not made.
+      const made = i < n && this.reports[w] === links[i]!.token
+      links[i]!.concluded(made ? this.reports.subarray(w, w + REPORT_WORDS) : undefined)
+    }
+  }
+
   /** The eventfd fired: new completions. */
   onEvents(): void {
     this.reap(undefined)
@@ -72,7 +135,7 @@ class UringHub implements reactor.ReactorClient {
    * Moves every completion waiting in the ring to its link. Links other than `caller`
    * are woken: now if no channel is running (caller undefined), else in a microtask.
    */
-  reap(caller: UringLink | undefined): void {
+  reap(caller: UringLink | typeof SHARED | undefined): void {
     for (;;) {
       const n = this.ring.reap(this.words)
       for (let i = 0; i < n; i++) {
@@ -98,6 +161,9 @@ class UringHub implements reactor.ReactorClient {
   }
 }
 
+/** reap()'s caller when no one link is: every link with releases is woken in a microtask. */
+const SHARED = Symbol('shared flush')
+
 /** One channel's sends through the ring: its token, its sequence numbers, its releases. */
 export class UringLink implements SendOps {
   readonly engine = 'io_uring'
@@ -110,11 +176,53 @@ export class UringLink implements SendOps {
   private readonly out = new Float64Array(5)
   lastRegistered = 0
 
+  /** Where the prepared call's bytes and calls go when it is concluded (the channel's out). */
+  private preparedOut: Float64Array | undefined
+
   constructor(
     private readonly hub: UringHub,
     readonly token: number,
-    readonly client: reactor.ReactorClient,
+    readonly client: UringClient,
   ) {}
+
+  gather(job: () => void): void {
+    this.hub.gather(job)
+  }
+
+  get deferring(): boolean {
+    return this.hub.deferring
+  }
+
+  prepareEach(fd: number, views: readonly ByteView[], flags: number, datagram: boolean, out: Float64Array): number {
+    if (!(flags & MSG_ZEROCOPY) || this.preparedOut !== undefined) return this.sendEach(fd, views, 0, 0, flags, datagram, out)
+    this.hub.ring.defer(true)
+    let r: number
+    try {
+      r = this.hub.ring.sendEach(this.token, this.seq, fd, views, 0, 0, flags & ~MSG_ZEROCOPY, datagram, out)
+    } finally {
+      this.hub.ring.defer(false)
+    }
+    if (r !== URING_PREPARED) return r // not expected: the ring made it at once
+    this.unclaimed = this.seq
+    this.seq = (this.seq + out[2]!) >>> 0
+    this.preparedOut = out
+    this.hub.preparedBy(this)
+    return r
+  }
+
+  flushPrepared(): void {
+    this.hub.flushPrepared()
+  }
+
+  /** The tick's enter made the prepared call (report: token, r, bytes, calls, SQEs, registered). */
+  concluded(report: Float64Array | undefined): void {
+    const out = this.preparedOut!
+    this.preparedOut = undefined
+    out[0] = report?.[2] ?? 0
+    out[1] = report?.[3] ?? 0
+    this.lastRegistered = report?.[5] ?? 0
+    this.client.onSubmitted(report?.[1] ?? -EIO)
+  }
 
   send(fd: number, data: ByteView | readonly ByteView[], flags: number): number {
     if (!(flags & MSG_ZEROCOPY)) return native.trySend(fd, data, flags)

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include "exports.h"
+#include "uring-calls.h"
 
 namespace zc {
 
@@ -21,6 +22,7 @@ void ExportConstants(Napi::Env env, Napi::Object exports) {
   set("SPLICE_F_MORE", SPLICE_F_MORE);
   set("SPLICE_F_GIFT", SPLICE_F_GIFT);
   set("MSG_ZEROCOPY", MSG_ZEROCOPY);
+  set("URING_PREPARED", uring::kPrepared);
   set("MSG_ERRQUEUE", MSG_ERRQUEUE);
   set("MSG_DONTWAIT", MSG_DONTWAIT);
   set("MSG_TRUNC", MSG_TRUNC);

@@ -55,7 +55,7 @@ int Ring::Open(unsigned sqEntries, unsigned cqEntries) {
   sqEntries_ = *At<unsigned>(sqMap_, p.sq_off.ring_entries);
   sqArray_ = At<unsigned>(sqMap_, p.sq_off.array);
   sqFlags_ = At<unsigned>(sqMap_, p.sq_off.flags);
-  sqeTail_ = sqeSubmitted_ = *sqTail_;
+  sqeTail_ = *sqTail_;
 
   cqHead_ = At<unsigned>(cqMap_, p.cq_off.head);
   cqTail_ = At<unsigned>(cqMap_, p.cq_off.tail);
@@ -88,10 +88,11 @@ io_uring_sqe* Ring::NextSqe() {
 }
 
 int Ring::Submit(unsigned waitFor) {
-  const unsigned count = sqeTail_ - sqeSubmitted_;
-  if (count > 0) __atomic_store_n(sqTail_, sqeTail_, __ATOMIC_RELEASE);
-  sqeSubmitted_ = sqeTail_;
+  __atomic_store_n(sqTail_, sqeTail_, __ATOMIC_RELEASE);
+  // A retry after EBUSY offers again what the failed enter left in the SQ.
+  const unsigned count = Unconsumed();
   if (count == 0 && waitFor == 0) return 0;
+  if (count > 0) submits_++;
   int r;
   do {
     r = Enter(fd_, count, waitFor, waitFor > 0 ? IORING_ENTER_GETEVENTS : 0);
@@ -102,7 +103,7 @@ int Ring::Submit(unsigned waitFor) {
 void Ring::Withdraw() {
   const unsigned head = __atomic_load_n(sqHead_, __ATOMIC_ACQUIRE);
   __atomic_store_n(sqTail_, head, __ATOMIC_RELEASE);
-  sqeTail_ = sqeSubmitted_ = head;
+  sqeTail_ = head;
 }
 
 bool Ring::FlushOverflow() {

@@ -32,22 +32,27 @@ class Ring {
   void Close();
 
   int fd() const { return fd_; }
+  // io_uring_enter calls that offered SQEs (what tests count: one per tick's flush).
+  double submits() const { return submits_; }
   unsigned features() const { return features_; }
 
   // The next free SQE, zeroed, or nullptr when the SQ is full. Not visible to the
   // kernel until Submit.
   io_uring_sqe* NextSqe();
-  // SQEs filled since the last Submit.
-  unsigned unsubmitted() const { return sqeTail_ - sqeSubmitted_; }
+  // SQEs filled and not yet consumed by the kernel (it consumes them only inside
+  // io_uring_enter: no SQPOLL), and those that can still be filled.
+  unsigned Unconsumed() const { return sqeTail_ - __atomic_load_n(sqHead_, __ATOMIC_ACQUIRE); }
+  unsigned FreeSqes() const { return sqEntries_ - Unconsumed(); }
+  // The index the next SQE filled will have (counts up, wrapping at 2^32).
+  unsigned tail() const { return sqeTail_; }
 
-  // Publishes the SQEs filled so far and calls io_uring_enter once, waiting for at
-  // least `waitFor` completions (0: none). Returns SQEs consumed, or -errno (EINTR
-  // retried).
+  // Publishes the SQEs filled so far and calls io_uring_enter once, offering every SQE
+  // not yet consumed and waiting for at least `waitFor` completions (0: none). Returns
+  // SQEs consumed, or -errno (EINTR retried).
   int Submit(unsigned waitFor);
 
-  // Takes back the SQEs published by a Submit whose io_uring_enter failed: without
-  // SQPOLL the kernel reads the SQ only inside io_uring_enter, so until the next call
-  // nothing of them was or will be seen.
+  // Takes back the SQEs not consumed: after an io_uring_enter that failed, nothing of
+  // them was or will be seen by the kernel.
   void Withdraw();
 
   // Calls visit(cqe) for every completion queued now, in order, then hands the
@@ -74,6 +79,7 @@ class Ring {
  private:
   int fd_ = -1;
   unsigned features_ = 0;
+  double submits_ = 0;
   void* sqMap_ = nullptr;
   size_t sqMapSize_ = 0;
   void* cqMap_ = nullptr;  // == sqMap_ with IORING_FEAT_SINGLE_MMAP
@@ -87,8 +93,7 @@ class Ring {
   unsigned sqEntries_ = 0;
   unsigned* sqArray_ = nullptr;
   unsigned* sqFlags_ = nullptr;
-  unsigned sqeTail_ = 0;       // our next SQE (not yet published)
-  unsigned sqeSubmitted_ = 0;  // published up to here
+  unsigned sqeTail_ = 0;  // our next SQE (not yet published)
 
   unsigned* cqHead_ = nullptr;
   unsigned* cqTail_ = nullptr;

@@ -37,6 +37,7 @@
 #include "exports.h"
 #include "mapping.h"
 #include "uring-buffers.h"
+#include "uring-calls.h"
 #include "uring-ring.h"
 #include "private-fds.h"
 
@@ -48,23 +49,11 @@ constexpr unsigned kSqEntries = 256;  // sendEach's batch (kMaxMessagesPerCall i
 constexpr unsigned kCqEntries = 8192;
 constexpr unsigned kMaxMessagesPerCall = 256;
 constexpr unsigned kMaxChunksPerCall = 64;  // of a file window (16 MiB at 256 KiB)
-constexpr unsigned kZcFlags = IORING_SEND_ZC_REPORT_USAGE;
 constexpr unsigned kBufferSlots = 1024;  // registered buffers per environment
 constexpr uint64_t kMaxRegistered = uint64_t(1) << 30;  // the kernel's limit per buffer
 
-// One completion as JS reads it: 4 words.
-struct Completion {
-  uint32_t token;
-  uint32_t seq;
-  int32_t res;
-  uint32_t flags;
-};
-
-// What one SQE of a call came back with.
-struct Result {
-  int32_t res = 0;
-  bool seen = false;
-};
+using uring::Completion;
+using uring::kPrepared;
 
 class Uring final : public Napi::ObjectWrap<Uring> {
  public:
@@ -75,10 +64,13 @@ class Uring final : public Napi::ObjectWrap<Uring> {
                            InstanceMethod<&Uring::SendEach>("sendEach"),
                            InstanceMethod<&Uring::SendMapped>("sendMapped"),
                            InstanceMethod<&Uring::Reap>("reap"),
+                           InstanceMethod<&Uring::Defer>("defer"),
+                           InstanceMethod<&Uring::Flush>("flush"),
                            InstanceMethod<&Uring::Close>("close"),
                            InstanceMethod<&Uring::AllocRegistered>("allocRegistered"),
                            InstanceAccessor<&Uring::EventFd>("eventFd"),
                            InstanceAccessor<&Uring::RingFd>("fd"),
+                           InstanceAccessor<&Uring::Submits>("submits"),
                        });
   }
 
@@ -130,95 +122,35 @@ class Uring final : public Napi::ObjectWrap<Uring> {
 
   Napi::Value EventFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), eventFd_); }
   Napi::Value RingFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), ring_.fd()); }
-
-  // An SQE for one zero-copy send of [base, base + len) on `fd`; from a registered
-  // buffer's slot when the range lies in one (sqeFixed_ says which did).
-  io_uring_sqe* PrepSend(int fd, const void* base, size_t len, unsigned flags, uint64_t userData) {
-    io_uring_sqe* sqe = ring_.NextSqe();
-    sqe->opcode = IORING_OP_SEND_ZC;
-    sqe->fd = fd;
-    sqe->addr = reinterpret_cast<uint64_t>(base);
-    sqe->len = static_cast<uint32_t>(len);
-    sqe->msg_flags = flags;
-    sqe->ioprio = kZcFlags;
-    sqe->user_data = userData;
-    const int slot = len > 0 ? buffers_->SlotOf(base, len) : -1;
-    if (slot >= 0) {
-      sqe->ioprio |= IORING_RECVSEND_FIXED_BUF;
-      sqe->buf_index = static_cast<uint16_t>(slot);
-    }
-    sqeFixed_.push_back(slot >= 0);
-    return sqe;
-  }
-
-  // Submits the SQEs filled since the last call and waits for the results of the `n`
-  // whose user_data is (token << 32) | (seq + i); everything else the CQ holds
-  // (notifications, of any socket) goes to the stash for reap(). The wait is for CPU
-  // work only: MSG_DONTWAIT sends never wait for the network. Returns 0 or -errno (the
-  // ring refused the submission; the SQEs are then withdrawn).
-  int SubmitAndCollect(uint32_t token, uint32_t seq, unsigned n, std::vector<Result>& results) {
-    sqeFixed_.resize(n, false);
-    results.assign(n, Result{});
-    // While we reap ourselves the kernel need not wake the loop for these results.
-    ring_.SetEventFdEnabled(false);
-    int r;
-    for (int attempt = 0;; attempt++) {
-      r = ring_.Submit(0);
-      // EBUSY: completions overflowed and must be read first; EAGAIN: no memory now.
-      if ((r != -EBUSY && r != -EAGAIN) || attempt >= 64) break;
-      Collect(token, seq, results);
-    }
-    if (r < 0) ring_.Withdraw();
-    unsigned seen = 0;
-    if (r >= 0) {
-      for (;;) {
-        seen += Collect(token, seq, results);
-        if (seen >= n) break;
-        const int w = ring_.Submit(1);
-        if (w < 0 && w != -EBUSY && w != -EAGAIN && w != -ETIME) {
-          r = w;
-          break;
-        }
-      }
-    }
-    ring_.SetEventFdEnabled(true);
-    // Completions posted before the eventfd was on again would wake nobody: take them.
-    Collect(token, seq, results);
-    return r < 0 ? r : 0;
-  }
-
-  // Moves the CQ's entries into `results` (ours) and the stash (the rest). Returns how
-  // many results it found.
-  unsigned Collect(uint32_t token, uint32_t seq, std::vector<Result>& results) {
-    unsigned found = 0;
-    ring_.Drain([&](const io_uring_cqe& cqe) {
-      const uint32_t t = static_cast<uint32_t>(cqe.user_data >> 32);
-      const uint32_t i = static_cast<uint32_t>(cqe.user_data) - seq;
-      if (t == token && i < results.size() && !(cqe.flags & IORING_CQE_F_NOTIF) && !results[i].seen) {
-        results[i].res = cqe.res;
-        results[i].seen = true;
-        found++;
-        return;
-      }
-      stash_.push_back(Completion{t, static_cast<uint32_t>(cqe.user_data), cqe.res, cqe.flags});
-    });
-    return found;
-  }
+  Napi::Value Submits(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), ring_.submits()); }
 
   // The words JS reads after every send: out[0] bytes, out[1] send calls (each of which
   // will post a notification), out[2] SQEs used (sequence numbers taken), out[3]
   // completions waiting for reap(), out[4] of those calls, the ones that sent from
-  // registered buffers.
-  void Report(double* out, uint64_t bytes, unsigned calls, unsigned used, unsigned fixed) {
-    out[0] = static_cast<double>(bytes);
-    out[1] = calls;
-    out[2] = used;
+  // registered buffers. Returns what the call returns.
+  double Report(double* out, const uring::CallReport& rep) const {
+    out[0] = rep.bytes;
+    out[1] = rep.calls;
+    out[2] = rep.used;
     out[3] = static_cast<double>(stash_.size());
-    out[4] = fixed;
-    sqeFixed_.clear();
+    out[4] = rep.fixed;
+    return rep.r;
   }
 
-  static uint64_t UserData(uint32_t token, uint32_t seq) { return (static_cast<uint64_t>(token) << 32) | seq; }
+  // The call just prepared: deferred, it waits for flush() (out[2] says the SQEs it
+  // took; it returns kPrepared); else it goes now, with every call prepared before it,
+  // and returns its own result.
+  Napi::Value Finish(Napi::Env env, unsigned used, double* out) {
+    if (deferring_) {
+      out[0] = out[1] = out[3] = out[4] = 0;
+      out[2] = used;
+      return Napi::Number::New(env, kPrepared);
+    }
+    calls_.Flush(concluded_);
+    const uring::CallReport mine = concluded_.back();  // prepared last, concluded last
+    concluded_.pop_back();
+    return Napi::Number::New(env, Report(out, mine));
+  }
 
   // The first arguments of every send: (token, seq, fd), on an open ring.
   struct Target {
@@ -245,18 +177,7 @@ class Uring final : public Napi::ObjectWrap<Uring> {
     double* out = OutArg(info, 5);
     std::vector<iovec> iov;
     ByteViewsArg(info, 3, "data", iov);  // last: no JS runs between this and the send
-    msghdr msg{};
-    if (iov.size() == 1) {
-      PrepSend(fd, iov[0].iov_base, iov[0].iov_len, flags, UserData(token, seq));
-    } else {
-      msg.msg_iov = iov.data();
-      msg.msg_iovlen = iov.size();
-      io_uring_sqe* sqe = PrepSend(fd, nullptr, 0, flags, UserData(token, seq));
-      sqe->opcode = IORING_OP_SENDMSG_ZC;
-      sqe->addr = reinterpret_cast<uint64_t>(&msg);  // read during the call (see above)
-      sqe->len = 1;
-    }
-    return Finish(env, token, seq, out);
+    return Finish(env, calls_.AddSingle(token, seq, fd, std::move(iov), flags), out);
   }
 
   // sendMapped(token, seq, fd, mapping, offset, length, flags, out, chunk) -> bytes,
@@ -276,21 +197,12 @@ class Uring final : public Napi::ObjectWrap<Uring> {
     for (uint64_t at = 0; at < length && iov.size() < kMaxChunksPerCall; at += chunk) {
       iov.push_back(iovec{const_cast<char*>(start + at), static_cast<size_t>(std::min<uint64_t>(chunk, length - at))});
     }
-    const int64_t r = SendLinked(token, seq, fd, iov, flags, false, out);
-    return Napi::Number::New(env, static_cast<double>(r < 0 ? r : static_cast<int64_t>(out[0])));
-  }
-
-  // One SQE submitted: its result, reported as trySend reports a sendmsg.
-  Napi::Value Finish(Napi::Env env, uint32_t token, uint32_t seq, double* out) {
-    std::vector<Result> results;
-    const int r = SubmitAndCollect(token, seq, 1, results);
-    if (r < 0) {
-      Report(out, 0, 0, 1, 0);
-      return Napi::Number::New(env, r);
-    }
-    const int32_t res = results[0].res;
-    Report(out, res > 0 ? res : 0, res >= 0 ? 1 : 0, 1, res >= 0 && sqeFixed_[0] ? 1 : 0);
-    return Napi::Number::New(env, res);
+    const unsigned used = calls_.AddLinked(token, seq, fd, std::move(iov), flags, false);
+    if (deferring_) return Finish(env, used, out);
+    // A file window reports bytes, not chunks.
+    const Napi::Value r = Finish(env, used, out);
+    const double done = r.As<Napi::Number>().DoubleValue();
+    return Napi::Number::New(env, done < 0 ? done : out[0]);
   }
 
   // sendEach(token, seq, fd, messages, first, firstOffset, flags, datagram, out)
@@ -308,53 +220,39 @@ class Uring final : public Napi::ObjectWrap<Uring> {
     double* out = OutArg(info, 8);
     std::vector<iovec> iov;
     MessageListArg(info, 3, "messages", first, firstOffset, kMaxMessagesPerCall, iov);  // last
-    return Napi::Number::New(env, static_cast<double>(SendLinked(token, seq, fd, iov, flags, datagram, out)));
+    return Finish(env, calls_.AddLinked(token, seq, fd, std::move(iov), flags, datagram), out);
   }
 
-  // Each iovec its own SEND_ZC, linked in order: the first that fails (or, on a stream,
-  // sends short) ends the chain, as a sendmsg loop would stop. On a stream empty
-  // entries are skipped (no send); a datagram is all or nothing, an empty one too.
-  // Returns the entries completed (>= 0), or -errno when the first send failed; `out`
-  // as Report says.
-  int64_t SendLinked(uint32_t token, uint32_t seq, int fd, const std::vector<iovec>& iov, unsigned flags, bool datagram,
-                     double* out) {
-    const size_t count = iov.size();
-    // One SQE per entry that is sent at all; sqeOf[k] = the SQE of entry k, or -1.
-    std::vector<int> sqeOf(count, -1);
-    unsigned n = 0;
-    io_uring_sqe* last = nullptr;
-    for (size_t k = 0; k < count; k++) {
-      if (!datagram && iov[k].iov_len == 0) continue;
-      if (last != nullptr) last->flags |= IOSQE_IO_LINK;
-      last = PrepSend(fd, iov[k].iov_base, iov[k].iov_len, flags, UserData(token, seq + n));
-      sqeOf[k] = static_cast<int>(n++);
+  // defer(on): while on, sends are only prepared (they return kPrepared) and go to the
+  // kernel together at flush(); a send made while off goes at once, and takes every
+  // call prepared before it along.
+  Napi::Value Defer(const Napi::CallbackInfo& info) {
+    deferring_ = BoolArg(info, 0, "on");
+    return info.Env().Undefined();
+  }
+
+  // flush(reports: Float64Array) -> calls reported: submits every prepared call in one
+  // io_uring_enter and writes, for every deferred call concluded since the last
+  // flush (in the order they were prepared), 6 words: token, result, bytes, calls,
+  // SQEs used, calls from registered buffers. Call again while it fills `reports`.
+  Napi::Value Flush(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Float64Array words = TypedArrayArg(info, 0, "reports", napi_float64_array, "Float64Array", 6).As<Napi::Float64Array>();
+    calls_.Flush(concluded_);
+    const size_t n = std::min(concluded_.size(), words.ElementLength() / 6);
+    double* w = words.Data();
+    for (size_t i = 0; i < n; i++) {
+      const uring::CallReport& rep = concluded_[i];
+      double* o = w + 6 * i;
+      o[0] = rep.token;
+      o[1] = rep.r;
+      o[2] = rep.bytes;
+      o[3] = rep.calls;
+      o[4] = rep.used;
+      o[5] = rep.fixed;
     }
-    std::vector<Result> results;
-    const int r = n > 0 ? SubmitAndCollect(token, seq, n, results) : 0;
-    if (r < 0) {
-      Report(out, 0, 0, n, 0);
-      return r;
-    }
-    uint64_t bytes = 0;
-    unsigned calls = 0;
-    unsigned fixed = 0;
-    size_t done = 0;
-    int error = 0;
-    for (; done < count; done++) {
-      if (sqeOf[done] < 0) continue;  // an empty stream entry: nothing to send
-      const int32_t res = results[sqeOf[done]].res;
-      if (res < 0) {
-        error = -res;
-        break;
-      }
-      bytes += static_cast<uint64_t>(res);
-      calls++;
-      fixed += sqeFixed_[sqeOf[done]] ? 1 : 0;
-      if (static_cast<size_t>(res) < iov[done].iov_len) break;  // short: the rest waits for room
-    }
-    Report(out, bytes, calls, n, fixed);
-    if (calls == 0 && done == 0 && error != 0) return -error;
-    return static_cast<int64_t>(done);
+    concluded_.erase(concluded_.begin(), concluded_.begin() + static_cast<std::ptrdiff_t>(n));
+    return Napi::Number::New(env, static_cast<double>(n));
   }
 
   // reap(out: Uint32Array) -> releases written, 4 words each: token, first seq, last
@@ -445,10 +343,12 @@ class Uring final : public Napi::ObjectWrap<Uring> {
   // std::shared_ptr: std::make_shared's type tag is a GNU_UNIQUE symbol (glibc then never
   // unloads the addon after a worker), and its counter needs GLIBC_2.32.
   uring::BufferTable* buffers_ = uring::BufferTable::Create();
-  std::vector<bool> sqeFixed_;  // per SQE of the call being made: from a registered buffer
   int eventFd_ = -1;
   bool hooked_ = false;
   std::vector<Completion> stash_;
+  uring::CallBatch calls_{ring_, buffers_, stash_};
+  std::vector<uring::CallReport> concluded_;  // deferred calls concluded, not yet flushed to JS
+  bool deferring_ = false;
 };
 
 }  // namespace

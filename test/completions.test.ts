@@ -1,6 +1,7 @@
 // CompletionTracker near the 2^32 wrap, with gaps, reordering and coalesced ranges.
 import * as assert from 'node:assert/strict'
 import { test } from 'node:test'
+import * as fc from 'fast-check'
 import { CompletionTracker } from '../lib/completions'
 
 interface Send {
@@ -116,4 +117,56 @@ test('many sends completed in random coalesced ranges all settle exactly once', 
   assert.equal(h.tracker.outstanding, 0)
   assert.equal(h.settled.length, 2000)
   assert.deepEqual([...h.settled].sort(), [...names].sort())
+})
+
+// The ring against the simplest correct model (a Map of id -> owner): random takes,
+// skipped ids (io_uring's failed SQEs), and completion ranges that are in order, out of
+// order, duplicated, partly outside the window or corrupt, near the 2^32 wrap.
+test('the ring tracker agrees with a Map model on random sequences (fast-check, seeded)', () => {
+  const op = fc.oneof(
+    fc.record({ kind: fc.constant('take' as const), owners: fc.integer({ min: 1, max: 40 }) }),
+    fc.record({ kind: fc.constant('skip' as const), n: fc.integer({ min: 1, max: 3 }) }),
+    fc.record({ kind: fc.constant('complete' as const), from: fc.integer({ min: -50, max: 300 }), len: fc.integer({ min: 1, max: 120 }), copied: fc.boolean() }),
+    fc.record({ kind: fc.constant('corrupt' as const), lo: fc.integer({ min: 0, max: 0xffffffff }), hi: fc.integer({ min: 0, max: 0xffffffff }) }),
+  )
+  fc.assert(
+    fc.property(fc.constantFrom(0, 0xffffff00, 0xfffffff0, 12345), fc.array(op, { maxLength: 80 }), (firstId, ops) => {
+      const ring = new CompletionTracker<number>(firstId)
+      const model = new Map<number, number>()
+      let next = firstId >>> 0
+      let owner = 0
+      let seen: number[] = []
+      const expected: number[] = []
+      for (const o of ops) {
+        if (o.kind === 'take') {
+          for (let i = 0; i < o.owners; i++) {
+            ring.takeAt(next, ++owner)
+            model.set(next, owner)
+            next = (next + 1) >>> 0
+          }
+        } else if (o.kind === 'skip') {
+          next = (next + o.n) >>> 0 // ids no send took
+        } else {
+          const [lo, hi] = o.kind === 'corrupt' ? [o.lo, o.hi] : [(firstId + o.from) >>> 0, (firstId + o.from + o.len - 1) >>> 0]
+          const count = ((hi - lo) >>> 0) + 1
+          for (const [id, who] of [...model].sort((a, b) => ((a[0] - firstId) >>> 0) - ((b[0] - firstId) >>> 0))) {
+            if (((id - lo) >>> 0) < count) {
+              model.delete(id)
+              expected.push(who)
+            }
+          }
+          ring.complete(lo, hi, o.kind === 'complete' && o.copied, (w) => seen.push(w))
+        }
+        assert.equal(ring.outstanding, model.size)
+        assert.deepEqual([...seen].sort((a, b) => a - b), [...expected].sort((a, b) => a - b))
+        assert.deepEqual([...ring.pendingOwners()].sort((a, b) => a - b), [...model.values()].sort((a, b) => a - b))
+      }
+      const rest: number[] = []
+      ring.releaseAll((w) => rest.push(w))
+      assert.deepEqual(rest.sort((a, b) => a - b), [...model.values()].sort((a, b) => a - b))
+      assert.equal(ring.outstanding, 0)
+      seen = []
+    }),
+    { seed: 1312, numRuns: 300 },
+  )
 })
