@@ -57,7 +57,7 @@ export class CompletionTracker<T> {
   }
 
   private place(id: number, owner: T): void {
-    if (this.count === 0) this.base = id // nothing older is outstanding
+    if (this.count === 0) this.base = id // nothing older is outstanding (ids skipped since need no slots)
     while (((id - this.base) >>> 0) >= this.slots.length) this.grow()
     this.slots[id & this.mask] = owner
     this.count++
@@ -127,6 +127,9 @@ export class CompletionTracker<T> {
       this.count--
       onId(owner, copied)
       done++
+      // Nothing left outstanding: the rest of the range names no send. (An `onId` that
+      // sent again took ids beyond it, and may have moved `base`.)
+      if (this.count === 0) break
     }
     this.unknown += count - done
     this.advanceBase()

@@ -104,6 +104,8 @@ export interface NativeUring {
     flags: number,
     datagram: boolean,
     out: Float64Array,
+    /** Only prepare it (returns constants.URING_PREPARED): it is made at flush(). */
+    defer?: boolean,
   ): number
   sendMapped(
     token: number,
@@ -121,8 +123,6 @@ export interface NativeUring {
   /** Releases (notification CQEs) as 4 words each: token, first seq, last seq, copied 0/1. */
   reap(out: Uint32Array): number
   close(): void
-  /** While on, sends are prepared only (they return constants.URING_PREPARED) and made at flush(). */
-  defer(on: boolean): void
   /** Makes every prepared call in one io_uring_enter; 6 words per deferred call concluded: token, r, bytes, calls, SQEs, registered. */
   flush(reports: Float64Array): number
 }

@@ -89,13 +89,21 @@ class UringHub implements reactor.ReactorClient {
 
   private readonly endOfTick = (): void => {
     const jobs = this.gathered.splice(0)
+    // One socket alone shares nothing: its pump sends at once, as on any other tick.
+    if (jobs.length === 1) return jobs[0]!()
     this.deferring = true
     try {
-      for (const job of jobs) job()
+      for (const job of jobs) {
+        try {
+          job()
+        } catch {
+          // A channel fails itself and never throws (SendChannel.handle); the others go on.
+        }
+      }
     } finally {
       this.deferring = false
+      while (this.prepared.length > 0) this.flushPrepared()
     }
-    while (this.prepared.length > 0) this.flushPrepared()
   }
 
   /** A link's call was prepared: it is made at the next flushPrepared. */
@@ -114,15 +122,18 @@ class UringHub implements reactor.ReactorClient {
     if (this.reports.length < REPORT_WORDS * links.length) this.reports = new Float64Array(REPORT_WORDS * links.length * 2)
     const n = this.ring.flush(this.reports)
     if (links.length > 1) this.sharedEnters++
-    // Releases met while collecting are handed out after every call is concluded.
-    this.reap(SHARED)
+    // Every link holds its report before any channel runs: a channel's conclusion may
+    // run code that reaches another link of this flush, which then concludes first.
     for (let i = 0; i < links.length; i++) {
       const w = REPORT_WORDS * i
       // Reports come in the order the calls were prepared; a call missing from them
       // (never expected) was not made.
       const made = i < n && this.reports[w] === links[i]!.token
-      links[i]!.concluded(made ? this.reports.subarray(w, w + REPORT_WORDS) : undefined)
+      links[i]!.madeCall(made ? this.reports.slice(w, w + REPORT_WORDS) : undefined)
     }
+    // Releases met while collecting are handed out after every call is concluded.
+    this.reap(SHARED)
+    for (const link of links) link.conclude()
   }
 
   /** The eventfd fired: new completions. */
@@ -178,6 +189,8 @@ export class UringLink implements SendOps {
 
   /** Where the prepared call's bytes and calls go when it is concluded (the channel's out). */
   private preparedOut: Float64Array | undefined
+  /** The prepared call's report, between the flush that made it and its conclusion. */
+  private report: Float64Array | undefined
 
   constructor(
     private readonly hub: UringHub,
@@ -195,13 +208,7 @@ export class UringLink implements SendOps {
 
   prepareEach(fd: number, views: readonly ByteView[], flags: number, datagram: boolean, out: Float64Array): number {
     if (!(flags & MSG_ZEROCOPY) || this.preparedOut !== undefined) return this.sendEach(fd, views, 0, 0, flags, datagram, out)
-    this.hub.ring.defer(true)
-    let r: number
-    try {
-      r = this.hub.ring.sendEach(this.token, this.seq, fd, views, 0, 0, flags & ~MSG_ZEROCOPY, datagram, out)
-    } finally {
-      this.hub.ring.defer(false)
-    }
+    const r = this.hub.ring.sendEach(this.token, this.seq, fd, views, 0, 0, flags & ~MSG_ZEROCOPY, datagram, out, true)
     if (r !== URING_PREPARED) return r // not expected: the ring made it at once
     this.unclaimed = this.seq
     this.seq = (this.seq + out[2]!) >>> 0
@@ -210,18 +217,28 @@ export class UringLink implements SendOps {
     return r
   }
 
+  /** Concludes this link's prepared call now: its report if the flush made it, else the flush. */
   flushPrepared(): void {
-    this.hub.flushPrepared()
+    if (this.report !== undefined) this.conclude()
+    else this.hub.flushPrepared()
   }
 
-  /** The tick's enter made the prepared call (report: token, r, bytes, calls, SQEs, registered). */
-  concluded(report: Float64Array | undefined): void {
-    const out = this.preparedOut!
+  /** The flush made the prepared call (report: token, r, bytes, calls, SQEs, registered). */
+  madeCall(report: Float64Array | undefined): void {
+    this.report = report ?? new Float64Array([this.token, -EIO, 0, 0, 0, 0])
+  }
+
+  /** Tells the channel its prepared call's result, once. */
+  conclude(): void {
+    const report = this.report
+    const out = this.preparedOut
+    if (report === undefined || out === undefined) return
+    this.report = undefined
     this.preparedOut = undefined
-    out[0] = report?.[2] ?? 0
-    out[1] = report?.[3] ?? 0
-    this.lastRegistered = report?.[5] ?? 0
-    this.client.onSubmitted(report?.[1] ?? -EIO)
+    out[0] = report[2]!
+    out[1] = report[3]!
+    this.lastRegistered = report[5]!
+    this.client.onSubmitted(report[1]!)
   }
 
   send(fd: number, data: ByteView | readonly ByteView[], flags: number): number {
@@ -265,6 +282,9 @@ export class UringLink implements SendOps {
   }
 
   drain(_fd: number, onCompletion: OnCompletion): number {
+    // Releases wait while a call is prepared and not concluded (its ids are not claimed
+    // yet), and while the tick's pumps prepare (no user callback runs in that window).
+    if (this.preparedOut !== undefined || this.hub.deferring) return 0
     this.hub.reap(this)
     const r = this.released.splice(0)
     for (let i = 0; i < r.length; i += 3) onCompletion(r[i]!, r[i + 1]!, r[i + 2] === 1)

@@ -88,18 +88,23 @@ unsigned CallBatch::AddLinked(uint32_t token, uint32_t seq, int fd, std::vector<
 
 int CallBatch::SubmitPrepared() {
   int r = 0;
-  for (int attempt = 0; ring_.Unconsumed() > 0; attempt++) {
+  for (int attempt = 0;; attempt++) {
     const unsigned before = ring_.Unconsumed();
+    if (before == 0) return 0;
     r = ring_.Submit(0);
     if (r >= 0) {
       awaited_ += before - ring_.Unconsumed();
-      continue;  // the kernel may take fewer than offered (no memory for more requests)
+      if (ring_.Unconsumed() == 0) return 0;
+      // The kernel took fewer than offered (no memory for more requests). Offering the
+      // rest later would cut a chain in two, its tail no longer linked to its head:
+      // the rest fails as a socket without room would.
+      r = -EAGAIN;
+      break;
     }
     // EBUSY: completions overflowed and must be read first; EAGAIN: no memory now.
     if ((r != -EBUSY && r != -EAGAIN) || attempt >= kMaxSubmitAttempts) break;
     Collect();
   }
-  if (r >= 0) return 0;
   // What the kernel did not take, it never will: those SQEs fail with the enter's error.
   const unsigned head = ring_.tail() - ring_.Unconsumed();
   ring_.Withdraw();

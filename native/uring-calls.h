@@ -72,6 +72,11 @@ class CallBatch {
 
   bool empty() const { return calls_.empty(); }
 
+  // Moves the CQ's entries to the calls they answer and the rest to the stash. Every
+  // drain of the CQ goes through here (reap too), or a submitted call's result would
+  // be lost and its flush would wait for it forever. Returns the results found.
+  unsigned Collect();
+
   // Submits every prepared SQE, collects every call's results, and appends each
   // call's report to `reports`, in the order the calls were prepared.
   void Flush(std::vector<CallReport>& reports);
@@ -98,7 +103,6 @@ class CallBatch {
   Call& NewCall(uint32_t token, uint32_t seq, std::vector<iovec> iov, unsigned sqes);
   // Submits what is prepared (SQ full, or Flush). Returns 0 or -errno.
   int SubmitPrepared();
-  unsigned Collect();
   CallReport Conclude(const Call& call) const;
 
   Ring& ring_;

@@ -64,7 +64,6 @@ class Uring final : public Napi::ObjectWrap<Uring> {
                            InstanceMethod<&Uring::SendEach>("sendEach"),
                            InstanceMethod<&Uring::SendMapped>("sendMapped"),
                            InstanceMethod<&Uring::Reap>("reap"),
-                           InstanceMethod<&Uring::Defer>("defer"),
                            InstanceMethod<&Uring::Flush>("flush"),
                            InstanceMethod<&Uring::Close>("close"),
                            InstanceMethod<&Uring::AllocRegistered>("allocRegistered"),
@@ -140,8 +139,8 @@ class Uring final : public Napi::ObjectWrap<Uring> {
   // The call just prepared: deferred, it waits for flush() (out[2] says the SQEs it
   // took; it returns kPrepared); else it goes now, with every call prepared before it,
   // and returns its own result.
-  Napi::Value Finish(Napi::Env env, unsigned used, double* out) {
-    if (deferring_) {
+  Napi::Value Finish(Napi::Env env, unsigned used, double* out, bool deferred = false) {
+    if (deferred) {
       out[0] = out[1] = out[3] = out[4] = 0;
       out[2] = used;
       return Napi::Number::New(env, kPrepared);
@@ -176,7 +175,7 @@ class Uring final : public Napi::ObjectWrap<Uring> {
     const unsigned flags = SendFlagsArg(info, 4);
     double* out = OutArg(info, 5);
     std::vector<iovec> iov;
-    ByteViewsArg(info, 3, "data", iov);  // last: no JS runs between this and the send
+    ByteViewsArg(info, 3, "data", iov);  // last: no JS runs between this and the send (never deferred)
     return Finish(env, calls_.AddSingle(token, seq, fd, std::move(iov), flags), out);
   }
 
@@ -198,15 +197,16 @@ class Uring final : public Napi::ObjectWrap<Uring> {
       iov.push_back(iovec{const_cast<char*>(start + at), static_cast<size_t>(std::min<uint64_t>(chunk, length - at))});
     }
     const unsigned used = calls_.AddLinked(token, seq, fd, std::move(iov), flags, false);
-    if (deferring_) return Finish(env, used, out);
     // A file window reports bytes, not chunks.
     const Napi::Value r = Finish(env, used, out);
     const double done = r.As<Napi::Number>().DoubleValue();
     return Napi::Number::New(env, done < 0 ? done : out[0]);
   }
 
-  // sendEach(token, seq, fd, messages, first, firstOffset, flags, datagram, out)
-  //   -> messages completed (>= 0), or -errno when the first send failed.
+  // sendEach(token, seq, fd, messages, first, firstOffset, flags, datagram, out, defer?)
+  //   -> messages completed (>= 0), or -errno when the first send failed; with `defer`
+  //   the call is only prepared (-> kPrepared) and made at the next flush(), or at the
+  //   next send made at once, whichever comes first.
   // What trySendEach (socket.cc) does with sendmmsg or a sendmsg loop, as one chain of
   // linked SEND_ZCs: messages[first] (from byte firstOffset), messages[first + 1], ...
   // up to 256, each its own send (own notification).
@@ -218,17 +218,12 @@ class Uring final : public Napi::ObjectWrap<Uring> {
     const unsigned flags = SendFlagsArg(info, 6);
     const bool datagram = BoolArg(info, 7, "datagram");
     double* out = OutArg(info, 8);
+    const bool deferred = info.Length() > 9 && BoolArg(info, 9, "defer");
     std::vector<iovec> iov;
-    MessageListArg(info, 3, "messages", first, firstOffset, kMaxMessagesPerCall, iov);  // last
-    return Finish(env, calls_.AddLinked(token, seq, fd, std::move(iov), flags, datagram), out);
-  }
-
-  // defer(on): while on, sends are only prepared (they return kPrepared) and go to the
-  // kernel together at flush(); a send made while off goes at once, and takes every
-  // call prepared before it along.
-  Napi::Value Defer(const Napi::CallbackInfo& info) {
-    deferring_ = BoolArg(info, 0, "on");
-    return info.Env().Undefined();
+    // Last: no JS runs between this and the send, or, deferred, until the tick's flush
+    // (lib/uring.ts runs no user callback meanwhile, and the request holds the memory).
+    MessageListArg(info, 3, "messages", first, firstOffset, kMaxMessagesPerCall, iov);
+    return Finish(env, calls_.AddLinked(token, seq, fd, std::move(iov), flags, datagram), out, deferred);
   }
 
   // flush(reports: Float64Array) -> calls reported: submits every prepared call in one
@@ -267,13 +262,11 @@ class Uring final : public Napi::ObjectWrap<Uring> {
     CheckOpen(env);
     Napi::Uint32Array words = TypedArrayArg(info, 0, "out", napi_uint32_array, "Uint32Array", 4).As<Napi::Uint32Array>();
     const size_t capacity = words.ElementLength() / 4;
-    auto toStash = [&](const io_uring_cqe& cqe) {
-      stash_.push_back(Completion{static_cast<uint32_t>(cqe.user_data >> 32), static_cast<uint32_t>(cqe.user_data), cqe.res, cqe.flags});
-    };
-    ring_.Drain(toStash);
+    // Through the calls: a result of a call submitted early (a full SQ) is its own.
+    calls_.Collect();
     // A full CQ overflowed into the kernel's list: bring those in too, or they would
     // wait for the next send (the eventfd fired for them already).
-    for (int i = 0; i < 64 && ring_.FlushOverflow(); i++) ring_.Drain(toStash);
+    for (int i = 0; i < 64 && ring_.FlushOverflow(); i++) calls_.Collect();
     uint32_t* w = words.Data();
     size_t n = 0;
     size_t used = 0;
@@ -348,7 +341,6 @@ class Uring final : public Napi::ObjectWrap<Uring> {
   std::vector<Completion> stash_;
   uring::CallBatch calls_{ring_, buffers_, stash_};
   std::vector<uring::CallReport> concluded_;  // deferred calls concluded, not yet flushed to JS
-  bool deferring_ = false;
 };
 
 }  // namespace

@@ -108,4 +108,22 @@ if (ENGINES.includes('io_uring' as never)) {
       assert.equal(sha256(await tcpGot[k]!), sha256(Buffer.concat([randomBytes(10, 1), ...data[s]!])), `tcp socket ${k}: the bytes in order`)
     }
   })
+
+  test('io_uring: one tick of 3 x 120 single sends (more SQEs than the ring holds) goes out whole; every Promise settles', async (t) => {
+    const udps = await Promise.all([0, 1, 2].map(() => udpPair(t)))
+    const zcs = udps.map((u) => ZeroCopySocket.from(u.sender, { engine: 'io_uring', copiedThreshold: Infinity }))
+    const data = zcs.map((_, s) => Array.from({ length: 120 }, (_, i) => randomBytes(200 + i, 1000 * s + i)))
+    const before = uringHub().ring.submits
+    const all = Promise.all(zcs.flatMap((zc, s) => data[s]!.map((d) => zc.send(d))))
+    const results = await Promise.race([all, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('a send never settled')), 5000))])
+    assert.equal(results.length, 360)
+    assert.ok(uringHub().ring.submits - before >= 2, 'the full SQ went to the kernel before the tick ended')
+    const deadline = Date.now() + 3000
+    for (const [s, u] of udps.entries()) {
+      while (u.got.length < 120 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5))
+      assert.equal(u.got.length, 120, `socket ${s}: every datagram`)
+      for (let i = 0; i < 120; i++) assert.ok(u.got[i]!.equals(data[s]![i]!), `socket ${s} datagram ${i} in order`)
+    }
+    await Promise.all(zcs.map((zc) => zc.close()))
+  })
 }
