@@ -126,4 +126,45 @@ if (ENGINES.includes('io_uring' as never)) {
     }
     await Promise.all(zcs.map((zc) => zc.close()))
   })
+
+  // A channel's conclusion after the shared enter may run user code (onNotification)
+  // that reaches a socket whose call the same enter made but whose channel has not
+  // concluded yet: that socket concludes first, and nothing is lost, doubled or hung.
+  test('io_uring: onNotification of one socket sends on and closes others of the same shared enter; every byte once, every Promise settles', async (t) => {
+    const [a, b, c] = await Promise.all([0, 1, 2].map(() => udpPair(t)))
+    const zcB = ZeroCopySocket.from(b!.sender, { engine: 'io_uring', copiedThreshold: Infinity })
+    const zcC = ZeroCopySocket.from(c!.sender, { engine: 'io_uring', copiedThreshold: Infinity })
+    const late: Array<Promise<unknown>> = []
+    const extra = [randomBytes(300, 7), randomBytes(301, 8), randomBytes(302, 9)]
+    let fired = 0
+    const zcA = ZeroCopySocket.from(a!.sender, {
+      engine: 'io_uring',
+      copiedThreshold: Infinity,
+      onNotification: () => {
+        if (fired++ > 0) return
+        late.push(zcB.sendEach([extra[0]!, extra[1]!]), zcB.send(extra[2]!), zcC.close())
+      },
+    })
+    const data = [0, 1, 2].map((s) => Array.from({ length: 3 }, (_, i) => randomBytes(1000 + i, 50 * s + i)))
+    const zcs = [zcA, zcB, zcC]
+    const before = uringHub().ring.submits
+    const sent = Promise.all(zcs.flatMap((zc, s) => data[s]!.map((d) => zc.send(d))))
+    const all = Promise.all([sent, new Promise((resolve) => setTimeout(resolve, 50)).then(() => Promise.all(late))])
+    await Promise.race([all, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('a Promise never settled')), 5000))])
+    assert.ok(fired > 0, 'the observer ran')
+    assert.ok(uringHub().ring.submits - before >= 1)
+    const deadline = Date.now() + 2000
+    const want = [data[0]!, [...data[1]!, ...extra], data[2]!]
+    for (const [s, u] of [a!, b!, c!].entries()) {
+      while (u.got.length < want[s]!.length && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5))
+      await new Promise((resolve) => setTimeout(resolve, 20)) // nothing more comes
+      assert.deepEqual(
+        u.got.map((m) => sha256(m)),
+        want[s]!.map((m) => sha256(m)),
+        `socket ${s}: each datagram once, in order`,
+      )
+    }
+    await zcA.close()
+    await zcB.close()
+  })
 }
