@@ -1,11 +1,13 @@
 // One sending process for bench/zerocopy-send.bench.ts, so Node senders are measured
 // exactly like the C one (own process, own CPU time), also inside a namespace.
-//   node dist/bench/send-loop.js tcp|udp <address> <port> <bytes per send> <seconds> <mode> <window>
+//   node dist/bench/send-loop.js tcp|udp <address> <port> <bytes per send> <seconds> <mode> <window> [sockets]
 // mode: zerocopy (default copy policy) | zerocopy-forced (never switches to copies) |
 //       zerocopy-batch (sendEach of BATCH sends of one buffer, MSG_ZEROCOPY kept) |
 //       zerocopy-batch-registered (the same from allocRegistered buffers) |
 //       write (stock Node: socket.write / dgram send). `window` sends (batches) are
-// kept in flight, each from its own buffer, reused only when its send has settled.
+// kept in flight, each from its own buffer, reused only when its send has settled;
+// with `sockets` (default 1), over that many sockets to the same address, round-robin
+// (the many-connection server: on io_uring their sends of one tick share one enter).
 // The first WARMUP_SECONDS are not measured: V8 compiles the hot functions on a thread
 // that shares the sender's pinned core, and a server runs long past that; the counters,
 // the clock and the CPU time start after it (the C loops need no warm-up).
@@ -43,10 +45,11 @@ function plainSend(socket: net.Socket | dgram.Socket, buf: Buffer): Promise<void
 }
 
 async function main(): Promise<void> {
-  const [proto, address, port, size, seconds, mode, window] = process.argv.slice(2)
-  const socket = await connect(proto!, address!, Number(port))
-  const zc =
-    mode === 'write' ? undefined : ZeroCopySocket.from(socket, mode === 'zerocopy' ? {} : { copiedThreshold: Infinity })
+  const [proto, address, port, size, seconds, mode, window, nsockets] = process.argv.slice(2)
+  const sockets = await Promise.all(Array.from({ length: Number(nsockets ?? 1) }, () => connect(proto!, address!, Number(port))))
+  const zcs = sockets.map((socket) =>
+    mode === 'write' ? undefined : ZeroCopySocket.from(socket, mode === 'zerocopy' ? {} : { copiedThreshold: Infinity }),
+  )
   const registered = mode === 'zerocopy-batch-registered'
   const buffers = Array.from({ length: Number(window) }, () => (registered ? allocRegistered : allocPageAligned)(Number(size)).fill(0x6e))
   let bytes = 0
@@ -65,7 +68,9 @@ async function main(): Promise<void> {
     t0 = now
   }
   await Promise.all(
-    buffers.map(async (buf) => {
+    buffers.map(async (buf, j) => {
+      const socket = sockets[j % sockets.length]!
+      const zc = zcs[j % sockets.length]
       const batch = Array.from({ length: BATCH }, () => buf) // zerocopy-batch: BATCH sends of this buffer
       for (;;) {
         const now = performance.now()
@@ -94,9 +99,11 @@ async function main(): Promise<void> {
   )
   const elapsed = (performance.now() - t0) / 1000
   const cpu = process.cpuUsage(cpu0)
-  if (zc !== undefined) await zc.close()
-  if (socket instanceof net.Socket) socket.destroy()
-  else socket.close()
+  for (const [k, socket] of sockets.entries()) {
+    await zcs[k]?.close()
+    if (socket instanceof net.Socket) socket.destroy()
+    else socket.close()
+  }
   const m = { bytes, calls, seconds: elapsed, cpuSeconds: (cpu.user + cpu.system) / 1e6, zeroCopy, copied, mode: mode as Mode }
   console.log(JSON.stringify(m))
 }

@@ -20,6 +20,12 @@ const WINDOW = 4 // sends in flight per Node sender; more only adds cache pressu
  * same tick reach the kernel together (same-tick batching). The C loops have no window.
  */
 const UDP_WIDE_WINDOW = 32
+/**
+ * The many-connection server: SOCKETS UDP sockets, each with WINDOW single send()s in
+ * flight. On io_uring the sends of every socket made in one tick share one
+ * io_uring_enter; the C twin sends round-robin over as many sockets, one sendmsg each.
+ */
+const SOCKETS = 8
 
 interface Path {
   name: string
@@ -79,6 +85,27 @@ function measurePath(p: Path, size: number, ctx: BenchContext): Row[] {
   ])
 }
 
+function measureManySockets(p: Path, size: number, ctx: BenchContext): Row[] {
+  const bench = `send ${p.name}`
+  const group = `${formatBytes(size)} sends, ${SOCKETS} sockets`
+  const args = [p.proto, p.address, String(p.port), String(size), String(ctx.seconds)]
+  const node = (mode: string, engine?: 'epoll' | 'io_uring') =>
+    runSender(p.wrap, process.execPath, [path.join(__dirname, 'send-loop.js'), ...args, mode, String(SOCKETS * WINDOW), String(SOCKETS)], {
+      ...process.env,
+      ZEROCOPY_ENGINE: engine ?? '',
+    })
+  const c = (mode: string) => runSender(p.wrap, cBinary('zc_sender'), [...args, mode, String(SOCKETS)])
+  const row = (variant: string, role: Row['role'], m: Measured, cTwin?: string | string[]): Row => toRow(bench, group, variant, role, m, cTwin)
+  const each = `${SOCKETS} sockets x ${WINDOW} in flight`
+  return inRotation(ctx.round, [
+    () => row(`ZeroCopySocket.send, ${each} (io_uring engine, kept)`, 'zerocopy', node('zerocopy-forced', 'io_uring'), `C send MSG_ZEROCOPY, ${SOCKETS} sockets`),
+    () => row(`ZeroCopySocket.send, ${each} (epoll engine, kept)`, 'zerocopy', node('zerocopy-forced', 'epoll'), `C send MSG_ZEROCOPY, ${SOCKETS} sockets`),
+    () => row(`dgram send, ${each}`, 'stock-node', node('write'), `C send, ${SOCKETS} sockets`),
+    () => row(`C send MSG_ZEROCOPY, ${SOCKETS} sockets`, 'c', c('zerocopy')),
+    () => row(`C send, ${SOCKETS} sockets`, 'c', c('copy')),
+  ])
+}
+
 export async function run(ctx: BenchContext): Promise<Row[]> {
   const rows: Row[] = []
   const [pin, ...pinArgs] = [...onCpu(1), cBinary('tcp_sink')]
@@ -100,6 +127,7 @@ export async function run(ctx: BenchContext): Promise<Row[]> {
   try {
     const udp: Path = { name: 'UDP netns sink', proto: 'udp', address: SINK_ADDRESS, port: 9, wrap: ['ip', 'netns', 'exec', topology.sender, ...onCpu(0)] }
     rows.push(...measurePath(udp, UDP_SIZE, ctx))
+    rows.push(...measureManySockets(udp, UDP_SIZE, ctx))
   } finally {
     topology.remove()
   }
