@@ -163,6 +163,15 @@ class UringHub implements reactor.ReactorClient {
     }
   }
 
+  /** Wakes `link` (EPOLLERR) in a microtask, to drain releases it could not drain now. */
+  wakeLater(link: UringLink): void {
+    this.woken.add(link)
+    if (!this.flushScheduled) {
+      this.flushScheduled = true
+      queueMicrotask(this.flush)
+    }
+  }
+
   private readonly flush = (): void => {
     this.flushScheduled = false
     for (const link of this.woken) {
@@ -284,7 +293,10 @@ export class UringLink implements SendOps {
   drain(_fd: number, onCompletion: OnCompletion): number {
     // Releases wait while a call is prepared and not concluded (its ids are not claimed
     // yet), and while the tick's pumps prepare (no user callback runs in that window).
-    if (this.preparedOut !== undefined || this.hub.deferring) return 0
+    if (this.preparedOut !== undefined || this.hub.deferring) {
+      this.hub.wakeLater(this) // what waits is drained once the tick's calls are concluded
+      return 0
+    }
     this.hub.reap(this)
     const r = this.released.splice(0)
     for (let i = 0; i < r.length; i += 3) onCompletion(r[i]!, r[i + 1]!, r[i + 2] === 1)
