@@ -161,7 +161,8 @@ export function collectUntilClose(socket: net.Socket): Promise<{ data: Buffer; e
  * A loopback UDP pair: `sender` connected to a receiver whose datagrams collect in
  * `got`; both closed when the test ends.
  */
-export async function udpPair(t: { after(fn: () => void): void }): Promise<{ sender: dgram.Socket; got: Buffer[] }> {
+/** A connected UDP sender and its loopback receiver, collecting datagrams; the caller closes both. */
+export async function openUdpPair(): Promise<{ sender: dgram.Socket; receiver: dgram.Socket; got: Buffer[] }> {
   // A receive buffer big enough for a whole batch: loopback drops what does not fit.
   const receiver = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 << 20 })
   await new Promise<void>((resolve) => receiver.bind(0, '127.0.0.1', resolve))
@@ -169,15 +170,23 @@ export async function udpPair(t: { after(fn: () => void): void }): Promise<{ sen
   await new Promise<void>((resolve) => sender.connect(receiver.address().port, '127.0.0.1', resolve))
   const got: Buffer[] = []
   receiver.on('message', (m) => got.push(m))
-  t.after(() => {
-    for (const s of [sender, receiver]) {
-      try {
-        s.close()
-      } catch {
-        // closed by the test
-      }
+  return { sender, receiver, got }
+}
+
+/** Closes sockets that may be closed already. */
+export function closeSocketsQuietly(sockets: Array<{ close(): unknown }>): void {
+  for (const s of sockets) {
+    try {
+      s.close()
+    } catch {
+      // closed by the test
     }
-  })
+  }
+}
+
+export async function udpPair(t: { after(fn: () => void): void }): Promise<{ sender: dgram.Socket; got: Buffer[] }> {
+  const { sender, receiver, got } = await openUdpPair()
+  t.after(() => closeSocketsQuietly([sender, receiver]))
   return { sender, got }
 }
 

@@ -22,7 +22,7 @@ import fc from 'fast-check'
 import { ZeroCopySocket } from '../lib'
 import { uringUnavailable } from '../lib/engine'
 import { uringHub } from '../lib/uring'
-import { collect, randomBytes, sha256, tcpPair, type TcpPair } from './helpers'
+import { closeSocketsQuietly, collect, openUdpPair, randomBytes, sha256, tcpPair, type TcpPair } from './helpers'
 
 const RUNS = Number(process.env.ZEROCOPY_SHARED_RUNS ?? 25)
 const seedEnv = process.env.ZEROCOPY_SHARED_SEED ?? '20261206'
@@ -52,17 +52,7 @@ interface World {
 }
 
 async function makeWorld(): Promise<World> {
-  const udp = await Promise.all(
-    [0, 1].map(async () => {
-      const receiver = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 << 20 })
-      await new Promise<void>((resolve) => receiver.bind(0, '127.0.0.1', resolve))
-      const sender = dgram.createSocket('udp4')
-      await new Promise<void>((resolve) => sender.connect(receiver.address().port, '127.0.0.1', resolve))
-      const got: Buffer[] = []
-      receiver.on('message', (m) => got.push(m))
-      return { sender, receiver, got }
-    }),
-  )
+  const udp = await Promise.all([0, 1].map(() => openUdpPair()))
   const tcp = await Promise.all([0, 1].map(() => tcpPair()))
   const tcpGot = tcp.map((p) => collect(p.server))
   const zcs = [...udp.map((u) => u.sender as net.Socket | dgram.Socket), ...tcp.map((p) => p.client)].map((s) =>
@@ -140,15 +130,7 @@ async function runSequence(plan: Call[][]): Promise<void> {
       )
     }
   } finally {
-    for (const u of w.udp) {
-      for (const s of [u.sender, u.receiver]) {
-        try {
-          s.close()
-        } catch {
-          // closed already
-        }
-      }
-    }
+    for (const u of w.udp) closeSocketsQuietly([u.sender, u.receiver])
     for (const p of w.tcp) await p.close()
   }
 }
