@@ -157,19 +157,19 @@ class UringHub implements reactor.ReactorClient {
       }
       if (n < REAP_ENTRIES) break
     }
-    if (caller !== undefined && this.woken.size > 0 && !this.flushScheduled) {
-      this.flushScheduled = true
-      queueMicrotask(this.flush)
-    }
+    if (caller !== undefined && this.woken.size > 0) this.scheduleFlush()
   }
 
   /** Wakes `link` (EPOLLERR) in a microtask, to drain releases it could not drain now. */
   wakeLater(link: UringLink): void {
     this.woken.add(link)
-    if (!this.flushScheduled) {
-      this.flushScheduled = true
-      queueMicrotask(this.flush)
-    }
+    this.scheduleFlush()
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return
+    this.flushScheduled = true
+    queueMicrotask(this.flush)
   }
 
   private readonly flush = (): void => {
@@ -218,9 +218,8 @@ export class UringLink implements SendOps {
   prepareEach(fd: number, views: readonly ByteView[], flags: number, datagram: boolean, out: Float64Array): number {
     if (!(flags & MSG_ZEROCOPY) || this.preparedOut !== undefined) return this.sendEach(fd, views, 0, 0, flags, datagram, out)
     const r = this.hub.ring.sendEach(this.token, this.seq, fd, views, 0, 0, flags & ~MSG_ZEROCOPY, datagram, out, true)
+    this.sent(out) // takes its sequence numbers (a prepared call reports no bytes and no reaps)
     if (r !== URING_PREPARED) return r // not expected: the ring made it at once
-    this.unclaimed = this.seq
-    this.seq = (this.seq + out[2]!) >>> 0
     this.preparedOut = out
     this.hub.preparedBy(this)
     return r

@@ -70,8 +70,6 @@ class CallBatch {
   // the SQEs it used.
   unsigned AddLinked(uint32_t token, uint32_t seq, int fd, std::vector<iovec> iov, unsigned flags, bool datagram);
 
-  bool empty() const { return calls_.empty(); }
-
   // Moves the CQ's entries to the calls they answer and the rest to the stash. Every
   // drain of the CQ goes through here (reap too), or a submitted call's result would
   // be lost and its flush would wait for it forever. Returns the results found.

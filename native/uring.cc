@@ -145,10 +145,15 @@ class Uring final : public Napi::ObjectWrap<Uring> {
       out[2] = used;
       return Napi::Number::New(env, kPrepared);
     }
+    return Napi::Number::New(env, MakeNow(out));
+  }
+
+  // Makes the call just prepared now, with every call prepared before it; its result.
+  double MakeNow(double* out) {
     calls_.Flush(concluded_);
     const uring::CallReport mine = concluded_.back();  // prepared last, concluded last
     concluded_.pop_back();
-    return Napi::Number::New(env, Report(out, mine));
+    return Report(out, mine);
   }
 
   // The first arguments of every send: (token, seq, fd), on an open ring.
@@ -196,11 +201,9 @@ class Uring final : public Napi::ObjectWrap<Uring> {
     for (uint64_t at = 0; at < length && iov.size() < kMaxChunksPerCall; at += chunk) {
       iov.push_back(iovec{const_cast<char*>(start + at), static_cast<size_t>(std::min<uint64_t>(chunk, length - at))});
     }
-    const unsigned used = calls_.AddLinked(token, seq, fd, std::move(iov), flags, false);
-    // A file window reports bytes, not chunks.
-    const Napi::Value r = Finish(env, used, out);
-    const double done = r.As<Napi::Number>().DoubleValue();
-    return Napi::Number::New(env, done < 0 ? done : out[0]);
+    calls_.AddLinked(token, seq, fd, std::move(iov), flags, false);
+    const double done = MakeNow(out);
+    return Napi::Number::New(env, done < 0 ? done : out[0]);  // a file window reports bytes, not chunks
   }
 
   // sendEach(token, seq, fd, messages, first, firstOffset, flags, datagram, out, defer?)
