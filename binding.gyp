@@ -11,6 +11,7 @@
         "native/compat.cc",
         "native/env.cc",
         "native/errors.cc",
+        "native/file-open.cc",
         "native/mapping.cc",
         "native/memory.cc",
         "native/pipes.cc",

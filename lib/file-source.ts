@@ -25,20 +25,56 @@ export function checkFile(file: unknown): FileSource {
 export interface OpenFile {
   fd: number
   stat: fs.Stats
+  /** A non-empty regular file on a local mount: fstat of it cannot wait for a server. */
+  local: boolean
+  /** `fd` is one of our private fds (else Node's, from fs.open). */
+  ours: boolean
   close(): Promise<void>
 }
 
-/** Opens `file` for reading; the caller must close() it (also on failure). */
-export async function openFile(file: FileSource): Promise<OpenFile> {
+/**
+ * A file this package already opened (an HTTP body, opened first for its length), lent
+ * to the send that carries it. The send works on a duplicate of its own, so the lender
+ * may close its fd whenever it likes, even while a failed send's producer still maps.
+ */
+export class LentFile {
+  constructor(readonly opened: OpenFile) {}
+}
+
+/**
+ * Opens `file` for reading; the caller must close() it (also on failure).
+ *
+ * A cached, non-empty regular file on a local filesystem is opened, stat'ed and closed
+ * on this thread (native/file-open.cc says when that cannot block): no trip to the
+ * thread pool, which cost three context-switching round trips per file and stalled
+ * every send while the pool was busy. Anything else is opened and stat'ed on the
+ * thread pool, as Node's fs does.
+ */
+export async function openFile(file: FileSource | LentFile): Promise<OpenFile> {
   let fd: number
   let adopted = false
+  let local = false
   if (typeof file === 'string') {
-    fd = await open(file, 'r') // Node's: closed by Node if this environment stops
+    fd = native.openCached(file)
+    if (fd >= 0) {
+      adopted = local = true
+      native.adoptFd(fd)
+    } else {
+      fd = await open(file, 'r') // Node's: closed by Node if this environment stops
+    }
+  } else if (file instanceof LentFile) {
+    // dupFd refuses our private fds unless told (a caller's stale number must never
+    // reach one of them).
+    fd = native.dupFd(file.opened.fd, true, file.opened.ours)
+    native.adoptFd(fd)
+    adopted = true
+    local = file.opened.local
   } else {
     // Our duplicate: the environment closes it if a worker stops before we do.
     fd = native.dupFd(typeof file === 'number' ? file : file.fd)
     native.adoptFd(fd)
     adopted = true
+    local = native.localRegularFile(fd)
   }
   let closed = false
   const done = async () => {
@@ -56,7 +92,7 @@ export async function openFile(file: FileSource): Promise<OpenFile> {
     }
   }
   try {
-    return { fd, stat: await fstat(fd), close: done }
+    return { fd, stat: local ? fs.fstatSync(fd) : await fstat(fd), local, ours: adopted, close: done }
   } catch (err) {
     await done()
     throw err

@@ -47,8 +47,12 @@ export interface NativeBinding {
   tcpStreamOffset(fd: number): number
   tcpAckState(fd: number, out: Float64Array): number
   disconnect(fd: number): number
-  dupFd(fd: number, isPrivate?: boolean): number
+  dupFd(fd: number, isPrivate?: boolean, ours?: boolean): number
   closeFd(fd: number): void
+  /** A private read-only fd of a file opened without blocking, or -errno (native/file-open.cc). */
+  openCached(path: string): number
+  /** Whether fstat of `fd` cannot wait for a server: a non-empty regular file on a local mount. */
+  localRegularFile(fd: number): boolean
   /** The package's private fds open now (native/private-fds.h); for tests. */
   privateFds(): number[]
   shutdownSocket(fd: number, how: 0 | 1 | 2): void

@@ -22,7 +22,7 @@ import type { SendChannel } from './send-channel'
 import { attach, closeAfter, type SocketTarget, type ZeroCopyOptions, type ZeroCopySocket } from './zerocopy-socket'
 import { isResponse, sendToResponse, type ResponseBody, type ResponseTarget } from './http-response'
 import { booleanOption, integerOption, optionsArg } from './validate'
-import { checkFile, openFile, type FileSource, type OpenFile } from './file-source'
+import { checkFile, LentFile, openFile, type FileSource, type OpenFile } from './file-source'
 
 export type { SendFileResult } from './send-requests'
 
@@ -129,7 +129,7 @@ export function sendFileZeroCopy(socket: SocketTarget | ResponseTarget, file: Fi
 }
 
 /** The file on `zc`: mapped windows through its channel, or read copies through its stream. */
-function fileOn(zc: ZeroCopySocket, source: FileSource, plan: FilePlan): Promise<SendFileResult> {
+function fileOn(zc: ZeroCopySocket, source: FileSource | LentFile, plan: FilePlan): Promise<SendFileResult> {
   const copier = zc.copier
   if (copier !== undefined) return zc.copy(() => copier.sendFile(source, plan.offset, plan.length, plan.signal, (st) => checkOffset(st, plan.offset)))
   return sendFile(zc.channel!, (make) => zc.submit<SendFileResult>(make), source, plan)
@@ -154,7 +154,7 @@ function fileBody(source: FileSource, plan: FilePlan): ResponseBody<SendFileResu
     },
     send(zc) {
       if (plan.signal?.aborted) return Promise.reject(abortError(plan.signal))
-      return fileOn(zc, opened!.fd, { ...plan, length })
+      return fileOn(zc, new LentFile(opened!), { ...plan, length })
     },
     async done() {
       await opening?.catch(() => undefined) // an abort may have stopped waiting for it
@@ -166,7 +166,7 @@ function fileBody(source: FileSource, plan: FilePlan): ResponseBody<SendFileResu
 
 type Submit = (make: (settled: (req: SendRequest, err: Error | undefined) => void) => SendRequest) => Promise<SendFileResult>
 
-function sendFile(channel: SendChannel, submit: Submit, file: FileSource, plan: FilePlan): Promise<SendFileResult> {
+function sendFile(channel: SendChannel, submit: Submit, file: FileSource | LentFile, plan: FilePlan): Promise<SendFileResult> {
   let req!: FileRequest
   const settled = submit((done) => (req = new FileRequest(done)))
   const notify = (err?: Error) => channel.handle(err === undefined ? { type: 'sourceReady', req } : { type: 'cut', req, err })
@@ -192,7 +192,7 @@ function sendFile(channel: SendChannel, submit: Submit, file: FileSource, plan: 
 }
 
 /** Opens the file and supplies it to `req` piece by piece; closes it at the end. */
-async function produce(req: FileRequest, file: FileSource, plan: FilePlan, notify: (err?: Error) => void): Promise<void> {
+async function produce(req: FileRequest, file: FileSource | LentFile, plan: FilePlan, notify: (err?: Error) => void): Promise<void> {
   if (req.handedOver) return // refused at enqueue (socket closed, ...)
   let opened: OpenFile | undefined
   try {

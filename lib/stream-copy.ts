@@ -21,7 +21,7 @@ import * as net from 'node:net'
 import type { Writable } from 'node:stream'
 import { promisify } from 'node:util'
 import { abortError, codedError, socketClosed, truncatedFile, writeAfterEnd } from './errors'
-import { bodyLength, openFile, type FileSource } from './file-source'
+import { bodyLength, openFile, type FileSource, type LentFile } from './file-source'
 import { native } from './native'
 import { installStreamGate, isHttp2Stream, streamError, tcpFdUnderTls, type GateHooks, type StreamGate } from './node-internals'
 import { newCounters, type ChannelCounters } from './channel-types'
@@ -133,7 +133,7 @@ export class StreamCopier implements GateHooks {
 
   /** The file's bytes (from `offset`, `length` of them or to its end), read and written as copies. */
   sendFile(
-    file: FileSource,
+    file: FileSource | LentFile,
     offset: number,
     length: number | undefined,
     signal: AbortSignal | undefined,

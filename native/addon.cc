@@ -74,6 +74,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   zc::ExportErrors(env, exports);
   zc::ExportReactor(env, exports);
   zc::ExportMapping(env, exports);
+  zc::ExportFileOpen(env, exports);
   zc::ExportUring(env, exports);
   zc::ExportUringProbe(env, exports);
   zc::ExportRelay(env, exports);

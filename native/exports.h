@@ -12,6 +12,7 @@ void ExportMemory(Napi::Env env, Napi::Object exports);     // memory.cc
 void ExportSocket(Napi::Env env, Napi::Object exports);     // socket.cc
 void ExportSockopt(Napi::Env env, Napi::Object exports);    // sockopt.cc
 void ExportErrors(Napi::Env env, Napi::Object exports);     // errors.cc
+void ExportFileOpen(Napi::Env env, Napi::Object exports);   // file-open.cc
 void ExportReactor(Napi::Env env, Napi::Object exports);    // reactor.cc
 void ExportMapping(Napi::Env env, Napi::Object exports);    // mapping.cc
 void ExportUring(Napi::Env env, Napi::Object exports);      // uring.cc

@@ -59,6 +59,18 @@ int DupPrivateFd(int fd) {
   return dup;
 }
 
+int DupOwnFd(int fd) {
+  Registry& r = TheRegistry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  if (r.fds.count(fd) == 0) {
+    errno = EBADF;
+    return -1;
+  }
+  int dup = DupHigh(r, fd);
+  if (dup >= 0) r.fds.insert(dup);
+  return dup;
+}
+
 int DupCallerFd(int fd) {
   Registry& r = TheRegistry();
   std::lock_guard<std::mutex> lock(r.mu);

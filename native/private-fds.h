@@ -23,6 +23,10 @@ namespace zc {
 // with errno set: EBADF also when `fd` is one of our private fds.
 int DupPrivateFd(int fd);
 
+// A private duplicate of one of our own private fds (an open file lent from one send
+// to another). EBADF when `fd` is not one of ours.
+int DupOwnFd(int fd);
+
 // A close-on-exec duplicate of the caller's `fd` for the caller to own (raw.dup): the
 // lowest free number, as dup(2) gives, not registered. EBADF when `fd` is one of ours.
 int DupCallerFd(int fd);

@@ -148,14 +148,16 @@ Napi::Value TcpAckState(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, 0);
 }
 
-// dupFd(fd, private = true) -> a close-on-exec duplicate that the caller owns. A
-// private one (the package's own: closed with closeFd or abortiveClose) sits above the
-// floor of private-fds.h and refuses to duplicate another private fd (EBADF); a public
-// one (raw.dup, for the user) takes the lowest free number as dup(2) does.
+// dupFd(fd, private = true, ours = false) -> a close-on-exec duplicate that the caller
+// owns. A private one (the package's own: closed with closeFd or abortiveClose) sits
+// above the floor of private-fds.h and refuses to duplicate another private fd (EBADF)
+// unless `ours` says `fd` is one (then it must be); a public one (raw.dup, for the
+// user) takes the lowest free number as dup(2) does.
 Napi::Value DupFd(const Napi::CallbackInfo& info) {
   int fd = FdArg(info, 0, "fd");
   bool priv = info.Length() < 2 || info[1].IsUndefined() || info[1].ToBoolean().Value();
-  int dup = priv ? DupPrivateFd(fd) : DupCallerFd(fd);
+  bool ours = info.Length() >= 3 && info[2].ToBoolean().Value();
+  int dup = !priv ? DupCallerFd(fd) : ours ? DupOwnFd(fd) : DupPrivateFd(fd);
   if (dup < 0) throw SystemError(info.Env(), errno, "fcntl");
   return Napi::Number::New(info.Env(), dup);
 }
