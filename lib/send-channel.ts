@@ -82,7 +82,6 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   private readonly tcp: boolean
   private source: net.Socket | dgram.Socket | undefined
   private stream: net.Socket | undefined
-  private token: number
   private readonly tracker: CompletionTracker<IdOwner>
   private readonly queue: SendRequest[] = []
   /** Node's writes and end() held while ready requests are unsent. */
@@ -101,8 +100,8 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   readonly counters: ChannelCounters = newCounters()
   /** ZeroCopySocket instances and file producers using the channel. */
   private holders = 0
-  /** The fd is in the reactor's epoll set (see BURST_MESSAGES). */
-  private watched = true
+  /** The fd's seat in the reactor (in its epoll set or not: see BURST_MESSAGES). */
+  private readonly watch: reactor.SocketWatch
   private busy = false
   /** TCP: where each send ends in the stream, and how far the peer acknowledged. */
   private readonly delivery = new TcpDelivery()
@@ -150,7 +149,8 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
         this.policy.disable(`SO_ZEROCOPY is not supported on this socket (${(err as NodeJS.ErrnoException).code})`)
       }
     }
-    this.token = reactor.register(this.fd, this, this.engine === 'io_uring')
+    this.watch = new reactor.SocketWatch(this, init.engine === 'io_uring')
+    this.watch.register(this.fd)
     this.origin = init.origin
     this.adoptSource(init.source)
   }
@@ -363,7 +363,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     if (events & EPOLLERR) this.drain()
     if (events & EPOLLOUT && this.wait === 'writable') {
       this.wait = 'none'
-      if (this.watched) reactor.wantWritable(this.fd, this.token, false)
+      this.watch.wantRoom(this.fd, false)
     }
   }
 
@@ -427,7 +427,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
       req.cut(err)
       this.maybeSettle(req)
     }
-    if (this.wait === 'writable' && this.watched) reactor.wantWritable(this.fd, this.token, false)
+    if (this.wait === 'writable') this.watch.wantRoom(this.fd, false)
     this.wait = 'none'
     this.releaseHeld()
     this.updateBusy()
@@ -462,7 +462,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   /** Idle, attached by fd alone: let go of the duplicate until the next send. */
   private park(): void {
     if (this.origin === undefined || this.fd < 0 || this.barriers.size > 0) return
-    reactor.unregister(this.fd, this.token)
+    this.watch.unregister(this.fd)
     native.closeFd(this.fd)
     this.fd = -1
     this.delivery.forget()
@@ -475,8 +475,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
       fd = native.dupFd(this.origin!)
       if (native.socketIdentity(fd).key === this.key) {
         this.fd = fd
-        this.token = reactor.register(fd, this, this.engine === 'io_uring')
-        this.watched = true
+        this.watch.register(fd)
         return undefined
       }
     } catch {
@@ -497,7 +496,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     if (this.timer !== undefined) clearTimeout(this.timer)
     this.timer = undefined
     if (this.fd >= 0) {
-      reactor.unregister(this.fd, this.token)
+      this.watch.unregister(this.fd)
       if (abort !== undefined) native.abortiveClose(this.fd)
       else native.closeFd(this.fd)
     }
@@ -542,21 +541,16 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
       }
     }
     const head = this.queue[0]
-    if (this.watched && head !== undefined && head.ready && head.callsLeft() >= BURST_MESSAGES) this.setWatched(false)
+    if (this.watch.watched && head !== undefined && head.ready && head.callsLeft() >= BURST_MESSAGES) this.watch.set(this.fd, false, false)
     for (;;) {
       this.sendQueued() // may fail or close the channel
-      if (this.watched || (this.state as ChannelState) === 'closed') return
+      if (this.watch.watched || (this.state as ChannelState) === 'closed') return
       // After a burst: read what completed meanwhile, go on if that unblocked sending,
       // else watch again (an edge-triggered add reports what is already pending).
       if (this.drain() > 0 && this.canSend()) continue
-      this.setWatched(true)
+      this.watch.set(this.fd, true, this.wait === 'writable')
       return
     }
-  }
-
-  private setWatched(watched: boolean): void {
-    this.watched = watched
-    reactor.setWatched(this.fd, this.token, watched, this.wait === 'writable')
   }
 
   private canSend(): boolean {
@@ -642,7 +636,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     if (r === -EAGAIN) {
       this.counters.eagain++
       this.wait = 'writable'
-      if (this.watched) reactor.wantWritable(this.fd, this.token, true)
+      this.watch.wantRoom(this.fd, true)
       return false
     }
     // io_uring: ENOMEM when pinned pages in flight reach RLIMIT_MEMLOCK (non-root).

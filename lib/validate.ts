@@ -21,27 +21,35 @@ interface MaybeResizable {
  * SharedArrayBuffer memory (another thread could change it under the kernel), resizable
  * or growable buffers (their length can change while the kernel reads them), detached ones.
  */
-export function viewBytes(v: unknown, name: string): Uint8Array {
+export function viewBytes(v: unknown, name: string, index?: number): Uint8Array {
   let buffer: ArrayBufferLike
   if (ArrayBuffer.isView(v)) buffer = v.buffer
   else if (v instanceof ArrayBuffer) buffer = v
   else if (typeof SharedArrayBuffer === 'function' && v instanceof SharedArrayBuffer) {
-    throw invalidArgType(name, `${VIEW_TYPES} over non-shared memory (a SharedArrayBuffer cannot be sent safely)`, v)
-  } else throw invalidArgType(name, VIEW_TYPES, v)
+    throw invalidArgType(elementName(name, index), `${VIEW_TYPES} over non-shared memory (a SharedArrayBuffer cannot be sent safely)`, v)
+  } else throw invalidArgType(elementName(name, index), VIEW_TYPES, v)
   if (typeof SharedArrayBuffer === 'function' && buffer instanceof SharedArrayBuffer) {
-    throw invalidArgType(name, `${VIEW_TYPES} over non-shared memory (a SharedArrayBuffer cannot be sent safely)`, v)
+    throw invalidArgType(elementName(name, index), `${VIEW_TYPES} over non-shared memory (a SharedArrayBuffer cannot be sent safely)`, v)
   }
   const b = buffer as MaybeResizable
   if (b.resizable === true || b.growable === true) {
-    throw invalidArgType(name, `${VIEW_TYPES} over a fixed-length buffer (a resizable ArrayBuffer can change under the kernel)`, v)
+    throw invalidArgType(elementName(name, index), `${VIEW_TYPES} over a fixed-length buffer (a resizable ArrayBuffer can change under the kernel)`, v)
   }
   if (b.detached === true || (buffer.byteLength === 0 && isDetached(buffer as ArrayBuffer))) {
-    throw invalidState(`the "${name}" argument's ArrayBuffer is detached`)
+    throw invalidState(`the "${elementName(name, index)}" argument's ArrayBuffer is detached`)
   }
   if (v instanceof Uint8Array) return v
   if (v instanceof ArrayBuffer) return new Uint8Array(v)
   const view = v as ArrayBufferView
   return new Uint8Array(view.buffer, view.byteOffset, view.byteLength)
+}
+
+/**
+ * `name`, or its element `name[index]`: spelled out only for an error, since a batch
+ * checks every element of every call.
+ */
+function elementName(name: string, index: number | undefined): string {
+  return index === undefined ? name : `${name}[${index}]`
 }
 
 /** Node 20 has no ArrayBuffer#detached: a detached buffer refuses a new view. */
@@ -77,7 +85,9 @@ function listViews(list: readonly unknown[], name: string): Uint8Array[] {
   const out = new Array<Uint8Array>(list.length)
   for (let i = 0; i < list.length; i++) {
     if (!(i in list)) throw invalidArgType(`${name}[${i}]`, `${VIEW_TYPES} (the Array has a hole here)`, undefined)
-    out[i] = viewBytes(list[i], `${name}[${i}]`)
+    const v = list[i]
+    // The same view again (one buffer sent many times) was checked a moment ago.
+    out[i] = i > 0 && v === list[i - 1] ? out[i - 1]! : viewBytes(v, name, i)
   }
   return out
 }

@@ -67,6 +67,30 @@ uint64_t NonNegativeInteger(const Napi::Value& v, const char* name, uint64_t max
   InvalidType(v, name, expected);
 }
 
+// Bytes per element of a TypedArray type (as Napi::TypedArray::ElementSize, without
+// asking V8 for the array's info a second time).
+size_t ElementSize(napi_typedarray_type type) {
+  switch (type) {
+    case napi_int8_array:
+    case napi_uint8_array:
+    case napi_uint8_clamped_array:
+      return 1;
+    case napi_int16_array:
+    case napi_uint16_array:
+      return 2;
+    case napi_int32_array:
+    case napi_uint32_array:
+    case napi_float32_array:
+      return 4;
+    case napi_float64_array:
+    case napi_bigint64_array:
+    case napi_biguint64_array:
+      return 8;
+    default:
+      return 0;  // a type this Node-API version does not name: no bytes, as before
+  }
+}
+
 // The bytes one view covers, checked against its backing ArrayBuffer so that the
 // iovec can never reach past memory the caller owns.
 iovec ViewBytes(const Napi::Value& v, const char* name) {
@@ -80,7 +104,7 @@ iovec ViewBytes(const Napi::Value& v, const char* name) {
     void* ignored = nullptr;
     NAPI_THROW_IF_FAILED(env, napi_get_typedarray_info(env, v, &type, &elements, &ignored, &arrayBuffer, &byteOffset),
                          iovec{});
-    byteLength = elements * v.As<Napi::TypedArray>().ElementSize();
+    byteLength = elements * ElementSize(type);
   } else if (v.IsDataView()) {
     void* ignored = nullptr;
     NAPI_THROW_IF_FAILED(env, napi_get_dataview_info(env, v, &byteLength, &ignored, &arrayBuffer, &byteOffset),

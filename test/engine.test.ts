@@ -8,10 +8,12 @@
 import * as assert from 'node:assert/strict'
 import { execFileSync, spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
+import type * as net from 'node:net'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import { ZeroCopySocket } from '../lib'
 import { uringUnavailable } from '../lib/engine'
+import { native } from '../lib/native'
 import { collect, randomBytes, sha256, tcpPair, tempDir } from './helpers'
 
 function within<T>(ms: number, p: Promise<T>, what: string): Promise<T> {
@@ -111,4 +113,59 @@ test('one socket, engines in turn: epoll, io_uring, epoll again; ids carry over,
   }
   pair.client.end()
   assert.equal(sha256(await got), sha256(Buffer.concat(parts)))
+})
+
+/** The fds (numbers) each of this package's epoll instances watches, from /proc/self/fdinfo. */
+function reactorWatches(): Set<number> {
+  const watched = new Set<number>()
+  for (const fd of native.privateFds()) {
+    let link = ''
+    try {
+      link = fs.readlinkSync(`/proc/self/fd/${fd}`)
+    } catch {
+      continue
+    }
+    if (link !== 'anon_inode:[eventpoll]') continue
+    for (const m of fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8').matchAll(/^tfd:\s+(\d+)/gm)) watched.add(Number(m[1]))
+  }
+  return watched
+}
+
+/** Our private duplicate of a Node socket: the private fd naming the same socket inode. */
+function privateDuplicate(socket: net.Socket): number {
+  const inode = fs.readlinkSync(`/proc/self/fd/${(socket as unknown as { _handle: { fd: number } })._handle.fd}`)
+  const dups = native.privateFds().filter((fd) => {
+    try {
+      return fs.readlinkSync(`/proc/self/fd/${fd}`) === inode
+    } catch {
+      return false
+    }
+  })
+  assert.equal(dups.length, 1, 'one private duplicate of the socket')
+  return dups[0]!
+}
+
+test('io_uring: a socket sits in the reactor epoll only while it waits for room (every freed skb wakes each epoll waiter)', async (t) => {
+  if (uringUnavailable()) return t.skip(`io_uring cannot run here: ${uringUnavailable()}`)
+  const pair = await tcpPair()
+  t.after(() => pair.close())
+  pair.server.pause()
+  const zc = ZeroCopySocket.from(pair.client, { engine: 'io_uring', copiedThreshold: Infinity })
+  const first = await zc.send(Buffer.alloc(1000, 1))
+  assert.equal(first.mechanism, 'io_uring')
+  const dup = privateDuplicate(pair.client)
+  assert.ok(!reactorWatches().has(dup), 'idle: not in the epoll set')
+  // More than the socket buffers hold: EAGAIN, and a wait for room.
+  const big = Buffer.alloc(16 << 20, 2)
+  const sending = zc.send(big)
+  await new Promise((r) => setTimeout(r, 100))
+  assert.ok(zc.stats.eagain > 0, 'the kernel said EAGAIN')
+  assert.ok(reactorWatches().has(dup), 'waiting for room: in the epoll set')
+  const received = collect(pair.server)
+  pair.server.resume()
+  assert.equal((await sending).bytes, big.length)
+  assert.ok(!reactorWatches().has(dup), 'room came: out of the epoll set again')
+  pair.client.end()
+  assert.equal((await received).length, 1000 + big.length)
+  await zc.close()
 })
