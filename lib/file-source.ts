@@ -11,6 +11,14 @@ const fstat = promisify(fs.fstat)
 const open = promisify(fs.open)
 const close = promisify(fs.close)
 
+/**
+ * Whether a path may be opened on this thread when the kernel can do it without
+ * waiting (native/file-open.cc). Not under Node's permission model, whose read checks
+ * only fs.open makes; not with ZEROCOPY_FILE_OPEN=pool (for hosts where a fanotify
+ * permission listener, some antivirus, holds every open until it answers).
+ */
+const OPEN_HERE = (process as { permission?: unknown }).permission === undefined && process.env.ZEROCOPY_FILE_OPEN !== 'pool'
+
 /** A file to send: a path, an open fd, or a `fs.promises.FileHandle`. */
 export type FileSource = string | number | fs.promises.FileHandle
 
@@ -55,7 +63,7 @@ export async function openFile(file: FileSource | LentFile): Promise<OpenFile> {
   let adopted = false
   let local = false
   if (typeof file === 'string') {
-    fd = native.openCached(file)
+    fd = OPEN_HERE ? native.openCached(file) : -1
     if (fd >= 0) {
       adopted = local = true
       native.adoptFd(fd)
@@ -74,7 +82,7 @@ export async function openFile(file: FileSource | LentFile): Promise<OpenFile> {
     fd = native.dupFd(typeof file === 'number' ? file : file.fd)
     native.adoptFd(fd)
     adopted = true
-    local = native.localRegularFile(fd)
+    local = OPEN_HERE && native.localRegularFile(fd)
   }
   let closed = false
   const done = async () => {

@@ -124,8 +124,8 @@ export class SocketWatch {
 
   /** Puts the fd in the epoll set (with EPOLLOUT interest if `writable`), or takes it out. */
   set(fd: number, watched: boolean, writable: boolean): void {
-    this.watched = watched
     setWatched(fd, this.token, watched, writable)
+    this.watched = watched
   }
 }
 

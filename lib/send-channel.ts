@@ -636,7 +636,11 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     if (r === -EAGAIN) {
       this.counters.eagain++
       this.wait = 'writable'
-      this.watch.wantRoom(this.fd, true)
+      try {
+        this.watch.wantRoom(this.fd, true)
+      } catch (err) {
+        this.fail(err as Error) // no epoll room to wait in (max_user_watches): never hang
+      }
       return false
     }
     // io_uring: ENOMEM when pinned pages in flight reach RLIMIT_MEMLOCK (non-root).
