@@ -20,6 +20,9 @@ const WINDOW = 4 // sends in flight per Node sender; more only adds cache pressu
  * same tick reach the kernel together (same-tick batching). The C loops have no window.
  */
 const UDP_WIDE_WINDOW = 32
+// The C SEND_ZC fixed loop with its datagrams linked, as sendEach keeps them in order:
+// what the ordering itself costs the kernel (each linked send runs as task work).
+const ORDERED_TWIN = 'C io_uring SEND_ZC fixed buffer, linked in order'
 /**
  * The many-connection server: SOCKETS UDP sockets, each with WINDOW single send()s in
  * flight. On io_uring the sends of every socket made in one tick share one
@@ -74,13 +77,14 @@ function measurePath(p: Path, size: number, ctx: BenchContext): Row[] {
         `ZeroCopySocket.sendEach (${BATCH} per call, io_uring, registered buffers)`,
         'zerocopy',
         node('zerocopy-batch-registered', 'io_uring'),
-        ['C io_uring SEND_ZC fixed buffer', 'C send MSG_ZEROCOPY'],
+        ['C io_uring SEND_ZC fixed buffer', ...(p.proto === 'udp' ? [ORDERED_TWIN] : []), 'C send MSG_ZEROCOPY'],
       ),
     () => row('ZeroCopySocket.send (default engine and policy)', 'zerocopy', node('zerocopy'), 'C send'),
     () => row(p.proto === 'tcp' ? 'socket.write' : 'dgram send', 'stock-node', node('write'), 'C send'),
     () => row('C send MSG_ZEROCOPY', 'c', c('zerocopy')),
     () => row('C io_uring SEND_ZC', 'c', cUring('send_zc')),
     () => row('C io_uring SEND_ZC fixed buffer', 'c', cUring('send_zc_fixed')),
+    ...(p.proto === 'udp' ? [() => row(ORDERED_TWIN, 'c', cUring('send_zc_fixed_ordered'))] : []),
     () => row('C send', 'c', c('copy')),
   ])
 }

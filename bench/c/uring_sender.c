@@ -1,11 +1,14 @@
 /* The io_uring baseline for bench/zerocopy-send.bench.ts, without liburing: the ring
  * is set up with io_uring_setup(2) and mapped by hand, as native/uring-ring.cc does.
- *   uring_sender tcp|udp <ipv4 address> <port> <bytes per send> <seconds> send_zc|send_zc_fixed
+ *   uring_sender tcp|udp <ipv4 address> <port> <bytes per send> <seconds> send_zc|send_zc_fixed|send_zc_fixed_ordered
  * Sends one buffer over and over as IORING_OP_SEND_ZC with IORING_SEND_ZC_REPORT_USAGE,
  * 32 SQEs per io_uring_enter, at most 256 sends whose notification is outstanding. On
  * TCP each batch is a linked chain with MSG_WAITALL, so the stream stays in order.
  * send_zc_fixed sends from a buffer registered with the ring (IORING_REGISTER_BUFFERS,
- * IORING_RECVSEND_FIXED_BUF): the kernel skips pinning its pages on every send. At the
+ * IORING_RECVSEND_FIXED_BUF): the kernel skips pinning its pages on every send.
+ * send_zc_fixed_ordered links UDP batches too, as ZeroCopySocket.sendEach must (each
+ * datagram goes only after the one before it went: none overtakes one the kernel
+ * refused for room, and a refused one stops the rest). At the
  * end it waits for every notification. Prints
  * {"bytes","calls","seconds","cpuSeconds","completions","copied"} on stdout. */
 #include <arpa/inet.h>
@@ -108,13 +111,14 @@ static void reap(struct ring* r) {
 
 int main(int argc, char** argv) {
   if (argc != 7) {
-    fprintf(stderr, "usage: %s tcp|udp <addr> <port> <size> <seconds> send_zc|send_zc_fixed\n", argv[0]);
+    fprintf(stderr, "usage: %s tcp|udp <addr> <port> <size> <seconds> send_zc|send_zc_fixed|send_zc_fixed_ordered\n", argv[0]);
     return 2;
   }
   const int tcp = strcmp(argv[1], "tcp") == 0;
   const size_t size = strtoull(argv[4], NULL, 10);
   const double duration = atof(argv[5]);
-  const int fixed = strcmp(argv[6], "send_zc_fixed") == 0;
+  const int ordered = strcmp(argv[6], "send_zc_fixed_ordered") == 0;
+  const int fixed = ordered || strcmp(argv[6], "send_zc_fixed") == 0;
   const int fd = connect_to(argv[1], argv[2], argv[3]);
 
   struct ring r;
@@ -138,7 +142,7 @@ int main(int argc, char** argv) {
       sqe->msg_flags = tcp ? MSG_WAITALL : 0;
       sqe->ioprio = IORING_SEND_ZC_REPORT_USAGE | (fixed ? IORING_RECVSEND_FIXED_BUF : 0);
       sqe->buf_index = 0;
-      if (tcp && i + 1 < BATCH) sqe->flags |= IOSQE_IO_LINK;
+      if ((tcp || ordered) && i + 1 < BATCH) sqe->flags |= IOSQE_IO_LINK;
       sqe->user_data = submitted++;
     }
     /* Wait for this batch's results, and keep the releases outstanding bounded. */
