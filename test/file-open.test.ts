@@ -287,7 +287,8 @@ test("Node's permission model: a path it does not allow is refused every time (o
       server.close()
     })`
   // node-gyp-build looks for /etc/alpine-release when it loads the addon.
-  const r = spawnSync(process.execPath, [flag, '--allow-addons', `--allow-fs-read=${root}`, `--allow-fs-read=${allowed}`, '--allow-fs-read=/etc/alpine-release', '-e', script], {
+  const net26 = process.allowedNodeEnvironmentFlags.has('--allow-net') ? ['--allow-net'] : [] // Node 25+ guards the network too
+  const r = spawnSync(process.execPath, [flag, '--allow-addons', ...net26, `--allow-fs-read=${root}`, `--allow-fs-read=${allowed}`, '--allow-fs-read=/etc/alpine-release', '-e', script], {
     encoding: 'utf8',
     timeout: 30000,
   })
