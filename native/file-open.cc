@@ -103,9 +103,10 @@ struct StatmountHead {
   uint64_t rest[64];  // room for the fields after these, which we do not ask for
 };
 
-// Whether each mount seen is a local filesystem, by its unique id. Process-wide: mounts are, and every environment (worker) may ask. Never destroyed
-// (a worker may still ask while the process exits). Bounded: a process that sends from
-// more mounts than this forgets them all and asks again.
+// Whether each mount seen is a local filesystem, by its unique id. Process-wide: mounts
+// are, and every environment (worker) may ask. Never destroyed (a worker may still ask
+// while the process exits). Bounded: a process that sends from more mounts than this
+// forgets them all and asks again.
 struct MountTable {
   std::mutex mu;
   std::unordered_map<uint64_t, bool> local;

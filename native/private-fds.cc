@@ -47,10 +47,13 @@ int DupHigh(Registry& r, int fd) {
 
 }  // namespace
 
-int DupPrivateFd(int fd) {
+namespace {
+
+// A private duplicate of `fd`, which must be one of ours (`ours`) or must not be.
+int DupRegistered(int fd, bool ours) {
   Registry& r = TheRegistry();
   std::lock_guard<std::mutex> lock(r.mu);
-  if (r.fds.count(fd) != 0) {
+  if ((r.fds.count(fd) != 0) != ours) {
     errno = EBADF;
     return -1;
   }
@@ -59,17 +62,11 @@ int DupPrivateFd(int fd) {
   return dup;
 }
 
-int DupOwnFd(int fd) {
-  Registry& r = TheRegistry();
-  std::lock_guard<std::mutex> lock(r.mu);
-  if (r.fds.count(fd) == 0) {
-    errno = EBADF;
-    return -1;
-  }
-  int dup = DupHigh(r, fd);
-  if (dup >= 0) r.fds.insert(dup);
-  return dup;
-}
+}  // namespace
+
+int DupPrivateFd(int fd) { return DupRegistered(fd, false); }
+
+int DupOwnFd(int fd) { return DupRegistered(fd, true); }
 
 int DupCallerFd(int fd) {
   Registry& r = TheRegistry();

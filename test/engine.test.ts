@@ -15,12 +15,7 @@ import { ZeroCopySocket } from '../lib'
 import { uringUnavailable } from '../lib/engine'
 import { native } from '../lib/native'
 import { collect, randomBytes, sha256, tcpPair, tempDir } from './helpers'
-
-function within<T>(ms: number, p: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`waited ${ms} ms for ${what}`)), ms)))
-  return Promise.race([p, late]).finally(() => clearTimeout(timer))
-}
+import { within } from './regress-util'
 
 const CHILD = path.join(__dirname, 'fixtures', 'engine-child.js')
 

@@ -13,8 +13,7 @@ import { test } from 'node:test'
 import { sendFileZeroCopy } from '../lib'
 import { native } from '../lib/native'
 import { collect, randomBytes, tcpPair, tempDir } from './helpers'
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+import { sleep, within } from './regress-util'
 
 /** Whether the file opens on this thread (waiting a little: its dentries may be new). */
 async function opensInline(file: string): Promise<boolean> {
@@ -28,15 +27,6 @@ async function opensInline(file: string): Promise<boolean> {
     await sleep(10)
   }
   return false
-}
-
-/** Fails after `ms` unless `p` settles first. */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not settled after ${ms} ms`)), ms)
-  })
-  return Promise.race([p, late]).finally(() => clearTimeout(timer))
 }
 
 /**
@@ -69,7 +59,7 @@ function saturateThreadPool(): { release(): Promise<void> } {
         }
         await sleep(5)
       }
-      const handles = await within(Promise.all(opens), 5000, 'the FIFO opens').catch(() => [])
+      const handles = await within(5000, Promise.all(opens), 'the FIFO opens').catch(() => [])
       for (const handle of handles) await handle.close()
       for (const w of writers) fs.closeSync(w)
       fs.rmSync(dir, { recursive: true, force: true })
@@ -96,9 +86,9 @@ test('a cached file goes out while every thread-pool thread is blocked (no trip 
   let released = false
   t.after(() => (released ? undefined : pool.release()))
   await sleep(50) // the FIFO opens have taken every thread
-  const byPath = await within(sendFileZeroCopy(pair.client, file), 3000, 'sendFileZeroCopy(path) with the pool blocked')
+  const byPath = await within(3000, sendFileZeroCopy(pair.client, file), 'sendFileZeroCopy(path) with the pool blocked')
   const fd = fs.openSync(file, 'r')
-  const byFd = await within(sendFileZeroCopy(pair.client, fd), 3000, 'sendFileZeroCopy(fd) with the pool blocked').finally(() =>
+  const byFd = await within(3000, sendFileZeroCopy(pair.client, fd), 'sendFileZeroCopy(fd) with the pool blocked').finally(() =>
     fs.closeSync(fd),
   )
   assert.equal(byPath.bytes, body.length)
@@ -242,7 +232,7 @@ test('a file another process holds a write lease on (Samba, nfsd): the loop keep
   const sending = sendFileZeroCopy(pair.client, file)
   const syncMs = Date.now() - t0
   assert.ok(syncMs < 200, `the call returned after ${syncMs} ms: it must not wait for the lease on this thread`)
-  const r = await within(sending, 10000, 'the send of a leased file')
+  const r = await within(10000, sending, 'the send of a leased file')
   assert.equal(r.bytes, 12)
   assert.ok(Date.now() - t0 >= 400, 'it waited for the lease break (on the thread pool)')
   assert.ok(ticks >= 20, `timers ran meanwhile (${ticks} ticks)`)
