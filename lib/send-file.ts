@@ -22,6 +22,7 @@ import type { SendChannel } from './send-channel'
 import { attach, closeAfter, type SocketTarget, type ZeroCopyOptions, type ZeroCopySocket } from './zerocopy-socket'
 import { isResponse, sendToResponse, type ResponseBody, type ResponseTarget } from './http-response'
 import { booleanOption, integerOption, optionsArg } from './validate'
+import { COPY_CHUNK } from './stream-copy'
 import { bodyLength, checkFile, LentFile, openFile, type FileSource, type OpenFile } from './file-source'
 
 export type { SendFileResult } from './send-requests'
@@ -172,6 +173,30 @@ function fileBody(source: FileSource, plan: FilePlan): ResponseBody<SendFileResu
       await opened?.close()
     },
     none: (reason) => ({ bytes: 0, zeroCopy: false, copied: false, mechanism: 'read+copy', windows: 0, calls: 0, fallback: reason }),
+    async *copies() {
+      if (read !== undefined) return yield* read.chunks
+      yield* readCopies(opened!, plan.offset, length)
+    },
+    copied: (bytes, calls, why) => ({ bytes, zeroCopy: false, copied: true, mechanism: 'read+copy', windows: 0, calls, fallback: why }),
+  }
+}
+
+/**
+ * The file's bytes from `offset` (`length` of them, else to its end) as Buffers of their
+ * own, read as they are asked for. One that ends before `length` was truncated.
+ */
+async function* readCopies(opened: OpenFile, offset: number, length: number | undefined): AsyncGenerator<Buffer> {
+  const seekable = opened.stat.isFile() || opened.stat.isBlockDevice()
+  for (let pos = offset, left = length ?? Infinity; left > 0; ) {
+    const chunk = Buffer.allocUnsafe(Math.min(COPY_CHUNK, left))
+    const { bytesRead } = await read(opened.fd, chunk, 0, chunk.length, seekable ? pos : null)
+    if (bytesRead === 0) {
+      if (length !== undefined) throw truncatedFile()
+      return
+    }
+    yield chunk.subarray(0, bytesRead)
+    pos += bytesRead
+    left -= bytesRead
   }
 }
 
