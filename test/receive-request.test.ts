@@ -2,15 +2,20 @@
 // file holds exactly the body whether it came in the headers' segment, after them, or
 // pipelined with the next request; the next keep-alive request on the connection is
 // answered; Expect: 100-continue gets its 100 when the application installed
-// 'checkContinue'; a chunked body goes through req as copies and says so; and
+// 'checkContinue'; a chunked body, or one under TLS, goes through req as copies and
+// says so; an upload that fails before it started leaves the body to Node, one aborted
+// half way closes the connection after the response; and
 // receiveToFile(req.socket) on a socket Node's HTTP parser reads is refused.
 import * as assert from 'node:assert/strict'
 import * as fs from 'node:fs'
 import * as http from 'node:http'
+import * as https from 'node:https'
 import * as net from 'node:net'
 import * as path from 'node:path'
 import { test } from 'node:test'
+import * as tls from 'node:tls'
 import { receiveToFile } from '../lib'
+import { cert, key } from './fixtures/tls-cert'
 import { randomBytes, tempDir } from './helpers'
 import { parseResponses } from './http-util'
 import { sleep, waitFor, within } from './regress-util'
@@ -228,4 +233,39 @@ test('an upload aborted half way: the response closes the connection (its place 
   const [res] = parseResponses(Buffer.concat(chunks))
   assert.equal(res!.body.toString(), 'failed:ABORT_ERR')
   assert.equal(res!.headers.connection, 'close')
+})
+
+test('HTTPS: the body goes through req as copies (TLS), and the next request is answered', { timeout: 20000 }, async (t) => {
+  const dir = tempDir(t)
+  const results: unknown[] = []
+  const server = https.createServer({ key, cert }, (req, res) => {
+    if (req.url !== '/upload') return void res.end(`answer:${req.url}`)
+    receiveToFile(req, path.join(dir, 'up')).then(
+      (r) => {
+        results.push(r)
+        res.end('stored')
+      },
+      (err: Error) => {
+        results.push(err)
+        res.end('failed')
+      },
+    )
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.after(() => {
+    server.closeAllConnections()
+    server.close()
+  })
+  const socket = tls.connect({ port: (server.address() as net.AddressInfo).port, host: '127.0.0.1', rejectUnauthorized: false })
+  t.after(() => socket.destroy())
+  const chunks: Buffer[] = []
+  socket.on('data', (d: Buffer) => chunks.push(d))
+  const body = randomBytes(300000, 19)
+  socket.write(Buffer.concat([Buffer.from(head(body.length)), body, Buffer.from(next)]))
+  await within(8000, waitFor('2 responses', () => Buffer.concat(chunks).toString('latin1').includes('answer:/next')), 'the answers')
+  assert.deepEqual(parseResponses(Buffer.concat(chunks)).map((r) => r.body.toString()), ['stored', 'answer:/next'])
+  assert.ok(fs.readFileSync(path.join(dir, 'up')).equals(body))
+  const r = results[0] as { mechanism: string; fallback?: string }
+  assert.equal(r.mechanism, 'stream')
+  assert.match(r.fallback ?? '', /TLS/)
 })
