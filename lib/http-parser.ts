@@ -99,17 +99,18 @@ export function takeParsedBody(req: http.IncomingMessage): { early: Buffer | nul
 }
 
 /**
- * Lets the socket's stream carry bytes to the parser again, unless the server paused it
- * for its pipelined responses (`socket._paused`: it resumes it itself). While the parser
- * consumed the handle, Node started and stopped the handle's reads by itself, so the
- * stream may still count a read in flight that never ends (`_readableState.reading`) and
- * never ask for one: the read is started here (net.Socket's `_read`, which does nothing
- * if the handle reads already).
+ * Lets the socket's stream carry bytes to the parser again. While the parser consumed
+ * the handle, Node started and stopped the handle's reads by itself, so the stream may
+ * still count a read in flight that never ends (`_readableState.reading`) and never ask
+ * for one: the read is started here (net.Socket's `_read`, which does nothing if the
+ * handle reads already). The stream flows unless the server paused the socket for its
+ * pipelined responses (`socket._paused`): then what arrives waits in the stream until
+ * the server resumes it itself.
  */
 export function readOn(socket: net.Socket): void {
-  if ((socket as unknown as { _paused?: boolean })._paused === true || socket.destroyed) return
-  socket.resume()
+  if (socket.destroyed) return
   ;(socket as unknown as { _read(n: number): void })._read(socket.readableHighWaterMark)
+  if ((socket as unknown as { _paused?: boolean })._paused !== true) socket.resume()
 }
 
 /** The response of `req`, once it holds the socket (not while earlier responses go). */
