@@ -16,9 +16,10 @@ import { test } from 'node:test'
 import * as tls from 'node:tls'
 import { receiveToFile } from '../lib'
 import { cert, key } from './fixtures/tls-cert'
-import { randomBytes, tempDir } from './helpers'
+import { openFdTargets, randomBytes, tempDir } from './helpers'
 import { parseResponses } from './http-util'
 import { sleep, waitFor, within } from './regress-util'
+import { assertNothingLeft } from './relay-util'
 
 interface Upload {
   file: string
@@ -268,4 +269,37 @@ test('HTTPS: the body goes through req as copies (TLS), and the next request is 
   const r = results[0] as { mechanism: string; fallback?: string }
   assert.equal(r.mechanism, 'stream')
   assert.match(r.fallback ?? '', /TLS/)
+})
+
+test('nothing is left open: uploads that went zero-copy, as copies, and failed', { timeout: 20000 }, async (t) => {
+  const dir = tempDir(t)
+  const before = openFdTargets()
+  const server = http.createServer((req, res) => {
+    const file = req.url === '/bad' ? path.join(dir, 'missing', 'x') : path.join(dir, `up-${req.url!.slice(1)}`)
+    receiveToFile(req, file).then(
+      () => res.end('stored'),
+      (err: NodeJS.ErrnoException) => res.end(`failed:${err.code}`),
+    )
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as net.AddressInfo).port
+  const big = randomBytes(1 << 20, 20)
+  const got = await exchange(
+    port,
+    [
+      Buffer.concat([Buffer.from(head(big.length).replace('/upload', '/a')), big]),
+      50,
+      Buffer.concat([Buffer.from(head(100).replace('/upload', '/b')), big.subarray(0, 100)]),
+      50,
+      head(big.length).replace('/upload', '/bad'),
+      50,
+      big,
+    ],
+    3,
+  )
+  assert.deepEqual(got.map((r) => r.body.toString()), ['stored', 'stored', 'failed:ENOENT'])
+  server.closeAllConnections()
+  await new Promise((resolve) => server.close(resolve))
+  await sleep(50)
+  assertNothingLeft(before)
 })
