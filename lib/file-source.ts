@@ -4,7 +4,9 @@
 // stream, an HTTP response that needs the size for its headers) opens files here.
 import * as fs from 'node:fs'
 import { promisify } from 'node:util'
-import { invalidArgType } from './errors'
+import * as os from 'node:os'
+import { invalidArgType, systemError } from './errors'
+import { pageSize } from './memory'
 import { native } from './native'
 
 const fstat = promisify(fs.fstat)
@@ -37,6 +39,12 @@ export interface OpenFile {
   local: boolean
   /** `fd` is one of our private fds (else Node's, from fs.open). */
   ours: boolean
+  /**
+   * A regular file the kernel maps, so its size is its length: false for what mmap
+   * refuses (sysfs, /proc: their sizes say nothing), pipes, FIFOs and devices, which
+   * are read to their end as copies instead.
+   */
+  mappable: boolean
   close(): Promise<void>
 }
 
@@ -100,7 +108,11 @@ export async function openFile(file: FileSource | LentFile): Promise<OpenFile> {
     }
   }
   try {
-    return { fd, stat: local ? fs.fstatSync(fd) : await fstat(fd), local, ours: adopted, close: done }
+    const stat = local ? fs.fstatSync(fd) : await fstat(fd)
+    // Refused before anything goes (a response's headers included), as fs.read would.
+    if (stat.isDirectory()) throw systemError(os.constants.errno.EISDIR, 'read')
+    const mappable = file instanceof LentFile ? file.opened.mappable : local || mapsHere(fd, stat)
+    return { fd, stat, local, ours: adopted, mappable, close: done }
   } catch (err) {
     await done()
     throw err
@@ -108,12 +120,27 @@ export async function openFile(file: FileSource | LentFile): Promise<OpenFile> {
 }
 
 /**
- * Where a send of `length` bytes from `offset` ends in a file of `size` bytes: the
- * range is clipped to the file, as the mapped path sends it. Undefined for a source of
- * unknown size (a pipe, a FIFO, a /proc file whose size reads 0).
+ * Whether the kernel maps this file: a regular file that is not empty, and, off the
+ * local filesystems (where it always does), one page of it mapped and let go at once
+ * (sysfs and /proc refuse with ENODEV; FUSE with direct I/O too).
  */
-export function bodyLength(stat: fs.Stats, offset: number, length: number | undefined): number | undefined {
-  if (!stat.isFile() || stat.size === 0) return length
-  const end = length === undefined ? stat.size : Math.min(stat.size, offset + length)
+function mapsHere(fd: number, stat: fs.Stats): boolean {
+  if (!stat.isFile() || stat.size === 0) return false
+  try {
+    new native.Mapping(fd, 0, Math.min(stat.size, pageSize)).unmap()
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Where a send of `length` bytes from `offset` ends in a file of `size` bytes: the
+ * range is clipped to the file, as the mapped path sends it. For a source of unknown
+ * size (a pipe, a FIFO, a sysfs or /proc file) `length` as given (undefined: to its end).
+ */
+export function bodyLength(opened: OpenFile, offset: number, length: number | undefined): number | undefined {
+  if (!opened.mappable) return length
+  const end = length === undefined ? opened.stat.size : Math.min(opened.stat.size, offset + length)
   return Math.max(0, end - offset)
 }

@@ -26,6 +26,7 @@ import { responseFraming } from './node-internals'
 import { resetStream } from './stream-copy'
 import type { SendFileResult, SendResult } from './send-requests'
 import type { ZeroCopySocket } from './zerocopy-socket'
+import { writePathReplaced, writeThrough, type CopiedBody } from './wrapped-response'
 
 export type ResponseTarget = http.ServerResponse | http2.Http2ServerResponse
 
@@ -33,8 +34,8 @@ export function isResponse(target: unknown): target is ResponseTarget {
   return target instanceof http.ServerResponse || target instanceof http2.Http2ServerResponse
 }
 
-/** A body to send on a response. */
-export interface ResponseBody<R> {
+/** A body to send on a response (as copies too: {@link CopiedBody}, for a replaced write path). */
+export interface ResponseBody<R> extends CopiedBody<R> {
   /** Opens what it needs and returns its length if known (for Content-Length). */
   prepare(): Promise<number | undefined>
   /** Queues the body on `zc` now (in order with whatever is queued after it). */
@@ -62,7 +63,7 @@ export function sendToResponse<R extends SendResult | SendFileResult>(
 ): Promise<R> {
   if (res.writableEnded) return Promise.reject(writeAfterEnd())
   if (body.signal?.aborted) return Promise.reject(abortError(body.signal))
-  const sent = laneOf(res).run(async (direct) => {
+  const sent = laneOf(res).run(async (direct, replaced) => {
     if (body.signal?.aborted) throw abortError(body.signal) // while an earlier call went
     // Until the headers go, an abort rejects at once and leaves the response as it was.
     const abort = abortWatch(body.signal)
@@ -74,6 +75,14 @@ export function sendToResponse<R extends SendResult | SendFileResult>(
       const target = res instanceof http.ServerResponse ? await socketOf(res, body.signal) : streamOf(res)
       abort.stop()
       if (body.signal?.aborted) throw abortError(body.signal)
+      if (replaced) {
+        // A middleware's write path (compression()): the body goes through it, and it
+        // and Node decide the headers (lib/wrapped-response.ts).
+        queued = true
+        const settled = finished(body, writeThrough(res, body, end, direct, body.signal))
+        settled.catch(() => {})
+        return { settled, after: settled.then(() => {}, () => {}) }
+      }
       sendHeaders(res, length, end)
       const framing = framingOf(res)
       if (!framing.hasBody || length === 0) {
@@ -256,6 +265,8 @@ class ResponseLane {
   private pending = 0
   private replaying = false
   private restore: (() => void) | undefined
+  /** The response's write and end under the hold: Node's own, or a middleware's. */
+  private inner: { write: unknown; end: unknown } | undefined
 
   constructor(private readonly res: ResponseTarget) {}
 
@@ -264,8 +275,8 @@ class ResponseLane {
    * The lane moves on once the step's `after` (the body in the kernel and the end) is
    * done, not when the body settles.
    */
-  run<R>(step: (direct: (fn: () => void) => void) => Promise<Step<R>>): Promise<R> {
-    const queued = this.queue(() => step((fn) => this.direct(fn)))
+  run<R>(step: (direct: (fn: () => void) => void, replaced: boolean) => Promise<Step<R>>): Promise<R> {
+    const queued = this.queue(() => step((fn) => this.direct(fn), writePathReplaced(this.inner?.write, this.inner?.end)))
     return queued.then((q) => q.settled)
   }
 
@@ -303,6 +314,7 @@ class ResponseLane {
     const own = (['write', 'end'] as const).map((key) => [key, Object.getOwnPropertyDescriptor(res, key)] as const)
     const write = res.write as (...args: unknown[]) => boolean
     const end = res.end as (...args: unknown[]) => unknown
+    this.inner = { write, end }
     const replay = (fn: (...args: unknown[]) => unknown, args: unknown[]) => () => {
       this.direct(() => fn.apply(this.res, args))
       return Promise.resolve({ settled: Promise.resolve() })

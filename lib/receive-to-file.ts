@@ -1,9 +1,12 @@
 // receiveToFile(socket, file): an upload straight from a socket into a file at an
 // offset, on the environment's relay thread (disk writes never block the event loop).
 import * as fs from 'node:fs'
-import type * as net from 'node:net'
+import type * as http from 'node:http'
+import * as net from 'node:net'
 import * as os from 'node:os'
 import { abortError, codedError, invalidArgType, promised, systemError } from './errors'
+import { httpParserOf } from './http-parser'
+import { isServerRequest, receiveRequest } from './receive-request'
 import { cancelJob, startJob, type JobEnd } from './relay-engine'
 import {
   checkCommonOptions, checkEnd, claim, connectedFd, lendReads, lengthOption, unlessAborted, watchAbort, watchClose,
@@ -25,7 +28,9 @@ export interface ReceiveToFileOptions extends CommonRelayOptions {
 export interface ReceiveToFileResult {
   /** Bytes written to the file (those Node had buffered included). */
   bytes: number
-  mechanism: 'copy' | 'splice'
+  /** `'stream'`: an HTTP request's body that went through `req` as copies (why: `fallback`). */
+  mechanism: 'copy' | 'splice' | 'stream'
+  fallback?: string
 }
 
 const ECANCELED = os.constants.errno.ECANCELED
@@ -45,8 +50,24 @@ const ECANCELED = os.constants.errno.ECANCELED
  * after a file error (ENOSPC, ...) or an abort, so the application can still answer on
  * it. A socket error (a reset) destroys it. A socket that ends before `length` bytes
  * rejects with ERR_STREAM_PREMATURE_CLOSE (`err.bytes`: what was written).
+ *
+ * Given an http server request (`IncomingMessage`), takes its body, with Node's HTTP
+ * parser kept in step for the next request (lib/receive-request.ts). A socket that
+ * Node's HTTP parser reads is refused (ERR_ZEROCOPY_HTTP_PARSER): pass the request.
  */
-export function receiveToFile(socket: RelayEnd, file: FileTarget, options?: ReceiveToFileOptions): Promise<ReceiveToFileResult> {
+export function receiveToFile(source: RelayEnd | http.IncomingMessage, file: FileTarget, options?: ReceiveToFileOptions): Promise<ReceiveToFileResult> {
+  // An HTTP request: its body, with Node's parser kept in step (lib/receive-request.ts).
+  if (isServerRequest(source)) return receiveRequest(source, file, options, receiveFromSocket)
+  // Node's HTTP parser reads this socket: raw bytes taken under it would corrupt the body and the next request.
+  if (source instanceof net.Socket && httpParserOf(source) !== undefined) {
+    return Promise.reject(
+      codedError('ERR_ZEROCOPY_HTTP_PARSER', 'Node\'s HTTP parser reads this socket (it has read part of the body already, and must see where it ends): pass the request, receiveToFile(req, file)'),
+    )
+  }
+  return receiveFromSocket(source as RelayEnd, file, options)
+}
+
+function receiveFromSocket(socket: RelayEnd, file: FileTarget, options?: ReceiveToFileOptions): Promise<ReceiveToFileResult> {
   return promised(async () => {
     checkEnd(socket, 'socket')
     checkFile(file)

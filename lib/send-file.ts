@@ -14,7 +14,7 @@
 import * as dgram from 'node:dgram'
 import * as fs from 'node:fs'
 import { promisify } from 'node:util'
-import { abortError, invalidArgType, outOfRange, promised, truncatedFile } from './errors'
+import { abortError, codedError, invalidArgType, outOfRange, promised, truncatedFile } from './errors'
 import { pageSize } from './memory'
 import { native } from './native'
 import { FilePiece, FileRequest, MAPPED_CHUNK, type SendFileResult, type SendRequest } from './send-requests'
@@ -22,7 +22,8 @@ import type { SendChannel } from './send-channel'
 import { attach, closeAfter, type SocketTarget, type ZeroCopyOptions, type ZeroCopySocket } from './zerocopy-socket'
 import { isResponse, sendToResponse, type ResponseBody, type ResponseTarget } from './http-response'
 import { booleanOption, integerOption, optionsArg } from './validate'
-import { checkFile, LentFile, openFile, type FileSource, type OpenFile } from './file-source'
+import { COPY_CHUNK } from './stream-copy'
+import { bodyLength, checkFile, LentFile, openFile, type FileSource, type OpenFile } from './file-source'
 
 export type { SendFileResult } from './send-requests'
 
@@ -71,6 +72,8 @@ interface FilePlan {
   maxWindows: number
   signal: AbortSignal | undefined
   end: boolean
+  /** `length` was promised (an HTTP body's Content-Length): a source that ends before it was truncated. */
+  exact?: boolean
 }
 
 function checkOptions(options: unknown): FilePlan & { socketOptions: ZeroCopyOptions | undefined } {
@@ -131,7 +134,7 @@ export function sendFileZeroCopy(socket: SocketTarget | ResponseTarget, file: Fi
 /** The file on `zc`: mapped windows through its channel, or read copies through its stream. */
 function fileOn(zc: ZeroCopySocket, source: FileSource | LentFile, plan: FilePlan): Promise<SendFileResult> {
   const copier = zc.copier
-  if (copier !== undefined) return zc.copy(() => copier.sendFile(source, plan.offset, plan.length, plan.signal, (st) => checkOffset(st, plan.offset)))
+  if (copier !== undefined) return zc.copy(() => copier.sendFile(source, plan.offset, plan.length, plan.signal, (st) => checkOffset(st, plan.offset), plan.exact))
   return sendFile(zc.channel!, (make) => zc.submit<SendFileResult>(make), source, plan)
 }
 
@@ -140,28 +143,96 @@ function fileBody(source: FileSource, plan: FilePlan): ResponseBody<SendFileResu
   let opening: Promise<OpenFile> | undefined
   let opened: OpenFile | undefined
   let length: number | undefined
+  let read: { chunks: Buffer[]; why: string } | undefined
   return {
     signal: plan.signal,
     async prepare() {
       opening = openFile(source)
       opened = await opening
       checkOffset(opened.stat, plan.offset)
-      // A regular file's size is its length here, 0 included (an HTTP body has to say
-      // its length up front); a pipe or FIFO has one only if options.length gives it.
-      const st = opened.stat
-      length = st.isFile() ? Math.max(0, Math.min(st.size, plan.offset + (plan.length ?? Infinity)) - plan.offset) : plan.length
+      // A mapped file's size is its length here, 0 included (an HTTP body has to say its
+      // length up front). A source whose size says nothing (sysfs, /proc, a FIFO) is
+      // read to its end first, unless options.length says how long it is.
+      if (opened.mappable) {
+        length = bodyLength(opened, plan.offset, plan.length) ?? 0
+      } else if (plan.length === undefined) {
+        read = await readWhole(opened, plan.offset, plan.signal)
+        length = read.chunks.reduce((n, c) => n + c.length, 0)
+      } else {
+        length = plan.length
+      }
       return length
     },
     send(zc) {
       if (plan.signal?.aborted) return Promise.reject(abortError(plan.signal))
-      return fileOn(zc, new LentFile(opened!), { ...plan, length })
+      if (read !== undefined) return sendRead(zc, read.chunks, read.why)
+      return fileOn(zc, new LentFile(opened!), { ...plan, length, exact: true })
     },
     async done() {
       await opening?.catch(() => undefined) // an abort may have stopped waiting for it
       await opened?.close()
     },
     none: (reason) => ({ bytes: 0, zeroCopy: false, copied: false, mechanism: 'read+copy', windows: 0, calls: 0, fallback: reason }),
+    async *copies() {
+      if (read !== undefined) return yield* read.chunks
+      yield* readCopies(opened!, plan.offset, length)
+    },
+    copied: (bytes, calls, why) => ({ bytes, zeroCopy: false, copied: true, mechanism: 'read+copy', windows: 0, calls, fallback: why }),
   }
+}
+
+/**
+ * The file's bytes from `offset` (`length` of them, else to its end) as Buffers of their
+ * own, read as they are asked for. One that ends before `length` was truncated.
+ */
+async function* readCopies(opened: OpenFile, offset: number, length: number | undefined): AsyncGenerator<Buffer> {
+  const seekable = opened.stat.isFile() || opened.stat.isBlockDevice()
+  for (let pos = offset, left = length ?? Infinity; left > 0; ) {
+    const chunk = Buffer.allocUnsafe(Math.min(COPY_CHUNK, left))
+    const { bytesRead } = await read(opened.fd, chunk, 0, chunk.length, seekable ? pos : null)
+    if (bytesRead === 0) {
+      if (length !== undefined) throw truncatedFile()
+      return
+    }
+    yield chunk.subarray(0, bytesRead)
+    pos += bytesRead
+    left -= bytesRead
+  }
+}
+
+// A response body of unknown length is read into memory first, up to this much.
+const READ_WHOLE_MAX = 16 << 20
+
+/** A source of unknown length read to its end (at most READ_WHOLE_MAX bytes), for its length. */
+async function readWhole(opened: OpenFile, offset: number, signal: AbortSignal | undefined): Promise<{ chunks: Buffer[]; why: string }> {
+  const st = opened.stat
+  const seekable = st.isFile() || st.isBlockDevice()
+  if (!seekable && offset > 0) throw outOfRange('options.offset', '0 for a pipe, FIFO or device that cannot seek', offset)
+  const chunks: Buffer[] = []
+  let total = 0
+  for (let pos = offset; ; ) {
+    if (signal?.aborted) throw abortError(signal)
+    const chunk = Buffer.allocUnsafe(Math.min(MAPPED_CHUNK, READ_WHOLE_MAX + 1 - total))
+    const { bytesRead } = await read(opened.fd, chunk, 0, chunk.length, seekable ? pos : null)
+    if (bytesRead === 0) break
+    chunks.push(chunk.subarray(0, bytesRead))
+    total += bytesRead
+    pos += bytesRead
+    if (total > READ_WHOLE_MAX) {
+      throw codedError('ERR_ZEROCOPY_LENGTH_REQUIRED', `The source's size says nothing of its length and it holds more than ${READ_WHOLE_MAX} bytes: pass options.length for an HTTP body`)
+    }
+  }
+  return { chunks, why: `${sourceKind(st)}: it cannot be mapped and its size says nothing of its length, so it was read to its end (for Content-Length) and sent as copies` }
+}
+
+/** A body read into memory, sent as copies; the result says so. */
+async function sendRead(zc: ZeroCopySocket, chunks: Buffer[], why: string): Promise<SendFileResult> {
+  const r = await zc.send(chunks, { copy: true })
+  return { bytes: r.bytes, zeroCopy: false, copied: true, mechanism: 'read+copy', windows: 0, calls: r.calls, fallback: why }
+}
+
+function sourceKind(st: fs.Stats): string {
+  return st.isFIFO() ? 'a pipe or FIFO' : st.isFile() ? 'a file the kernel does not map (sysfs, /proc)' : 'not a regular file'
 }
 
 type Submit = (make: (settled: (req: SendRequest, err: Error | undefined) => void) => SendRequest) => Promise<SendFileResult>
@@ -200,7 +271,7 @@ async function produce(req: FileRequest, file: FileSource | LentFile, plan: File
     if (req.handedOver) return
     const { fd, stat: st } = opened
     checkOffset(st, plan.offset)
-    if (st.isFile() && st.size > 0) await mapWindows(req, fd, st.size, plan, notify)
+    if (opened.mappable) await mapWindows(req, fd, st.size, plan, notify)
     else await readPieces(req, fd, st, plan, notify)
     req.endOfSource()
     notify()
@@ -244,8 +315,7 @@ async function mapWindows(req: FileRequest, fd: number, size: number, plan: File
 
 /** A source that cannot be mapped: read into memory, sent as copies. */
 async function readPieces(req: FileRequest, fd: number, st: fs.Stats, plan: FilePlan, notify: (err?: Error) => void): Promise<void> {
-  const kind = st.isFIFO() ? 'a pipe or FIFO' : st.isFile() ? 'a file whose size reads 0 (such as /proc files)' : 'not a regular file'
-  req.fallback = `${kind}: it cannot be mapped, so its bytes are read and sent as copies`
+  req.fallback = `${sourceKind(st)}: it cannot be mapped, so its bytes are read and sent as copies`
   const seekable = st.isFile() || st.isBlockDevice()
   if (!seekable && plan.offset > 0) throw outOfRange('options.offset', '0 for a pipe, FIFO or device that cannot seek', plan.offset)
   let pos = plan.offset
@@ -255,7 +325,11 @@ async function readPieces(req: FileRequest, fd: number, st: fs.Stats, plan: File
     if (req.handedOver) return
     const chunk = Buffer.allocUnsafe(Math.min(MAPPED_CHUNK, left))
     const { bytesRead } = await read(fd, chunk, 0, chunk.length, seekable ? pos : null)
-    if (bytesRead === 0 || req.handedOver) return
+    if (req.handedOver) return
+    if (bytesRead === 0) {
+      if (plan.exact && plan.length !== undefined) throw truncatedFile('it ended before the length the HTTP body promised')
+      return
+    }
     req.supply(new FilePiece(req, bytesRead, undefined, 0, chunk.subarray(0, bytesRead)))
     notify()
     pos += bytesRead

@@ -138,6 +138,7 @@ export class StreamCopier implements GateHooks {
     length: number | undefined,
     signal: AbortSignal | undefined,
     checkOffset: (st: fs.Stats) => void,
+    exact = false,
   ): Promise<SendFileResult> {
     let job: CopyJob | undefined
     const onAbort = () => job?.cut(abortError(signal!))
@@ -150,7 +151,7 @@ export class StreamCopier implements GateHooks {
           if (j.cutReason) return
           checkOffset(f.stat)
           const seekable = f.stat.isFile() || f.stat.isBlockDevice()
-          await copyFile(f.fd, seekable ? offset : null, bodyLength(f.stat, offset, length), f.stat.isFile() && f.stat.size > 0, j, write)
+          await copyFile(f.fd, seekable ? offset : null, bodyLength(f, offset, length), f.mappable || exact, j, write)
         } finally {
           await f.close()
         }
@@ -298,9 +299,10 @@ export function resetStream(stream: Writable): void {
 /**
  * Reads `length` bytes (or to EOF when undefined) from `pos` (null: the fd's own
  * position, for pipes) and writes them, reading the next chunk while the last is
- * written. A regular file that ends early was truncated under the send.
+ * written. With `exact` (a mapped file's size, or a length an HTTP body promised) a
+ * source that ends early was truncated under the send.
  */
-async function copyFile(fd: number, pos: number | null, length: number | undefined, regular: boolean, job: CopyJob, write: WriteChunk): Promise<void> {
+async function copyFile(fd: number, pos: number | null, length: number | undefined, exact: boolean, job: CopyJob, write: WriteChunk): Promise<void> {
   let left = length ?? Infinity
   const next = () => {
     const chunk = Buffer.allocUnsafe(Math.min(COPY_CHUNK, left))
@@ -314,7 +316,7 @@ async function copyFile(fd: number, pos: number | null, length: number | undefin
     reading = undefined
     if (job.cutReason) return
     if (chunk.length === 0) {
-      if (regular && length !== undefined) throw truncatedFile()
+      if (exact && length !== undefined) throw truncatedFile()
       return
     }
     left -= chunk.length

@@ -14,7 +14,7 @@ import { channelFor } from './socket-registry'
 import { isResponse, sendToResponse, type ResponseBody, type ResponseTarget } from './http-response'
 import type { ChannelCounters, SendChannel } from './send-channel'
 import type { NotificationObserver } from './channel-types'
-import { copierFor, type StreamCopier } from './stream-copy'
+import { COPY_CHUNK, copierFor, type StreamCopier } from './stream-copy'
 import { BytesRequest, EachRequest, type SendRequest, type SendResult } from './send-requests'
 import { booleanOption, dataViews, integerOption, messageViews, optionsArg, totalBytes } from './validate'
 
@@ -386,5 +386,9 @@ function viewsBody(views: Uint8Array[], copy: boolean): ResponseBody<SendResult>
     send: (zc) => zc.send(views, { copy }),
     done: () => Promise.resolve(),
     none: (reason) => ({ bytes: 0, zeroCopy: false, copied: false, mechanism: 'copy', calls: 0, fallback: reason }),
+    async *copies() {
+      for (const v of views) for (let at = 0; at < v.length; at += COPY_CHUNK) yield Buffer.from(v.subarray(at, at + COPY_CHUNK))
+    },
+    copied: (bytes, calls, why) => ({ bytes, zeroCopy: false, copied: true, mechanism: 'copy', calls, fallback: why }),
   }
 }

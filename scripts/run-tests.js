@@ -25,6 +25,7 @@ const ENGINE_FILES = [
   'regressions-send',
   'send-each',
   'send-file',
+  'unmappable-files',
   'workers',
   'zerocopy-tcp',
   'zerocopy-udp',
