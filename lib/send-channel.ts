@@ -114,7 +114,6 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   private readonly deferred: ChannelEvent[] = []
   /** Node closed its socket (no fd can name this socket for us any more). */
   private sourceGone = false
-  private forgotten = false
   /** Opaque: the ZeroCopySocket currently attached, kept by lib/zerocopy-socket.ts. */
   attachedHandle: unknown
   /** Requests queued and not yet settled (for close barriers). */
@@ -244,12 +243,10 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
         return false
       case 'release':
         this.holders--
-        this.maybeForget()
         return false
       case 'sourceClosed':
         this.sourceGone = true
         this.sourceClosed()
-        this.maybeForget()
         return false
       case 'lingerExpired':
         this.timer = undefined
@@ -513,18 +510,24 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     if (this.engine === 'io_uring') (this.ops as UringLink).close()
     this.releaseHeld()
     this.updateBusy()
-    this.maybeForget()
+    // The conclusion itself leaves the registry, whoever still holds the channel and
+    // whether or not Node closed its socket yet: no later event (a listener that may be
+    // gone by then) has to remember it. Instances still holding it answer with the
+    // socket's error; the registry finds it again only through a WeakRef.
+    this.onClosed(this)
   }
 
   /**
-   * A closed channel leaves the registry once nothing can name it: no instance holds it
-   * (an instance keeps answering with the socket's error until it is closed), or Node
-   * closed the socket.
+   * Whether a closed channel still answers for its socket: an instance holds it, and the
+   * socket it follows (if any) is not known closed. @internal
    */
-  private maybeForget(): void {
-    if (this.state !== 'closed' || this.forgotten || (this.holders > 0 && !this.sourceGone)) return
-    this.forgotten = true
-    this.onClosed(this)
+  get answering(): boolean {
+    return this.state === 'closed' && this.holders > 0 && !this.sourceGone
+  }
+
+  /** The Node socket this channel followed, closed or not (for the registry's checks). @internal */
+  get followed(): net.Socket | dgram.Socket | undefined {
+    return this.source
   }
 
   // ---- sending ------------------------------------------------------------------
