@@ -46,6 +46,17 @@ export function invalidState(message: string): Coded {
   return coded(new TypeError(`Invalid state: ${message}`), 'ERR_INVALID_STATE')
 }
 
+/**
+ * TypeError ERR_INVALID_STATE: a send's memory was detached (its ArrayBuffer transferred)
+ * while the send waited in the queue, `sent` of its `total` bytes already in the kernel.
+ */
+export function sendDetached(sent: number, total: number, cause?: unknown): Coded {
+  const when = sent > 0 ? `after ${sent} of its ${total} bytes went to the kernel` : 'before any of it went to the kernel'
+  const err = invalidState(`the ArrayBuffer of this send's data was detached (transferred) while the send was in progress, ${when}`)
+  if (cause !== undefined) err.cause = cause
+  return err
+}
+
 /** An Error with a code and no errno (ERR_SOCKET_CLOSED, ERR_ZEROCOPY_ABORTED, ...). */
 export function codedError(code: string, message: string, cause?: unknown): Coded {
   return coded(new Error(message, cause === undefined ? undefined : { cause }), code)

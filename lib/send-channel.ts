@@ -35,7 +35,7 @@ import * as os from 'node:os'
 import { newCounters, type ChannelCounters, type ChannelEvent, type ChannelInit, type ChannelState, type NotificationObserver, type SendWait } from './channel-types'
 import { CompletionTracker } from './completions'
 import type { EngineName } from './engine'
-import { codedError, socketClosed, systemError, writeAfterEnd } from './errors'
+import { codedError, sendDetached, socketClosed, systemError, writeAfterEnd } from './errors'
 import { native } from './native'
 import { installWriteGate, nodeBuffered, streamError, type GateHooks } from './node-internals'
 import * as reactor from './reactor'
@@ -434,13 +434,14 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
    * Resets the connection now (RST; the kernel purges its queues and releases every
    * page it held, whatever other fds refer to the socket) and fails it with `err`.
    */
-  private resetConnection(err: Error): void {
+  private resetConnection(err: Error, cause?: SendRequest): void {
     if (this.state === 'closed') return
     this.drain() // sends already acknowledged settle as delivered first
     this.fail(err)
     this.socketError = err
-    // What the kernel still holds is dropped by this reset: that is why those sends fail.
-    for (const owner of this.tracker.pendingOwners()) owner.request.error = err
+    // What the kernel still holds is dropped by this reset: that is why those sends fail
+    // (the request that caused it keeps its own reason).
+    for (const owner of this.tracker.pendingOwners()) if (owner.request !== cause) owner.request.error = err
     if (this.stream !== undefined && !this.stream.destroyed) this.stream.destroy()
     if (this.datagram || native.disconnect(this.fd) < 0) return this.closeFd(err)
     this.delivery.stale()
@@ -692,12 +693,26 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     return true
   }
 
-  /** The native layer refused the request's memory (detached while queued). */
-  private refuse(req: SendRequest, err: Error): void {
-    if (req.sent > 0 && !this.datagram) return this.resetConnection(err) // the peer holds a cut message
+  /**
+   * The request's memory was refused (detached while queued): it rejects alone with
+   * ERR_INVALID_STATE. On a stream where part of it went, the peer holds a cut message:
+   * the connection is reset, and the sends after it fail with the reset's own reason.
+   */
+  private refuse(req: SendRequest, thrown: Error): void {
+    const total = (req as { total?: number }).total ?? req.sent
+    const err = (thrown as NodeJS.ErrnoException).code === 'ERR_INVALID_STATE' && req.kind !== 'file' ? sendDetached(req.sent, total, thrown) : thrown
     this.removeAt(0)
     req.cut(err)
     this.maybeSettle(req)
+    if (req.sent === 0 || this.datagram) return
+    this.resetConnection(
+      codedError(
+        'ERR_ZEROCOPY_ABORTED',
+        `The connection was reset: a send on it stopped after ${req.sent} of its ${total} bytes (its ArrayBuffer was detached), and the peer must not take a cut message for a whole one`,
+        err,
+      ),
+      req,
+    )
   }
 
   private sendFailed(req: SendRequest, errno: number): void {
