@@ -37,7 +37,7 @@ import { CompletionTracker } from './completions'
 import type { EngineName } from './engine'
 import { codedError, sendDetached, socketClosed, systemError, writeAfterEnd } from './errors'
 import { native } from './native'
-import { installWriteGate, nodeBuffered, streamError, type GateHooks } from './node-internals'
+import { followClose, installWriteGate, nodeBuffered, streamError, type GateHooks } from './node-internals'
 import * as reactor from './reactor'
 import { accountRun, batchableRun, runViews } from './send-batch'
 import { epollOps, type SendOps } from './send-ops'
@@ -109,6 +109,8 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   private socketError: Error | undefined
   private timer: NodeJS.Timeout | undefined
   private uninstallGate: (() => void) | undefined
+  /** Stops following Node's close of `source` (lib/node-internals.ts followClose). */
+  private unfollow: (() => void) | undefined
   private readonly onClosed: (channel: SendChannel) => void
   private depth = 0
   private readonly deferred: ChannelEvent[] = []
@@ -160,7 +162,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     if (this.fd < 0 && this.unpark() !== undefined) return // closed meanwhile: stays closed
     this.origin = undefined // from now on Node's close is followed instead
     this.source = source
-    source.once('close', this.onSourceClose)
+    this.unfollow = followClose(source, this.onSourceClose)
     if (source instanceof net.Socket) {
       this.stream = source
       this.uninstallGate = installWriteGate(source, this)
@@ -507,7 +509,8 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     })
     this.uninstallGate?.()
     this.uninstallGate = undefined
-    this.source?.off('close', this.onSourceClose)
+    this.unfollow?.()
+    this.unfollow = undefined
     if (this.engine === 'io_uring') (this.ops as UringLink).close()
     this.releaseHeld()
     this.updateBusy()

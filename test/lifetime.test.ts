@@ -218,3 +218,29 @@ test('sendFileZeroCopy(socket, file) of a file truncated mid-send leaves nothing
     'ERR_ZEROCOPY_FILE_TRUNCATED',
   )
 })
+
+test("Node's close reaches the channel even when the application removed the socket's 'close' listeners", async () => {
+  const before = registrySize()
+  const r = new Reachability()
+  await (async () => {
+    const server = net.createServer()
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve))
+    const c = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1')
+    c.on('error', () => {})
+    c.resume()
+    const s = await accepted
+    server.close()
+    r.watch('server socket', s)
+    hang(r, 'server socket', s)
+    await sendZeroCopy(s, Buffer.alloc(64 * 1024, 0x66))
+    // A library tidying up its own listeners takes everyone's.
+    s.removeAllListeners('close')
+    const gone = new Promise<void>((resolve) => c.once('close', () => resolve()))
+    s.destroy()
+    await within(5000, gone, 'the client to see the close')
+  })()
+  const alive = await r.survivors()
+  assert.deepEqual(alive, [], `still reachable after the socket closed (engine ${engine}): ${alive.join(', ')}`)
+  assert.equal(registrySize(), before, 'the registry forgot the channel')
+})
