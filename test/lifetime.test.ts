@@ -6,11 +6,14 @@
 import assert from 'node:assert/strict'
 import * as fs from 'node:fs'
 import * as http from 'node:http'
+import * as https from 'node:https'
 import * as net from 'node:net'
 import * as path from 'node:path'
+import * as tls from 'node:tls'
 import { test } from 'node:test'
 import { sendFileZeroCopy, sendZeroCopy } from '../lib/index'
 import { registrySize } from '../lib/socket-registry'
+import { cert, key } from './fixtures/tls-cert'
 import { Reachability } from './gc-util'
 import { engine, tempDir } from './helpers'
 import { exitWatchdog, MiB, within } from './regress-util'
@@ -37,8 +40,8 @@ interface Peer {
   socket: net.Socket
 }
 
-function client(port: number, request: string | undefined, how: Client): Peer {
-  const c = net.connect(port, '127.0.0.1')
+function client(port: number, request: string | undefined, how: Client, secure: boolean): Peer {
+  const c = secure ? tls.connect({ port, host: '127.0.0.1', ca: cert, servername: 'localhost' }) : net.connect(port, '127.0.0.1')
   let got = 0
   let acted!: () => void
   const peer: Peer = {
@@ -83,7 +86,7 @@ interface Run {
  * responses and what was hung on them.
  */
 async function cancellations(
-  kind: 'http' | 'tcp',
+  kind: 'http' | 'https' | 'tcp',
   respond: (target: http.ServerResponse | net.Socket) => Promise<unknown>,
   how: Client,
   midway?: () => void,
@@ -105,22 +108,25 @@ async function cancellations(
       ),
     )
   }
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    r.watch(`req ${n}`, req)
+    r.watch(`res ${n}`, res)
+    hang(r, `res ${n}`, res)
+    began(req.socket, res)
+  }
   const server =
     kind === 'http'
-      ? http.createServer((req, res) => {
-          r.watch(`req ${n}`, req)
-          r.watch(`res ${n}`, res)
-          hang(r, `res ${n}`, res)
-          began(req.socket, res)
-        })
-      : net.createServer((socket) => {
+      ? http.createServer(onRequest)
+      : kind === 'https'
+        ? https.createServer({ key, cert }, onRequest)
+        : net.createServer((socket) => {
           socket.on('error', () => {})
           began(socket, socket)
         })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const { port } = server.address() as net.AddressInfo
   const peers: Peer[] = []
-  for (let i = 0; i < CLIENTS; i++) peers.push(client(port, kind === 'http' ? 'GET / HTTP/1.1\r\nHost: x\r\n\r\n' : undefined, how))
+  for (let i = 0; i < CLIENTS; i++) peers.push(client(port, kind === 'tcp' ? undefined : 'GET / HTTP/1.1\r\nHost: x\r\n\r\n', how, kind === 'https'))
   await within(10000, Promise.all(peers.map((p) => p.acted)), 'the clients to cancel or stall')
   if (how === 'stall') {
     midway?.()
@@ -163,6 +169,30 @@ for (const how of ['close', 'reset'] as const) {
     await assertCollected(() => cancellations('tcp', (socket) => sendZeroCopy(socket as net.Socket, body), how))
   })
 }
+
+test('sendFileZeroCopy(res, file) over HTTPS (honest copies through TLS): clients that close mid-download leave nothing reachable', async (t) => {
+  const file = bigFile(t)
+  await assertCollected(() => cancellations('https', (res) => sendFileZeroCopy(res, file), 'close'))
+})
+
+test('sendFileZeroCopy(res, file) aborted by its signal mid-body leaves nothing reachable', async (t) => {
+  const file = bigFile(t)
+  const controllers: AbortController[] = []
+  await assertCollected(
+    () =>
+      cancellations(
+        'http',
+        (res) => {
+          const ac = new AbortController()
+          controllers.push(ac)
+          return sendFileZeroCopy(res, file, { signal: ac.signal, windowSize: MiB })
+        },
+        'stall',
+        () => controllers.splice(0).forEach((ac) => ac.abort()),
+      ),
+    'ABORT_ERR',
+  )
+})
 
 test('sendFileZeroCopy(socket, file) aborted mid-file leaves nothing reachable', async (t) => {
   const file = bigFile(t)
