@@ -7,7 +7,18 @@ import { native } from './native'
 type Coded = Error & { code: string }
 
 function coded<E extends Error>(err: E, code: string): E & { code: string } {
-  return Object.assign(err, { code })
+  return keepable(Object.assign(err, { code }))
+}
+
+/**
+ * `err`, with its stack formatted now. Until `.stack` is first read, V8 keeps an
+ * Error's structured stack, and with it the receiver of every frame: an error made
+ * inside `socket.destroy()` keeps that socket (and what hangs on it) reachable for as
+ * long as the error is kept, by a request or a channel that outlives the socket.
+ */
+export function keepable<E>(err: E): E {
+  if (err instanceof Error) void err.stack
+  return err
 }
 
 /** What Node prints after "Received": the value for primitives, the type otherwise. */
@@ -84,7 +95,7 @@ export function abortError(signal: AbortSignal): Coded {
 
 /** A failed syscall, from a positive errno (what trySend's -errno negated gives). */
 export function systemError(errno: number, syscall: string): NodeJS.ErrnoException {
-  return native.systemError(errno, syscall)
+  return keepable(native.systemError(errno, syscall))
 }
 
 /** Runs `fn`; a synchronous throw becomes a rejection. Every Promise API goes through this. */

@@ -35,7 +35,7 @@ import * as os from 'node:os'
 import { newCounters, type ChannelCounters, type ChannelEvent, type ChannelInit, type ChannelState, type NotificationObserver, type SendWait } from './channel-types'
 import { CompletionTracker } from './completions'
 import type { EngineName } from './engine'
-import { codedError, sendDetached, socketClosed, systemError, writeAfterEnd } from './errors'
+import { codedError, keepable, sendDetached, socketClosed, systemError, writeAfterEnd } from './errors'
 import { native } from './native'
 import { followClose, installWriteGate, nodeBuffered, streamError, type GateHooks } from './node-internals'
 import * as reactor from './reactor'
@@ -116,6 +116,8 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   private readonly deferred: ChannelEvent[] = []
   /** Node closed its socket (no fd can name this socket for us any more). */
   private sourceGone = false
+  /** The error Node's stream had when Node closed it (the stream itself is let go then). */
+  private nodeError: Error | undefined
   /** Opaque: the ZeroCopySocket currently attached, kept by lib/zerocopy-socket.ts. */
   attachedHandle: unknown
   /** Requests queued and not yet settled (for close barriers). */
@@ -158,7 +160,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
 
   /** Follows a Node socket's lifetime (and gates a net.Socket's writes), once. */
   adoptSource(source: net.Socket | dgram.Socket | undefined): void {
-    if (source === undefined || this.source !== undefined || this.state === 'closed') return
+    if (source === undefined || this.source !== undefined || this.sourceGone || this.state === 'closed') return
     if (this.fd < 0 && this.unpark() !== undefined) return // closed meanwhile: stays closed
     this.origin = undefined // from now on Node's close is followed instead
     this.source = source
@@ -249,6 +251,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
       case 'sourceClosed':
         this.sourceGone = true
         this.sourceClosed()
+        this.dropSource()
         return false
       case 'lingerExpired':
         this.timer = undefined
@@ -323,7 +326,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
 
   /** Why a new request cannot be taken, if it cannot. */
   private refusal(): Error | undefined {
-    if (this.state !== 'open') return this.socketError ?? streamError(this.stream) ?? socketClosed()
+    if (this.state !== 'open') return this.socketError ?? this.streamFailure() ?? socketClosed()
     if (this.stream?.destroyed) return streamError(this.stream) ?? socketClosed()
     if (this.stream?.writableEnded) return writeAfterEnd()
     return undefined
@@ -413,10 +416,30 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     }
   }
 
+  /**
+   * Node closed its socket: what may still linger here (sends the kernel holds) needs
+   * the socket's error, not the socket, nor the request and response an application
+   * hung on it.
+   */
+  private dropSource(): void {
+    this.nodeError = keepable(streamError(this.stream))
+    this.unfollow?.()
+    this.unfollow = undefined
+    this.uninstallGate?.()
+    this.uninstallGate = undefined
+    this.source = undefined
+    this.stream = undefined
+  }
+
+  /** Node's stream's error (kept when Node closed it), if any. */
+  private streamFailure(): Error | undefined {
+    return this.stream === undefined ? this.nodeError : streamError(this.stream)
+  }
+
   /** The connection failed: nothing more is sent; what the kernel holds settles on release. */
   private fail(err: Error): void {
     if (this.state === 'closed') return
-    this.socketError ??= err
+    this.socketError ??= keepable(err)
     this.state = 'failed'
     this.cutQueue(err)
   }
@@ -440,7 +463,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     if (this.state === 'closed') return
     this.drain() // sends already acknowledged settle as delivered first
     this.fail(err)
-    this.socketError = err
+    this.socketError = keepable(err)
     // What the kernel still holds is dropped by this reset: that is why those sends fail
     // (the request that caused it keeps its own reason).
     for (const owner of this.tracker.pendingOwners()) if (owner.request !== cause) owner.request.error = err
@@ -801,11 +824,11 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   /** A TCP send's pages came back: by an ACK, or purged unsent by a dead connection (lib/tcp-delivery.ts). */
   private delivered(req: SendRequest): boolean {
     const fd = this.state === 'closed' ? -1 : this.fd
-    return this.delivery.delivered(fd, req.endOffset, this.turn, () => this.socketError === undefined && streamError(this.stream) === undefined)
+    return this.delivery.delivered(fd, req.endOffset, this.turn, () => this.socketError === undefined && this.streamFailure() === undefined)
   }
 
   private failure(): Error {
-    return this.socketError ?? streamError(this.stream) ?? systemError(ECONNRESET, 'sendmsg')
+    return this.socketError ?? this.streamFailure() ?? systemError(ECONNRESET, 'sendmsg')
   }
 
   private updateBusy(): void {

@@ -8,7 +8,7 @@
 // knows its own bytes. Every request holds the memory the kernel may read until it
 // settles, and settles exactly once.
 import type { EngineName } from './engine'
-import { sendDetached } from './errors'
+import { keepable, sendDetached } from './errors'
 import type { NativeMapping } from './native'
 import type { SendOps } from './send-ops'
 import { viewDetached } from './validate'
@@ -132,7 +132,7 @@ export abstract class SendRequest implements IdOwner {
   }
   /** Stops handing bytes over (abort, or a failure): what was not sent never will be. */
   cut(err: Error): void {
-    this.error ??= err
+    this.error ??= keepable(err)
     this.handedOver = true
   }
   abstract result(): SendResult | SendFileResult

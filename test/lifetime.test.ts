@@ -274,3 +274,37 @@ test("Node's close reaches the channel even when the application removed the soc
   assert.deepEqual(alive, [], `still reachable after the socket closed (engine ${engine}): ${alive.join(', ')}`)
   assert.equal(registrySize(), before, 'the registry forgot the channel')
 })
+
+test('a socket Node closed while the kernel still holds its sends is not kept by the lingering channel', async () => {
+  const before = registrySize()
+  const r = new Reachability()
+  let state = 'pending'
+  const { client, sent } = await (async () => {
+    const server = net.createServer()
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve))
+    const c = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1')
+    c.on('error', () => {})
+    c.pause() // never reads: the kernel keeps the pages, the channel lingers
+    const s = await accepted
+    server.close()
+    s.on('error', () => {})
+    r.watch('server socket', s)
+    hang(r, 'server socket', s)
+    const p = sendZeroCopy(s, Buffer.alloc(FILE_SIZE, 0x67)).then(
+      () => void (state = 'resolved'),
+      () => void (state = 'rejected'),
+    )
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    s.destroy()
+    return { client: c, sent: p }
+  })()
+  const alive = await r.survivors()
+  assert.equal(state, 'pending', 'the send still waits for the kernel (lingering)')
+  assert.deepEqual(alive, [], `reachable while the channel lingers (engine ${engine}): ${alive.join(', ')}`)
+  client.destroy() // the reset frees the pages: the send settles, the channel ends
+  await within(5000, sent, 'the send to settle after the peer went')
+  assert.equal(state, 'rejected')
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  assert.equal(registrySize(), before, 'the registry forgot the channel')
+})
