@@ -2,8 +2,8 @@
 // Every response is sendFileZeroCopy(res, file); each client asks for one of a few files
 // and goes at a random point (before the headers, mid-body, or never: some downloads
 // finish), by closing with unread bytes or by a reset. After a forced GC the heap may not
-// grow with the number of cancellations, every server socket must be collectable, and
-// the socket registry must hold no more channels than before.
+// grow with the number of cancellations, the server sockets (every 4th is watched) must
+// be collectable, and the socket registry must hold no more channels than before.
 //
 // Seeded: ZEROCOPY_CANCEL_SEED=N|random (printed), ZEROCOPY_CANCEL_RUNS (default 250;
 // the long run is ZEROCOPY_CANCEL_RUNS=1000).
@@ -26,9 +26,10 @@ const seedEnv = process.env.ZEROCOPY_CANCEL_SEED ?? '20261207'
 const SEED = seedEnv === 'random' ? (Date.now() ^ (Math.random() * 0x7fffffff)) >>> 0 : Number(seedEnv)
 const CONCURRENT = 8
 const WARMUP = Math.min(50, Math.floor(RUNS / 5))
-// What the heap may grow over the measured cancellations: a leak of one connection with
-// its request and response is about 13 KB, so a leak of even a tenth of them shows.
-const HEAP_SLACK = 1 * MiB
+// What the heap may grow over the measured cancellations: V8's own churn (compiled code
+// settles at a few hundred KiB here) and this test's WeakRefs. A leaked connection with
+// its request and response is about 13 KB: a leak of even a tenth of them shows.
+const HEAP_SLACK = 1 * MiB + 128 * RUNS
 
 /** A small seeded PRNG (mulberry32): the same seed gives the same clients. */
 function prng(seed: number): () => number {
@@ -67,10 +68,12 @@ test(`a file server whose clients cancel at random keeps a flat heap (${RUNS} do
   const dir = tempDir(t)
   const sizes = [0, 1, 4096, 65536 + 7, MiB, 3 * MiB + 123, 8 * MiB]
   sizes.forEach((size, i) => fs.writeFileSync(path.join(dir, `f${i}`), Buffer.alloc(size, 0x41 + i)))
+  // Every 4th server socket is watched: a WeakRef per download would itself grow the heap.
   const sockets = new Reachability()
+  let served = 0
   const settled: Array<Promise<unknown>> = []
   const server = http.createServer((req, res) => {
-    sockets.watch('server socket', req.socket)
+    if (served++ % 4 === 0) sockets.watch('server socket', req.socket)
     ;(res as { appState?: object }).appState = { url: req.url, payload: Buffer.alloc(1024) }
     settled.push(sendFileZeroCopy(res, path.join(dir, req.url!.slice(1))).catch(() => {}))
   })
