@@ -88,9 +88,9 @@ export function truncatedFile(how = 'it ended before the bytes it had when the s
 
 /** What an AbortSignal's abort rejects with (Node's AbortError shape). */
 export function abortError(signal: AbortSignal): Coded {
-  const err = codedError('ABORT_ERR', 'The operation was aborted', signal.reason)
-  err.name = 'AbortError'
-  return err
+  const err = new Error('The operation was aborted', { cause: signal.reason })
+  err.name = 'AbortError' // before coded() formats the stack, which starts with the name
+  return coded(err, 'ABORT_ERR')
 }
 
 /** A failed syscall, from a positive errno (what trySend's -errno negated gives). */

@@ -725,16 +725,19 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
    * the connection is reset, and the sends after it fail with the reset's own reason.
    */
   private refuse(req: SendRequest, thrown: Error): void {
-    const total = (req as { total?: number }).total ?? req.sent
-    const err = (thrown as NodeJS.ErrnoException).code === 'ERR_INVALID_STATE' && req.kind !== 'file' ? sendDetached(req.sent, total, thrown) : thrown
+    const total = (req as { total?: number }).total
+    const detached = (thrown as NodeJS.ErrnoException).code === 'ERR_INVALID_STATE' && total !== undefined
+    const err = detached ? sendDetached(req.sent, total, thrown) : thrown
     this.removeAt(0)
     req.cut(err)
     this.maybeSettle(req)
     if (req.sent === 0 || this.datagram) return
+    const where = total === undefined ? `${req.sent} bytes` : `${req.sent} of its ${total} bytes`
+    const why = detached ? 'its ArrayBuffer was detached' : err.message
     this.resetConnection(
       codedError(
         'ERR_ZEROCOPY_ABORTED',
-        `The connection was reset: a send on it stopped after ${req.sent} of its ${total} bytes (its ArrayBuffer was detached), and the peer must not take a cut message for a whole one`,
+        `The connection was reset: a send on it stopped after ${where} (${why}), and the peer must not take a cut message for a whole one`,
         err,
       ),
       req,
