@@ -728,6 +728,8 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     const total = (req as { total?: number }).total
     const detached = (thrown as NodeJS.ErrnoException).code === 'ERR_INVALID_STATE' && total !== undefined
     const err = detached ? sendDetached(req.sent, total, thrown) : thrown
+    // A sendEach batch says how many of its messages went, as for a refused datagram.
+    if (req instanceof EachRequest) Object.assign(err, { sent: req.messagesSent })
     this.removeAt(0)
     req.cut(err)
     this.maybeSettle(req)

@@ -108,4 +108,27 @@ for (const [how, detach] of detachers) {
       closeSocketsQuietly([sender, receiver])
     }
   })
+
+  test(`${how} of a sendEach message after part of the batch went: the batch rejects ERR_INVALID_STATE with err.sent, the connection is reset (engine ${engine})`, { timeout: 10000 }, async (t) => {
+    const pair = await pairFor(t)
+    const ports = [pair.server.localPort!, pair.server.remotePort!] as const
+    pair.server.pause()
+    const got = receive(pair.server)
+    const zc = ZeroCopySocket.from(pair.client)
+    const messages = Array.from({ length: 64 }, (_, i) => new Uint8Array(new ArrayBuffer(256 * 1024)).fill(i))
+    const batch = track(() => zc.sendEach(messages))
+    await waitFor('part of the batch in the kernel', () => zc.stats.zeroCopyBytes + zc.stats.copyBytes > 0, 3000)
+    const inKernel = zc.stats.zeroCopyBytes + zc.stats.copyBytes
+    assert.ok(inKernel < 63 * 256 * 1024, 'precondition: the last message has not gone')
+    detach(messages[63]!.buffer as ArrayBuffer)
+    pair.server.resume()
+    await settleAll([batch], 5000)
+    await waitAtMost(2000, got.done)
+    assert.equal(batch.state, 'rejected')
+    assertDetached(batch.error, true)
+    const sent = (batch.error as { sent?: number }).sent
+    assert.ok(typeof sent === 'number' && sent >= 1 && sent < 64, `err.sent: ${sent}`)
+    assert.ok(got.bytes <= 63 * 256 * 1024, `the peer got ${got.bytes} bytes: nothing of the detached message`)
+    await waitFor('the reset to remove the peer\'s connection', () => tcpState(...ports) === 'absent', 2000)
+  })
 }
