@@ -46,6 +46,7 @@ export interface ChannelInit {
   noZeroCopy: string | undefined
   /** The caller's fd number, for a socket attached by fd alone. */
   origin: number | undefined
+  /** Called once, when the channel concludes (enters `closed`): the registry forgets it then. */
   onClosed(channel: SendChannel): void
 }
 

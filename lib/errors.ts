@@ -7,7 +7,18 @@ import { native } from './native'
 type Coded = Error & { code: string }
 
 function coded<E extends Error>(err: E, code: string): E & { code: string } {
-  return Object.assign(err, { code })
+  return keepable(Object.assign(err, { code }))
+}
+
+/**
+ * `err`, with its stack formatted now. Until `.stack` is first read, V8 keeps an
+ * Error's structured stack, and with it the receiver of every frame: an error made
+ * inside `socket.destroy()` keeps that socket (and what hangs on it) reachable for as
+ * long as the error is kept, by a request or a channel that outlives the socket.
+ */
+export function keepable<E>(err: E): E {
+  if (err instanceof Error) void err.stack
+  return err
 }
 
 /** What Node prints after "Received": the value for primitives, the type otherwise. */
@@ -46,6 +57,17 @@ export function invalidState(message: string): Coded {
   return coded(new TypeError(`Invalid state: ${message}`), 'ERR_INVALID_STATE')
 }
 
+/**
+ * TypeError ERR_INVALID_STATE: a send's memory was detached (its ArrayBuffer transferred)
+ * while the send waited in the queue, `sent` of its `total` bytes already in the kernel.
+ */
+export function sendDetached(sent: number, total: number, cause?: unknown): Coded {
+  const when = sent > 0 ? `after ${sent} of its ${total} bytes went to the kernel` : 'before any of it went to the kernel'
+  const err = invalidState(`the ArrayBuffer of this send's data was detached (transferred) while the send was in progress, ${when}`)
+  if (cause !== undefined) err.cause = cause
+  return err
+}
+
 /** An Error with a code and no errno (ERR_SOCKET_CLOSED, ERR_ZEROCOPY_ABORTED, ...). */
 export function codedError(code: string, message: string, cause?: unknown): Coded {
   return coded(new Error(message, cause === undefined ? undefined : { cause }), code)
@@ -66,14 +88,14 @@ export function truncatedFile(how = 'it ended before the bytes it had when the s
 
 /** What an AbortSignal's abort rejects with (Node's AbortError shape). */
 export function abortError(signal: AbortSignal): Coded {
-  const err = codedError('ABORT_ERR', 'The operation was aborted', signal.reason)
-  err.name = 'AbortError'
-  return err
+  const err = new Error('The operation was aborted', { cause: signal.reason })
+  err.name = 'AbortError' // before coded() formats the stack, which starts with the name
+  return coded(err, 'ABORT_ERR')
 }
 
 /** A failed syscall, from a positive errno (what trySend's -errno negated gives). */
 export function systemError(errno: number, syscall: string): NodeJS.ErrnoException {
-  return native.systemError(errno, syscall)
+  return keepable(native.systemError(errno, syscall))
 }
 
 /** Runs `fn`; a synchronous throw becomes a rejection. Every Promise API goes through this. */

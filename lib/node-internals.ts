@@ -191,6 +191,40 @@ export function installWriteGate(socket: net.Socket, hooks: GateHooks): () => vo
   return installStreamGate(socket, hooks).undo
 }
 
+/**
+ * Calls `onClosed` once, when Node closes the socket. A net.Socket is followed from
+ * inside its `_destroy` (an own property over the prototype's, as the write gate's
+ * wrappers are): every close of one goes through destroy(), and its fd is closed there,
+ * so no 'close' listener that the application removes, or that throws before ours,
+ * can hide it. A dgram.Socket, which has no `_destroy`, by its first 'close' listener.
+ * Returns the undo (the wrapper is taken out, or the listener removed).
+ */
+export function followClose(socket: net.Socket | dgram.Socket, onClosed: () => void): () => void {
+  if (!(socket instanceof net.Socket)) {
+    socket.prependOnceListener('close', onClosed)
+    return () => void socket.off('close', onClosed)
+  }
+  type Destroy = (err: Error | null, cb: (err?: Error | null) => void) => void
+  const own = Object.getOwnPropertyDescriptor(socket, '_destroy')
+  const destroy = (socket as unknown as { _destroy: Destroy })._destroy
+  let fired = false
+  const wrapped: Destroy = function (this: net.Socket, err, cb) {
+    destroy.call(this, err, (e) => {
+      cb(e)
+      if (fired) return
+      fired = true
+      onClosed()
+    })
+  }
+  ;(socket as unknown as { _destroy: Destroy })._destroy = wrapped
+  return () => {
+    const target = socket as unknown as Record<string, unknown>
+    if (target._destroy !== wrapped) return // replaced since: leave theirs
+    if (own === undefined) delete target._destroy
+    else Object.defineProperty(socket, '_destroy', own)
+  }
+}
+
 /** Bytes Node still buffers for this socket (written, not yet in the kernel). */
 export function nodeBuffered(socket: net.Socket): number {
   return socket.writableLength

@@ -35,9 +35,9 @@ import * as os from 'node:os'
 import { newCounters, type ChannelCounters, type ChannelEvent, type ChannelInit, type ChannelState, type NotificationObserver, type SendWait } from './channel-types'
 import { CompletionTracker } from './completions'
 import type { EngineName } from './engine'
-import { codedError, socketClosed, systemError, writeAfterEnd } from './errors'
+import { codedError, keepable, sendDetached, socketClosed, systemError, writeAfterEnd } from './errors'
 import { native } from './native'
-import { installWriteGate, nodeBuffered, streamError, type GateHooks } from './node-internals'
+import { followClose, installWriteGate, nodeBuffered, streamError, type GateHooks } from './node-internals'
 import * as reactor from './reactor'
 import { accountRun, batchableRun, runViews } from './send-batch'
 import { epollOps, type SendOps } from './send-ops'
@@ -109,12 +109,15 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   private socketError: Error | undefined
   private timer: NodeJS.Timeout | undefined
   private uninstallGate: (() => void) | undefined
+  /** Stops following Node's close of `source` (lib/node-internals.ts followClose). */
+  private unfollow: (() => void) | undefined
   private readonly onClosed: (channel: SendChannel) => void
   private depth = 0
   private readonly deferred: ChannelEvent[] = []
   /** Node closed its socket (no fd can name this socket for us any more). */
   private sourceGone = false
-  private forgotten = false
+  /** The error Node's stream had when Node closed it (the stream itself is let go then). */
+  private nodeError: Error | undefined
   /** Opaque: the ZeroCopySocket currently attached, kept by lib/zerocopy-socket.ts. */
   attachedHandle: unknown
   /** Requests queued and not yet settled (for close barriers). */
@@ -157,11 +160,11 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
 
   /** Follows a Node socket's lifetime (and gates a net.Socket's writes), once. */
   adoptSource(source: net.Socket | dgram.Socket | undefined): void {
-    if (source === undefined || this.source !== undefined || this.state === 'closed') return
+    if (source === undefined || this.source !== undefined || this.sourceGone || this.state === 'closed') return
     if (this.fd < 0 && this.unpark() !== undefined) return // closed meanwhile: stays closed
     this.origin = undefined // from now on Node's close is followed instead
     this.source = source
-    source.once('close', this.onSourceClose)
+    this.unfollow = followClose(source, this.onSourceClose)
     if (source instanceof net.Socket) {
       this.stream = source
       this.uninstallGate = installWriteGate(source, this)
@@ -244,12 +247,11 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
         return false
       case 'release':
         this.holders--
-        this.maybeForget()
         return false
       case 'sourceClosed':
         this.sourceGone = true
         this.sourceClosed()
-        this.maybeForget()
+        this.dropSource()
         return false
       case 'lingerExpired':
         this.timer = undefined
@@ -324,7 +326,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
 
   /** Why a new request cannot be taken, if it cannot. */
   private refusal(): Error | undefined {
-    if (this.state !== 'open') return this.socketError ?? streamError(this.stream) ?? socketClosed()
+    if (this.state !== 'open') return this.socketError ?? this.streamFailure() ?? socketClosed()
     if (this.stream?.destroyed) return streamError(this.stream) ?? socketClosed()
     if (this.stream?.writableEnded) return writeAfterEnd()
     return undefined
@@ -414,10 +416,30 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     }
   }
 
+  /**
+   * Node closed its socket: what may still linger here (sends the kernel holds) needs
+   * the socket's error, not the socket, nor the request and response an application
+   * hung on it.
+   */
+  private dropSource(): void {
+    this.nodeError = keepable(streamError(this.stream))
+    this.unfollow?.()
+    this.unfollow = undefined
+    this.uninstallGate?.()
+    this.uninstallGate = undefined
+    this.source = undefined
+    this.stream = undefined
+  }
+
+  /** Node's stream's error (kept when Node closed it), if any. */
+  private streamFailure(): Error | undefined {
+    return this.stream === undefined ? this.nodeError : streamError(this.stream)
+  }
+
   /** The connection failed: nothing more is sent; what the kernel holds settles on release. */
   private fail(err: Error): void {
     if (this.state === 'closed') return
-    this.socketError ??= err
+    this.socketError ??= keepable(err)
     this.state = 'failed'
     this.cutQueue(err)
   }
@@ -437,13 +459,14 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
    * Resets the connection now (RST; the kernel purges its queues and releases every
    * page it held, whatever other fds refer to the socket) and fails it with `err`.
    */
-  private resetConnection(err: Error): void {
+  private resetConnection(err: Error, cause?: SendRequest): void {
     if (this.state === 'closed') return
     this.drain() // sends already acknowledged settle as delivered first
     this.fail(err)
-    this.socketError = err
-    // What the kernel still holds is dropped by this reset: that is why those sends fail.
-    for (const owner of this.tracker.pendingOwners()) owner.request.error = err
+    this.socketError = keepable(err)
+    // What the kernel still holds is dropped by this reset: that is why those sends fail
+    // (the request that caused it keeps its own reason).
+    for (const owner of this.tracker.pendingOwners()) if (owner.request !== cause) owner.request.error = err
     if (this.stream !== undefined && !this.stream.destroyed) this.stream.destroy()
     if (this.datagram || native.disconnect(this.fd) < 0) return this.closeFd(err)
     this.delivery.stale()
@@ -509,22 +532,29 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     })
     this.uninstallGate?.()
     this.uninstallGate = undefined
-    this.source?.off('close', this.onSourceClose)
+    this.unfollow?.()
+    this.unfollow = undefined
     if (this.engine === 'io_uring') (this.ops as UringLink).close()
     this.releaseHeld()
     this.updateBusy()
-    this.maybeForget()
+    // The conclusion itself leaves the registry, whoever still holds the channel and
+    // whether or not Node closed its socket yet: no later event (a listener that may be
+    // gone by then) has to remember it. Instances still holding it answer with the
+    // socket's error; the registry finds it again only through a WeakRef.
+    this.onClosed(this)
   }
 
   /**
-   * A closed channel leaves the registry once nothing can name it: no instance holds it
-   * (an instance keeps answering with the socket's error until it is closed), or Node
-   * closed the socket.
+   * Whether a closed channel still answers for its socket: an instance holds it, and the
+   * socket it follows (if any) is not known closed. @internal
    */
-  private maybeForget(): void {
-    if (this.state !== 'closed' || this.forgotten || (this.holders > 0 && !this.sourceGone)) return
-    this.forgotten = true
-    this.onClosed(this)
+  get answering(): boolean {
+    return this.state === 'closed' && this.holders > 0 && !this.sourceGone
+  }
+
+  /** The Node socket this channel followed, closed or not (for the registry's checks). @internal */
+  get followed(): net.Socket | dgram.Socket | undefined {
+    return this.source
   }
 
   // ---- sending ------------------------------------------------------------------
@@ -689,12 +719,31 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     return true
   }
 
-  /** The native layer refused the request's memory (detached while queued). */
-  private refuse(req: SendRequest, err: Error): void {
-    if (req.sent > 0 && !this.datagram) return this.resetConnection(err) // the peer holds a cut message
+  /**
+   * The request's memory was refused (detached while queued): it rejects alone with
+   * ERR_INVALID_STATE. On a stream where part of it went, the peer holds a cut message:
+   * the connection is reset, and the sends after it fail with the reset's own reason.
+   */
+  private refuse(req: SendRequest, thrown: Error): void {
+    const total = (req as { total?: number }).total
+    const detached = (thrown as NodeJS.ErrnoException).code === 'ERR_INVALID_STATE' && total !== undefined
+    const err = detached ? sendDetached(req.sent, total, thrown) : thrown
+    // A sendEach batch says how many of its messages went, as for a refused datagram.
+    if (req instanceof EachRequest) Object.assign(err, { sent: req.messagesSent })
     this.removeAt(0)
     req.cut(err)
     this.maybeSettle(req)
+    if (req.sent === 0 || this.datagram) return
+    const where = total === undefined ? `${req.sent} bytes` : `${req.sent} of its ${total} bytes`
+    const why = detached ? 'its ArrayBuffer was detached' : err.message
+    this.resetConnection(
+      codedError(
+        'ERR_ZEROCOPY_ABORTED',
+        `The connection was reset: a send on it stopped after ${where} (${why}), and the peer must not take a cut message for a whole one`,
+        err,
+      ),
+      req,
+    )
   }
 
   private sendFailed(req: SendRequest, errno: number): void {
@@ -780,11 +829,11 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   /** A TCP send's pages came back: by an ACK, or purged unsent by a dead connection (lib/tcp-delivery.ts). */
   private delivered(req: SendRequest): boolean {
     const fd = this.state === 'closed' ? -1 : this.fd
-    return this.delivery.delivered(fd, req.endOffset, this.turn, () => this.socketError === undefined && streamError(this.stream) === undefined)
+    return this.delivery.delivered(fd, req.endOffset, this.turn, () => this.socketError === undefined && this.streamFailure() === undefined)
   }
 
   private failure(): Error {
-    return this.socketError ?? streamError(this.stream) ?? systemError(ECONNRESET, 'sendmsg')
+    return this.socketError ?? this.streamFailure() ?? systemError(ECONNRESET, 'sendmsg')
   }
 
   private updateBusy(): void {

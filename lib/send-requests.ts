@@ -8,8 +8,10 @@
 // knows its own bytes. Every request holds the memory the kernel may read until it
 // settles, and settles exactly once.
 import type { EngineName } from './engine'
+import { keepable, sendDetached } from './errors'
 import type { NativeMapping } from './native'
 import type { SendOps } from './send-ops'
+import { viewDetached } from './validate'
 
 // Bytes per sendmsg from a file mapping. Measured here (1 GiB cached file, loopback):
 // MSG_ZEROCOPY sends of 256 KiB run about twice as fast as 4 MiB ones, in C too.
@@ -130,7 +132,7 @@ export abstract class SendRequest implements IdOwner {
   }
   /** Stops handing bytes over (abort, or a failure): what was not sent never will be. */
   cut(err: Error): void {
-    this.error ??= err
+    this.error ??= keepable(err)
     this.handedOver = true
   }
   abstract result(): SendResult | SendFileResult
@@ -197,17 +199,23 @@ export class BytesRequest extends ViewsRequest {
   /**
    * The one view of what is left to send, if it is one view with bytes in it (or any
    * datagram of one view, empty too): what a same-tick batch can take (send-batch.ts).
+   * None if its memory was detached: the request then goes alone, and is refused.
    */
   nextView(datagram: boolean): Uint8Array | undefined {
-    if (this.views.length !== 1 || this.handedOver) return undefined
+    if (this.views.length !== 1 || this.handedOver || this.views[0]!.byteLength !== this.total) return undefined
     if (datagram) return this.calls === 0 ? this.views[0] : undefined
     const sent = this.sent
     return sent < this.total ? (sent === 0 ? this.views[0] : this.views[0]!.subarray(sent)) : undefined
   }
 
-  /** The bytes not yet sent, as views (no copying). */
+  /**
+   * The bytes not yet sent, as views (no copying). Throws ERR_INVALID_STATE if the
+   * caller detached their memory meanwhile: a detached view reads as empty, and would be
+   * skipped or sliced into a TypeError of V8's.
+   */
   private remaining(): Uint8Array | Uint8Array[] {
     const sent = this.sent
+    if (this.views.some(viewDetached)) throw sendDetached(sent, this.total)
     if (this.views.length === 1) return sent === 0 ? this.views[0]! : this.views[0]!.subarray(sent)
     if (sent === 0) return this.views
     const out: Uint8Array[] = []

@@ -20,12 +20,19 @@ import { SendChannel } from './send-channel'
 const { SOCK_DGRAM, SOCK_STREAM, AF_INET, AF_INET6 } = native.constants
 const IPPROTO_TCP = 6
 
+// Only channels that are not closed are held here: a channel leaves this map the moment
+// it concludes (SendChannel.closeFd calls forget), so nothing here keeps a socket whose
+// channel is done reachable.
 const channels = new Map<string, SendChannel>()
-/** What outlives a closed channel: the next id, and (weakly) the Node socket, if it had one. */
+/**
+ * What outlives a closed channel: the next id, and weakly the Node socket, if it had
+ * one, and the channel itself (which instances still holding it answer for).
+ */
 interface Remembered {
   nextId: number
   inode: number
   source: WeakRef<net.Socket | dgram.Socket> | undefined
+  channel: WeakRef<SendChannel>
 }
 const remembered = new Map<string, Remembered>()
 let pruneAt = 256
@@ -45,9 +52,12 @@ export function channelFor(nodeFd: number, source: net.Socket | dgram.Socket | u
   const existing = channels.get(id.key)
   if (existing !== undefined) {
     existing.adoptSource(source)
-    return existing // closed too, while an instance still answers for it
+    return existing
   }
   const memory = remembered.get(id.key)
+  const closed = memory?.channel.deref()
+  // A closed channel, while an instance still answers for it with the socket's error.
+  if (closed !== undefined && closed.answering && (closed.followed === undefined || liveSource(closed.followed) !== undefined)) return closed
   // An fd call on a socket once attached by its Node object keeps ordering with Node's
   // writes: the channel gates that socket again.
   const known = source ?? liveSource(memory?.source?.deref())
@@ -81,11 +91,13 @@ export function channelFor(nodeFd: number, source: net.Socket | dgram.Socket | u
   return channel
 }
 
+/** A channel concluded (closed): from now on only weakly known, by what it leaves behind. */
 function forget(channel: SendChannel): void {
-  if (channels.get(channel.key) === channel) channels.delete(channel.key)
+  if (channels.get(channel.key) !== channel) return
+  channels.delete(channel.key)
   const source = liveSource(channel.nodeSource)
-  if (channel.nextId === 0 && source === undefined) return // nothing to carry over
-  remembered.set(channel.key, { nextId: channel.nextId, inode: channel.inode, source: source && new WeakRef(source) })
+  if (channel.nextId === 0 && source === undefined && !channel.answering) return // nothing to carry over
+  remembered.set(channel.key, { nextId: channel.nextId, inode: channel.inode, source: source && new WeakRef(source), channel: new WeakRef(channel) })
   if (remembered.size >= pruneAt) prune()
 }
 
@@ -130,4 +142,9 @@ export function libuvReadsUdpErrorQueue(uvVersion = process.versions.uv ?? '0.0.
 function dgramReason(noUring: string | undefined): string {
   const why = noUring === undefined ? 'the epoll engine was chosen' : `io_uring cannot run here: ${noUring}`
   return `libuv ${process.versions.uv} reads this dgram socket's error queue (it would take the MSG_ZEROCOPY completions and Node would emit them as empty messages), and ${why}; sending copies`
+}
+
+/** Channels the registry holds now (for lifetime tests). @internal */
+export function registrySize(): number {
+  return channels.size
 }

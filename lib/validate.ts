@@ -52,6 +52,16 @@ function elementName(name: string, index: number | undefined): string {
   return index === undefined ? name : `${name}[${index}]`
 }
 
+/**
+ * Whether a view's memory was detached after it was checked (a detached view reads as
+ * empty: only an empty one needs the closer look).
+ */
+export function viewDetached(v: Uint8Array): boolean {
+  if (v.byteLength > 0) return false
+  const b = v.buffer as ArrayBuffer & MaybeResizable
+  return b.detached === true || (b.byteLength === 0 && isDetached(b))
+}
+
 /** Node 20 has no ArrayBuffer#detached: a detached buffer refuses a new view. */
 function isDetached(buffer: ArrayBuffer): boolean {
   try {

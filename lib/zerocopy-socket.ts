@@ -136,6 +136,11 @@ export class ZeroCopySocket {
   }
 
   private closing = false
+  /**
+   * The object `from()` cached this instance for, weakly: the channel keeps its attached
+   * instance, and must not keep a socket Node closed through it.
+   */
+  private readonly source: WeakRef<object> | undefined
 
   /**
    * Exactly one of `channel` (a kernel socket: MSG_ZEROCOPY through the send state
@@ -144,9 +149,10 @@ export class ZeroCopySocket {
    */
   constructor(
     /** @internal */ readonly channel: SendChannel | undefined,
-    private readonly source: object | undefined,
+    source: object | undefined,
     /** @internal */ readonly copier?: StreamCopier,
   ) {
+    this.source = source === undefined ? undefined : new WeakRef(source)
     channel?.handle({ type: 'hold' })
   }
 
@@ -244,7 +250,8 @@ export class ZeroCopySocket {
   close(): Promise<void> {
     if (!this.closing) {
       this.closing = true
-      if (this.source !== undefined && attached.get(this.source) === this) attached.delete(this.source)
+      const source = this.source?.deref()
+      if (source !== undefined && attached.get(source) === this) attached.delete(source)
       const ch = this.channel
       if (ch !== undefined) {
         if (ch.attachedHandle === this) ch.attachedHandle = undefined

@@ -20,6 +20,9 @@ const files = fs
 // Everything that sends through a SendChannel: the model-based sequences, the rules of
 // order, lifetime, abort and reset, and the kernels' releases, on both engines.
 const ENGINE_FILES = [
+  'cancel-downloads',
+  'detached-send',
+  'lifetime',
   'model-sequences',
   'regressions-file',
   'regressions-send',
