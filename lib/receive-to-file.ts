@@ -6,9 +6,10 @@ import * as os from 'node:os'
 import { abortError, codedError, invalidArgType, promised, systemError } from './errors'
 import { cancelJob, startJob, type JobEnd } from './relay-engine'
 import {
-  checkCommonOptions, checkEnd, claim, connectedFd, lendReads, lengthOption, unlessAborted, watchAbort, watchClose,
+  checkCommonOptions, checkEnd, connectedFd, lendReads, lengthOption, unlessAborted, watchAbort, watchClose,
   type CommonRelayOptions, type LentReads, type RelayEnd,
 } from './relay-socket'
+import { claim } from './socket-claims'
 import { integerOption } from './validate'
 
 /** Where the bytes go: a path, an fd open for writing, or a `fs.promises.FileHandle`. */
@@ -54,7 +55,8 @@ export function receiveToFile(socket: RelayEnd, file: FileTarget, options?: Rece
     const offset = integerOption('options.offset', o.offset, 0, 0, Number.MAX_SAFE_INTEGER)
     const length = lengthOption('options.length', o.length)
     const node = typeof socket === 'number' ? undefined : socket
-    const release = claim([node])
+    // By kernel identity: any fd of a socket in a relay or upload names that socket.
+    const claimed = claim([socket], ['socket'])
     // At the call: what Node buffered, and a byte that arrives while the file opens, is
     // the upload's, never a 'data' event.
     const lent = node ? lendReads(node, length) : undefined
@@ -63,6 +65,7 @@ export function receiveToFile(socket: RelayEnd, file: FileTarget, options?: Rece
       try {
         if (plan.signal?.aborted) throw abortError(plan.signal)
         const fd = await unlessAborted(connectedFd(socket, 'socket'), plan.signal)
+        claimed.identify(0, fd)
         if (plan.signal?.aborted) throw abortError(plan.signal)
         return await run(node, lent, fd, opened.fd, offset, length, plan)
       } finally {
@@ -70,7 +73,7 @@ export function receiveToFile(socket: RelayEnd, file: FileTarget, options?: Rece
       }
     } finally {
       lent?.giveBack(true) // idempotent: an upload that ran already gave the socket back; else the bytes go back
-      release()
+      claimed.release()
     }
   })
 }

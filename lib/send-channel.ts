@@ -293,19 +293,24 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
       req.settle(refusal)
       return
     }
-    this.barriers.queued(req)
     req.engine = this.engine
-    this.counters.sends++
+    // A relay's turn (lib/relay-turn.ts) is no send: close() does not wait for it.
+    if (req.kind !== 'turn') {
+      this.barriers.queued(req)
+      this.counters.sends++
+    }
     // Node's own buffered bytes go first: a marker behind them makes this request
     // ready when Node hands it to _write (every earlier chunk is in the kernel then).
     // Ready requests always form a prefix of the queue.
     const stream = this.stream
-    const behindNode = stream !== undefined && nodeBuffered(stream) > 0
+    // A relay's turn may come with its own marker, already in Node's stream.
+    if (stream === undefined) req.marker = undefined
+    const behindNode = req.marker !== undefined || (stream !== undefined && !req.afterNode && nodeBuffered(stream) > 0)
     const last = this.queue[this.queue.length - 1]
     req.ready = !behindNode && (last === undefined || last.ready)
-    if (behindNode) {
+    if (behindNode && req.marker === undefined) {
       req.marker = Buffer.alloc(0)
-      stream.write(req.marker)
+      stream!.write(req.marker)
     }
     this.queue.push(req)
     this.updateBusy()
@@ -572,6 +577,7 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
         this.handOver(req)
         continue
       }
+      req.atHead()
       if (req.waitingForSource()) return
       const zeroCopy = this.policy.zeroCopyFor(req)
       if (zeroCopy && this.tcp) this.delivery.beforeSend(this.fd)
@@ -723,8 +729,9 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     this.queue.shift()
     req.handedOver = true
     if (req.zcBytes > 0 && this.tcp) req.endOffset = this.delivery.end
-    // An fd's owner may write to it between our sends: read the offset again next time.
-    if (this.queue.length === 0 && this.stream === undefined) this.delivery.forget()
+    // An fd's owner may write to it between our sends, and a relay's turn wrote into the
+    // stream: read the offset again next time.
+    if ((this.queue.length === 0 && this.stream === undefined) || req.kind === 'turn') this.delivery.forget()
     this.maybeSettle(req)
     if (!this.hasReadyUnsent()) this.releaseHeld()
   }

@@ -15,6 +15,7 @@ import type * as net from 'node:net'
 import { native } from './native'
 import { chooseEngine, type EngineOption } from './engine'
 import { dgramSocketFd } from './node-internals'
+import { takeWaitingTurn, type RelayTurn } from './relay-turn'
 import { SendChannel } from './send-channel'
 
 const { SOCK_DGRAM, SOCK_STREAM, AF_INET, AF_INET6 } = native.constants
@@ -78,7 +79,22 @@ export function channelFor(nodeFd: number, source: net.Socket | dgram.Socket | u
   }
   remembered.delete(id.key)
   channels.set(id.key, channel)
+  // A relay writes into this socket: the channel's first request is its turn, so the
+  // sends made from now on wait for the relay's end.
+  const turn = takeWaitingTurn(id.key)
+  if (turn !== undefined) enterTurn(channel, turn)
   return channel
+}
+
+/** The channel of the socket with this kernel identity, if one was made. */
+export function channelOf(key: string): SendChannel | undefined {
+  return channels.get(key)
+}
+
+/** Queues a relay's turn on `channel`; the turn wakes the channel when it ends. */
+export function enterTurn(channel: SendChannel, turn: RelayTurn): void {
+  turn.entered(() => channel.handle({ type: 'sourceReady', req: turn }))
+  channel.handle({ type: 'enqueue', req: turn })
 }
 
 function forget(channel: SendChannel): void {
