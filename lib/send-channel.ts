@@ -573,6 +573,12 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     while (this.state === 'open' && this.wait === 'none') {
       const req = this.queue[0]
       if (req === undefined || !req.ready) return
+      if (this.stream?.destroyed && !req.finished(this.datagram)) {
+        // Node destroyed its socket (a relay that failed destroys it before its turn
+        // ends): nothing more goes, as no send is taken on a destroyed socket.
+        this.cutQueue(streamError(this.stream) ?? socketClosed('The socket was closed before this send went out'))
+        return
+      }
       if (req.finished(this.datagram)) {
         this.handOver(req)
         continue

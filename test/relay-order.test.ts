@@ -202,3 +202,77 @@ test("a TLS socket is refused with the layer's reason, not an object", async () 
   secure.destroy()
   await c.close()
 })
+
+test('a relay that fails while sends and writes wait behind it: each rejects or errors once, no error event', async () => {
+  const fds = openFdTargets()
+  const c = await chain()
+  const zc = ZeroCopySocket.from(c.proxyOut)
+  const errors: Error[] = []
+  c.proxyOut.on('error', (e) => errors.push(e))
+  const r = relay(c.proxyIn, c.proxyOut).catch((e: NodeJS.ErrnoException) => e)
+  const sent = zc.send(Buffer.from('queued')).then(() => undefined, (e: NodeJS.ErrnoException) => e)
+  const written = new Promise<Error | null | undefined>((resolve) => c.proxyOut.write('held', resolve))
+  c.client.resetAndDestroy()
+  assert.equal(((await within(r, 5000, 'relay')) as NodeJS.ErrnoException).code, 'ECONNRESET')
+  const sendErr = await within(sent, 5000, 'the queued send')
+  assert.ok(sendErr instanceof Error && typeof (sendErr as NodeJS.ErrnoException).code === 'string', `the send rejects with a coded error (${String(sendErr)})`)
+  const writeErr = await within(written, 5000, 'the held write')
+  assert.ok(writeErr instanceof Error && typeof (writeErr as NodeJS.ErrnoException).code === 'string', 'the held write fails')
+  await zc.close()
+  await c.close()
+  assert.deepEqual(errors, [])
+  assertNothingLeft(fds)
+})
+
+test('a destination still connecting: Node writes before the call go first, those after wait; claimed by identity once connected', async () => {
+  const fds = openFdTargets()
+  const c = await chain()
+  const listener = net.createServer({ allowHalfOpen: true })
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve))
+  const accepted = new Promise<net.Socket>((resolve) => listener.once('connection', resolve))
+  const out = net.connect((listener.address() as net.AddressInfo).port, '127.0.0.1')
+  out.write('<before>')
+  const relayed = randomBytes(256 << 10, 76)
+  const r = relay(c.proxyIn, out, { direction: 'a->b', length: relayed.length })
+  out.write('<after>')
+  const server = await accepted
+  listener.close()
+  const atServer = received(server)
+  await new Promise<void>((resolve) => (out.connecting ? out.once('connect', () => resolve()) : resolve()))
+  // Now it has an fd: another relay naming that fd is refused.
+  const other = await chain()
+  assert.equal(await code(relay(other.proxyIn, socketFd(out), { direction: 'a->b' })), 'ERR_INVALID_STATE')
+  c.client.write(relayed)
+  assert.equal((await within(r, 10000, 'relay')).aToB, relayed.length)
+  out.end()
+  const bytes = await within(atServer, 5000, 'the server')
+  assert.equal(sha256(bytes), sha256(Buffer.concat([Buffer.from('<before>'), relayed, Buffer.from('<after>')])))
+  out.destroy()
+  server.destroy()
+  await Promise.all([c.close(), other.close()])
+  assertNothingLeft(fds)
+})
+
+test('a destination whose sends failed refuses the relay with that error, before anything moves', async () => {
+  const c = await chain()
+  const zc = ZeroCopySocket.from(c.proxyOut)
+  c.server.resetAndDestroy()
+  // Until the send meets the reset, the channel fails with it.
+  let failure: NodeJS.ErrnoException | undefined
+  for (let i = 0; i < 100 && failure === undefined; i++) {
+    failure = await zc.send(Buffer.alloc(1024)).then(() => undefined, (e: NodeJS.ErrnoException) => e)
+    if (failure === undefined) await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  assert.ok(failure !== undefined, 'a send failed')
+  const got: Buffer[] = []
+  c.proxyIn.on('data', (chunk: Buffer) => got.push(chunk))
+  const err = (await within(relay(c.proxyIn, c.proxyOut, { direction: 'a->b', length: 5 }).catch((e: NodeJS.ErrnoException) => e), 5000, 'relay')) as NodeJS.ErrnoException
+  assert.equal(typeof err.code, 'string')
+  assert.equal(err.code, failure.code)
+  // Nothing moved: the source's bytes are still Node's.
+  c.client.write('mine!')
+  await within(new Promise((resolve) => c.proxyIn.once('data', resolve)), 5000, 'data')
+  assert.equal(Buffer.concat(got).toString(), 'mine!')
+  await zc.close()
+  await c.close()
+})
