@@ -9,7 +9,8 @@
 //   - its engine (lib/send-ops.ts): MSG_ZEROCOPY + error queue (epoll), or io_uring's
 //     SEND_ZC with its own sequence numbers and notification CQEs (lib/uring.ts),
 //   - the byte order of the stream: one FIFO queue of requests, and the gate that
-//     holds Node's own writes and end() behind ready requests.
+//     holds Node's own writes and end() behind ready requests. A relay writing into
+//     the socket takes its place in that queue as a RelayTurn (lib/relay-turn.ts).
 //
 // States (`state`):
 //   open       sends are accepted and handed to the kernel in queue order

@@ -1,7 +1,8 @@
 // One SendChannel per kernel socket, found by the socket's own identity (its cookie),
 // not by the JS object or fd number that names it: a net.Socket, a dgram.Socket and any
 // fd of the same socket reach the same channel, so they share one queue and one id
-// counter.
+// counter. A channel made while a relay writes into its socket takes that relay's turn
+// (lib/relay-turn.ts) as its first request.
 //
 // The kernel numbers a socket's MSG_ZEROCOPY sends once for the socket's whole life
 // and never restarts. When a channel closes (no instance uses it and nothing is in
