@@ -180,7 +180,9 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   }
 
   get unsent(): number {
-    return this.queue.length
+    let turns = 0 // a relay's turn is no send
+    for (const req of this.queue) if (req.kind === 'turn') turns++
+    return this.queue.length - turns
   }
 
   get outstandingIds(): number {
