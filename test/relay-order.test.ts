@@ -118,6 +118,7 @@ test("after zc.close() during a relay, Node's writes still wait for the relayed 
   c.client.write(relayed.subarray(half))
   assert.equal((await within(r, 10000, 'relay')).aToB, relayed.length)
   assert.equal(await within(written, 5000, 'the held write'), null)
+  for (const key of ['_write', '_writev', '_final']) assert.equal(Object.hasOwn(c.proxyOut, key), false, key)
   const bytes = await finish(c, atServer)
   assert.equal(sha256(bytes), sha256(Buffer.concat([relayed, Buffer.from('<after>')])))
   assertNothingLeft(fds)
@@ -141,6 +142,8 @@ test('a ZeroCopySocket attached during a relay queues its sends behind it (the d
   assert.equal((await within(r, 10000, 'relay')).aToB, relayed.length)
   await within(Promise.all([sent, written]), 5000, 'the send and the write')
   await zc.close()
+  // The relay's hold (under the channel's gate) and the gate both went: nothing of either is left.
+  for (const key of ['_write', '_writev', '_final']) assert.equal(Object.hasOwn(c.proxyOut, key), false, key)
   const bytes = await finish(c, atServer)
   assert.equal(sha256(bytes), sha256(Buffer.concat([relayed, Buffer.from('<send><write>')])))
   assertNothingLeft(fds)
