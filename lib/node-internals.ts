@@ -7,7 +7,8 @@
 //   proxy socket), where writing to the fd would put raw bytes under that layer, and
 //   how an HTTP/1 response frames its body (chunked, or none at all).
 // - The write gate: wrapping a net.Socket's `_write`/`_final` so that Node's own writes
-//   and the zero-copy sends keep call order.
+//   and the zero-copy sends keep call order; every owner's wrapping is one layer, removed
+//   without touching the others (overrideOwn).
 // - For relays: stopping libuv's reads of a socket (`_handle.readStop()`, `_read`),
 //   taking what Node had buffered (and a FIN it had read) without emitting it
 //   (`read(n)` with 'data' muted, `_readableState.ended`), and holding Node's writes to
@@ -143,44 +144,78 @@ export interface StreamGate {
   write(chunk: Buffer, cb: WriteCb): void
 }
 
-const GATED = ['_write', '_writev', '_final'] as const
+/**
+ * Every owner that wraps a stream's write path (a channel's gate, a relay's hold) is a
+ * layer over the one before it, so that removing one, in any order, never removes
+ * another's. Each layer remembers the own properties it replaced; removing the top layer
+ * puts them back, removing one under another hands them to the layer above (which puts
+ * them back when it goes) and leaves its wrappers in that layer's hands: they must then
+ * pass every call straight through.
+ */
+interface Layer {
+  readonly saved: Map<string, PropertyDescriptor | undefined>
+}
+
+const layers = new WeakMap<object, Layer[]>()
+
+/** Sets `values` as own properties of `target`, as one layer; returns its removal. */
+function overrideOwn(target: object, values: Record<string, unknown>): () => void {
+  let stack = layers.get(target)
+  if (stack === undefined) layers.set(target, (stack = []))
+  const layer: Layer = { saved: new Map() }
+  for (const [key, value] of Object.entries(values)) {
+    layer.saved.set(key, Object.getOwnPropertyDescriptor(target, key))
+    Object.defineProperty(target, key, { value, writable: true, configurable: true, enumerable: false })
+  }
+  stack.push(layer)
+  return () => {
+    const at = stack.indexOf(layer)
+    if (at < 0) return
+    stack.splice(at, 1)
+    const above = stack[at]
+    for (const [key, descriptor] of layer.saved) {
+      if (above?.saved.has(key)) above.saved.set(key, descriptor)
+      else if (descriptor === undefined) delete (target as Record<string, unknown>)[key]
+      else Object.defineProperty(target, key, descriptor)
+    }
+    if (stack.length === 0) layers.delete(target)
+  }
+}
 
 /**
- * Wraps a Writable's `_write` and `_final` as own properties (the prototype's stay as
- * they are; the undo puts back any own ones, as `new Writable({ write })` makes) and
- * turns off `_writev`, so that every chunk, a marker too, passes `_write`
+ * Wraps a Writable's `_write` and `_final` as own properties, as one layer (see
+ * {@link overrideOwn}: the prototype's stay as they are, the undo puts back any own
+ * ones, as `new Writable({ write })` makes, and never another owner's), and turns off
+ * `_writev`, so that every chunk, a marker too, passes `_write`
  * one at a time in order. A stream that implements only `_writev` keeps working: its
  * chunks go to that one at a time. Returns the undo and a write past the gate, for an
  * owner that holds Node's write (its marker) while it writes chunks of its own.
  */
 export function installStreamGate(stream: Writable, hooks: GateHooks): StreamGate {
   const inner = stream as unknown as StreamInternals
-  const gated = stream as unknown as Record<string, unknown>
   const write = inner._write
   const writev = inner._writev
   const final = inner._final
-  // A stream made with `new Writable({ write, writev, final })` has these as own
-  // properties: the undo puts back exactly what was there.
-  const own = GATED.map((key) => [key, Object.getOwnPropertyDescriptor(stream, key)] as const)
+  let open = true
   const direct = (chunk: unknown, encoding: string, cb: WriteCb) => {
     if (write === Writable.prototype._write && typeof writev === 'function') writev.call(stream, [{ chunk, encoding }], cb)
     else write.call(stream, chunk, encoding, cb)
   }
-  gated._write = (chunk: unknown, encoding: string, cb: WriteCb) => {
-    const pass = () => direct(chunk, encoding, cb)
-    if (!hooks.onWrite(chunk, pass, cb)) pass()
-  }
-  gated._writev = null
-  gated._final = (cb: WriteCb) => {
-    const pass = () => final.call(stream, cb)
-    if (!hooks.onFinal(pass)) pass()
-  }
+  const remove = overrideOwn(stream, {
+    _write: (chunk: unknown, encoding: string, cb: WriteCb) => {
+      const pass = () => direct(chunk, encoding, cb)
+      if (!open || !hooks.onWrite(chunk, pass, cb)) pass()
+    },
+    _writev: null,
+    _final: (cb: WriteCb) => {
+      const pass = () => final.call(stream, cb)
+      if (!open || !hooks.onFinal(pass)) pass()
+    },
+  })
   return {
     undo: () => {
-      for (const [key, descriptor] of own) {
-        if (descriptor === undefined) delete gated[key]
-        else Object.defineProperty(stream, key, descriptor)
-      }
+      open = false // a layer above may still call these wrappers: they pass through
+      remove()
     },
     write: (chunk, cb) => direct(chunk, 'buffer', cb),
   }
@@ -358,32 +393,40 @@ export function holdReads(socket: net.Socket): HeldReads {
  * Holds Node's writes to a net.Socket while a relay writes to its fd: each chunk that
  * reaches `_write` (one at a time: `_writev` is off meanwhile), and `_final` (end()),
  * waits in order. Chunks up to and including `passUntil` (a marker written before the
- * hold began to flush what Node had buffered) go through. The returned function puts
+ * hold began to flush what Node had buffered) go through (`onPassed` is told when it
+ * does). The returned function puts
  * back exactly what was there and lets the held ones go on to the kernel, or, given an
  * error (the socket was destroyed), fails their callbacks with it.
  */
-export function holdWrites(socket: net.Socket, passUntil?: unknown): (error?: Error) => void {
-  const own = socket as unknown as Record<string, unknown>
+export function holdWrites(socket: net.Socket, passUntil?: unknown, onPassed?: () => void): (error?: Error) => void {
   const stream = socket as unknown as StreamInternals
-  const keys = ['_write', '_writev', '_final'] as const
-  const saved = keys.map((k) => [k, Object.getOwnPropertyDescriptor(own, k)] as const)
   const write = stream._write
   const final = stream._final
   const held: Array<{ pass: () => void; cb: WriteCb }> = []
+  let holding = true
   let passing = passUntil !== undefined
-  own._write = (chunk: unknown, encoding: string, cb: WriteCb) => {
-    const pass = () => write.call(stream, chunk, encoding, cb)
-    if (!passing) return void held.push({ pass, cb })
-    if (chunk === passUntil) passing = false
-    pass()
-  }
-  own._writev = null
-  own._final = (cb: WriteCb) => held.push({ pass: () => final.call(stream, cb), cb })
+  const remove = overrideOwn(socket, {
+    _write: (chunk: unknown, encoding: string, cb: WriteCb) => {
+      const pass = () => write.call(stream, chunk, encoding, cb)
+      if (!holding) return pass()
+      if (!passing) return void held.push({ pass, cb })
+      if (chunk === passUntil) {
+        passing = false
+        onPassed?.()
+      }
+      pass()
+    },
+    _writev: null,
+    _final: (cb: WriteCb) => {
+      const pass = () => final.call(stream, cb)
+      if (!holding) return pass()
+      held.push({ pass, cb })
+    },
+  })
   return (error) => {
-    for (const [k, d] of saved) {
-      if (d) Object.defineProperty(own, k, d)
-      else delete own[k]
-    }
+    if (!holding) return
+    holding = false // a layer above may still call these wrappers: they pass through
+    remove()
     for (const h of held.splice(0)) {
       if (error) h.cb(error)
       else h.pass()

@@ -9,9 +9,10 @@ import { httpParserOf } from './http-parser'
 import { isServerRequest, receiveRequest } from './receive-request'
 import { cancelJob, startJob, type JobEnd } from './relay-engine'
 import {
-  checkCommonOptions, checkEnd, claim, connectedFd, lendReads, lengthOption, unlessAborted, watchAbort, watchClose,
+  checkCommonOptions, checkEnd, connectedFd, lendReads, lengthOption, unlessAborted, watchAbort, watchClose,
   type CommonRelayOptions, type LentReads, type RelayEnd,
 } from './relay-socket'
+import { claim } from './socket-claims'
 import { integerOption } from './validate'
 
 /** Where the bytes go: a path, an fd open for writing, or a `fs.promises.FileHandle`. */
@@ -75,7 +76,8 @@ function receiveFromSocket(socket: RelayEnd, file: FileTarget, options?: Receive
     const offset = integerOption('options.offset', o.offset, 0, 0, Number.MAX_SAFE_INTEGER)
     const length = lengthOption('options.length', o.length)
     const node = typeof socket === 'number' ? undefined : socket
-    const release = claim([node])
+    // By kernel identity: any fd of a socket in a relay or upload names that socket.
+    const claimed = claim([socket], ['socket'])
     // At the call: what Node buffered, and a byte that arrives while the file opens, is
     // the upload's, never a 'data' event.
     const lent = node ? lendReads(node, length) : undefined
@@ -84,6 +86,7 @@ function receiveFromSocket(socket: RelayEnd, file: FileTarget, options?: Receive
       try {
         if (plan.signal?.aborted) throw abortError(plan.signal)
         const fd = await unlessAborted(connectedFd(socket, 'socket'), plan.signal)
+        claimed.identify(0, fd)
         if (plan.signal?.aborted) throw abortError(plan.signal)
         return await run(node, lent, fd, opened.fd, offset, length, plan)
       } finally {
@@ -91,7 +94,7 @@ function receiveFromSocket(socket: RelayEnd, file: FileTarget, options?: Receive
       }
     } finally {
       lent?.giveBack(true) // idempotent: an upload that ran already gave the socket back; else the bytes go back
-      release()
+      claimed.release()
     }
   })
 }

@@ -9,11 +9,14 @@
 // the reads: as if the FIN had come after the call. Lending a socket the
 // relay writes to: every byte Node buffered for it reaches the kernel first (a marker
 // write's callback), and what Node is asked to write meanwhile waits for the relay's
-// end (lib/node-internals.ts holdWrites). Giving back: Node reads again where the relay
-// stopped, and the held writes go out.
+// end: in the socket's SendChannel queue where it has one, else held here
+// (lib/node-internals.ts holdWrites; see lendWrites). Giving back: Node reads again where
+// the relay stopped, and the held writes go out.
 import * as net from 'node:net'
 import { abortError, codedError, invalidArgType, invalidArgValue, invalidState, outOfRange, socketClosed, writeAfterEnd } from './errors'
 import { holdReads, holdWrites, netSocketFd, protocolLayer } from './node-internals'
+import { awaitChannel, RelayTurn } from './relay-turn'
+import { channelOf, enterTurn } from './socket-registry'
 import { integerOption, optionsArg } from './validate'
 
 /** A relay end: a connected `net.Socket`, or a stream socket fd the caller owns. */
@@ -66,20 +69,6 @@ export function lengthOption(name: string, value: unknown): number | undefined {
   return value === undefined ? undefined : integerOption(name, value, 0, 0, Number.MAX_SAFE_INTEGER)
 }
 
-/** Node sockets in a running relay or upload: one relay per socket at a time. */
-const busy = new WeakSet<net.Socket>()
-
-/** Marks the sockets as in a relay (ERR_INVALID_STATE if one already is); returns the release. */
-export function claim(sockets: Array<net.Socket | undefined>): () => void {
-  const mine = sockets.filter((s): s is net.Socket => s !== undefined)
-  const taken = mine.find((s) => busy.has(s))
-  if (taken !== undefined) throw invalidState('a socket is already in a running relay')
-  for (const s of mine) busy.add(s)
-  return () => {
-    for (const s of mine) busy.delete(s)
-  }
-}
-
 /** Synchronous checks of an end: its kind, and that raw bytes may go through its fd. */
 export function checkEnd(value: unknown, name: string): RelayEnd {
   if (typeof value === 'number') {
@@ -90,9 +79,8 @@ export function checkEnd(value: unknown, name: string): RelayEnd {
   if (!(value instanceof net.Socket)) throw invalidArgType(name, 'an instance of net.Socket or a file descriptor', value)
   const layer = protocolLayer(value)
   if (layer !== undefined) {
-    throw codedError('ERR_ZEROCOPY_PROTOCOL_LAYER', `${name}: ${layer}. A relay moves raw bytes; relay the stream with stream.pipeline() instead`)
+    throw codedError('ERR_ZEROCOPY_PROTOCOL_LAYER', `${name}: ${layer.reason}. A relay moves raw bytes; relay the stream with stream.pipeline() instead`)
   }
-  if (busy.has(value)) throw invalidState(`"${name}" is already in a running relay`)
   if (value.readableEncoding !== null) {
     throw invalidState(`"${name}" has an encoding set (setEncoding): its buffered data is text, not bytes`)
   }
@@ -121,20 +109,88 @@ export async function connectedFd(end: RelayEnd, name: string): Promise<number> 
   return fd
 }
 
+/** A destination lent to a relay: the relay's place in the socket's write order. */
+export interface LentWrites {
+  /**
+   * Resolves once everything written to the socket before the call (sends queued on its
+   * channel, bytes Node buffered) is in the kernel: the relay may write. Rejects with the
+   * socket's error if its order cannot take the relay (its channel failed or closed).
+   */
+  started: Promise<void>
+  /**
+   * The socket's identity became known (a Node socket that had no fd at the call): a
+   * channel made for it meanwhile, or later, orders its sends behind the relay.
+   */
+  identified(key: string | undefined): void
+  /**
+   * The relay ends (the first call only): the sends and Node writes made meanwhile go on,
+   * in call order; given an error (the socket was destroyed), Node's held writes fail with it.
+   */
+  release(error?: Error): void
+}
+
 /**
- * Lends a destination, synchronously: Node's writes to it are held from now on (they go
- * after the relay, in order); `flushed` resolves once every byte Node buffered before
- * is in the kernel. `release` gives it back (with an error: the socket was destroyed,
- * fail the held writes).
+ * Lends a destination, synchronously, to a relay: the relay takes its place in the
+ * socket's one write order at the call. Where the socket (by its kernel identity `key`)
+ * has a SendChannel, that order is the channel's queue: the relay enters it as a
+ * RelayTurn (lib/relay-turn.ts), behind the sends queued before and Node's bytes
+ * buffered before, and the sends and Node writes made meanwhile wait behind it in the
+ * channel. Where it has none, the relay holds Node's writes itself (holdWrites, behind a
+ * marker for what Node buffered), and leaves its turn for a channel made meanwhile.
  */
-export function lendWrites(socket: net.Socket, name: string): { release: (error?: Error) => void; flushed: Promise<void> } {
-  if (socket.writableEnded) throw Object.assign(writeAfterEnd(), { message: `write after end: "${name}" was ended` })
-  if (socket.writableLength === 0) return { release: holdWrites(socket), flushed: Promise.resolve() }
-  // A marker behind what Node buffered: it and everything before it pass the hold.
-  const marker = Buffer.alloc(0)
-  const release = holdWrites(socket, marker)
-  const flushed = new Promise<void>((resolve) => socket.write(marker, () => resolve()))
-  return { release, flushed }
+export function lendWrites(end: RelayEnd, name: string, key: string | undefined): LentWrites {
+  const socket = typeof end === 'number' ? undefined : end
+  if (socket?.writableEnded) throw Object.assign(writeAfterEnd(), { message: `write after end: "${name}" was ended` })
+  const turn = new RelayTurn()
+  let hold: ((error?: Error) => void) | undefined
+  let unwait = () => {}
+  let started: Promise<void> = turn.started
+  let released = false
+  const place = (k: string | undefined): boolean => {
+    const channel = k === undefined ? undefined : channelOf(k)
+    if (channel !== undefined) {
+      enterTurn(channel, turn)
+      return true
+    }
+    if (k !== undefined) unwait = awaitChannel(k, turn)
+    return false
+  }
+  if (!place(key)) {
+    // No channel: this relay owns the socket's write path until one is made. A channel
+    // made meanwhile finds the turn and puts it first, over Node's bytes already ordered here.
+    turn.afterNode = true
+    if (socket !== undefined && socket.writableLength === 0) {
+      hold = holdWrites(socket)
+      started = Promise.resolve()
+    } else if (socket !== undefined) {
+      // A marker behind what Node buffered: it and everything before it pass the hold.
+      // Until it has, a channel made meanwhile takes it as the turn's own marker: Node's
+      // earlier bytes pass its gate, its later ones wait behind the turn.
+      const marker = Buffer.alloc(0)
+      turn.afterNode = false
+      turn.marker = marker
+      hold = holdWrites(socket, marker, () => {
+        if (turn.marker === marker) turn.marker = undefined
+        turn.afterNode = true
+      })
+      started = new Promise<void>((resolve) => socket.write(marker, () => resolve()))
+    } else {
+      started = Promise.resolve()
+    }
+  }
+  return {
+    started,
+    identified: (k) => {
+      if (key === undefined && k !== undefined && !released) place(k)
+    },
+    release: (error) => {
+      if (released) return
+      released = true
+      unwait()
+      turn.end() // the channel's sends and held writes made meanwhile go on
+      hold?.(error) // then Node's writes held here (made before any channel existed)
+    },
+  }
 }
 
 /** A Node socket whose reads are lent to the relay thread. */

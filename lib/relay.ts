@@ -11,9 +11,10 @@ import * as os from 'node:os'
 import { abortError, codedError, invalidArgValue, promised, socketClosed, systemError } from './errors'
 import { cancelJob, startJob, type JobEnd } from './relay-engine'
 import {
-  checkCommonOptions, checkEnd, claim, connectedFd, lendReads, lendWrites, lengthOption, unlessAborted, watchAbort,
-  watchClose, type CommonRelayOptions, type LentReads, type RelayEnd,
+  checkCommonOptions, checkEnd, connectedFd, lendReads, lendWrites, lengthOption, unlessAborted, watchAbort,
+  watchClose, type CommonRelayOptions, type LentReads, type LentWrites, type RelayEnd,
 } from './relay-socket'
+import { claim } from './socket-claims'
 
 export type { RelayEnd, RelayMechanism } from './relay-socket'
 
@@ -76,15 +77,15 @@ export function relay(a: RelayEnd, b: RelayEnd, options?: RelayOptions): Promise
     if (length !== undefined && direction === 'both') {
       throw invalidArgValue('options.length', length, "needs a direction ('a->b' or 'b->a')")
     }
-    if (a === b) throw invalidArgValue('b', typeof b === 'number' ? b : 'the same socket as a', 'must be another socket than a')
     const sa = nodeSocket(a)
     const sb = nodeSocket(b)
-    const release = claim([sa, sb])
-    const holds: Array<(error?: Error) => void> = []
-    // The sockets are Node's again: the claim ends, held writes go on (or fail with `error`).
+    // By kernel identity: an fd of a socket in a relay or upload, or of the other end, is that socket.
+    const claimed = claim([a, b], ['a', 'b'])
+    const writes: LentWrites[] = []
+    // The sockets are Node's again: the claim ends, what waits to write goes on (or fails with `error`).
     const letGo = (error?: Error) => {
-      release()
-      for (const hold of holds.splice(0)) hold(error)
+      claimed.release()
+      for (const lent of writes.splice(0)) lent.release(error)
     }
     const ab = direction !== 'b->a'
     const ba = direction !== 'a->b'
@@ -92,13 +93,14 @@ export function relay(a: RelayEnd, b: RelayEnd, options?: RelayOptions): Promise
     let lentB: LentReads | undefined
     try {
       if (plan.signal?.aborted) throw abortError(plan.signal)
-      // At once: a write made after this call goes after the relay, not into it.
-      const flushed: Array<Promise<void>> = []
-      for (const [to, s, name] of [[ab, sb, 'b'], [ba, sa, 'a']] as const) {
-        if (!to || s === undefined) continue
-        const lent = lendWrites(s, name)
-        holds.push(lent.release)
-        flushed.push(lent.flushed)
+      // At once: the relay takes its place in each destination's write order; a send or
+      // a write made after this call goes after the relay, not into it.
+      const into: Array<[number, LentWrites]> = []
+      for (const [to, end, i, name] of [[ab, b, 1, 'b'], [ba, a, 0, 'a']] as const) {
+        if (!to) continue
+        const lent = lendWrites(end, name, claimed.key(i))
+        writes.push(lent)
+        into.push([i, lent])
       }
       // At once too: what Node buffered, and any byte that arrives from now on, is the
       // relay's, never a 'data' event.
@@ -106,7 +108,11 @@ export function relay(a: RelayEnd, b: RelayEnd, options?: RelayOptions): Promise
       if (ba && sb) lentB = lendReads(sb, length)
       const fdA = await unlessAborted(connectedFd(a, 'a'), plan.signal)
       const fdB = await unlessAborted(connectedFd(b, 'b'), plan.signal)
-      await unlessAborted(Promise.all(flushed), plan.signal)
+      // A socket that had no fd at the call is claimed, and ordered, by its identity now.
+      claimed.identify(0, fdA)
+      claimed.identify(1, fdB)
+      for (const [i, lent] of into) lent.identified(claimed.key(i))
+      await unlessAborted(Promise.all(into.map(([, lent]) => lent.started)), plan.signal)
       if (plan.signal?.aborted) throw abortError(plan.signal)
       for (const [s, name] of [[sa, 'a'], [sb, 'b']] as const) {
         if (s?.destroyed) throw socketClosed(`The "${name}" socket is closed`)

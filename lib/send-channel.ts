@@ -9,7 +9,8 @@
 //   - its engine (lib/send-ops.ts): MSG_ZEROCOPY + error queue (epoll), or io_uring's
 //     SEND_ZC with its own sequence numbers and notification CQEs (lib/uring.ts),
 //   - the byte order of the stream: one FIFO queue of requests, and the gate that
-//     holds Node's own writes and end() behind ready requests.
+//     holds Node's own writes and end() behind ready requests. A relay writing into
+//     the socket takes its place in that queue as a RelayTurn (lib/relay-turn.ts).
 //
 // States (`state`):
 //   open       sends are accepted and handed to the kernel in queue order
@@ -182,7 +183,9 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
   }
 
   get unsent(): number {
-    return this.queue.length
+    let turns = 0 // a relay's turn is no send
+    for (const req of this.queue) if (req.kind === 'turn') turns++
+    return this.queue.length - turns
   }
 
   get outstandingIds(): number {
@@ -295,19 +298,24 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
       req.settle(refusal)
       return
     }
-    this.barriers.queued(req)
     req.engine = this.engine
-    this.counters.sends++
+    // A relay's turn (lib/relay-turn.ts) is no send: close() does not wait for it.
+    if (req.kind !== 'turn') {
+      this.barriers.queued(req)
+      this.counters.sends++
+    }
     // Node's own buffered bytes go first: a marker behind them makes this request
     // ready when Node hands it to _write (every earlier chunk is in the kernel then).
     // Ready requests always form a prefix of the queue.
     const stream = this.stream
-    const behindNode = stream !== undefined && nodeBuffered(stream) > 0
+    // A relay's turn may come with its own marker, already in Node's stream.
+    if (stream === undefined) req.marker = undefined
+    const behindNode = req.marker !== undefined || (stream !== undefined && !req.afterNode && nodeBuffered(stream) > 0)
     const last = this.queue[this.queue.length - 1]
     req.ready = !behindNode && (last === undefined || last.ready)
-    if (behindNode) {
+    if (behindNode && req.marker === undefined) {
       req.marker = Buffer.alloc(0)
-      stream.write(req.marker)
+      stream!.write(req.marker)
     }
     this.queue.push(req)
     this.updateBusy()
@@ -598,10 +606,17 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     while (this.state === 'open' && this.wait === 'none') {
       const req = this.queue[0]
       if (req === undefined || !req.ready) return
+      if (this.stream?.destroyed && !req.finished(this.datagram)) {
+        // Node destroyed its socket (a relay that failed destroys it before its turn
+        // ends): nothing more goes, as no send is taken on a destroyed socket.
+        this.cutQueue(streamError(this.stream) ?? socketClosed('The socket was closed before this send went out'))
+        return
+      }
       if (req.finished(this.datagram)) {
         this.handOver(req)
         continue
       }
+      req.atHead()
       if (req.waitingForSource()) return
       const zeroCopy = this.policy.zeroCopyFor(req)
       if (zeroCopy && this.tcp) this.delivery.beforeSend(this.fd)
@@ -772,8 +787,9 @@ export class SendChannel implements GateHooks, reactor.ReactorClient {
     this.queue.shift()
     req.handedOver = true
     if (req.zcBytes > 0 && this.tcp) req.endOffset = this.delivery.end
-    // An fd's owner may write to it between our sends: read the offset again next time.
-    if (this.queue.length === 0 && this.stream === undefined) this.delivery.forget()
+    // An fd's owner may write to it between our sends, and a relay's turn wrote into the
+    // stream: read the offset again next time.
+    if ((this.queue.length === 0 && this.stream === undefined) || req.kind === 'turn') this.delivery.forget()
     this.maybeSettle(req)
     if (!this.hasReadyUnsent()) this.releaseHeld()
   }

@@ -4,6 +4,8 @@
 //   EachRequest   sendEach(): every view its own send call (own datagram, own id)
 //   FileRequest   sendFileZeroCopy(): pieces (file-mapping windows, or copied chunks of
 //                 a file that cannot be mapped) supplied over time by lib/send-file.ts
+//   RelayTurn     a relay writing into the socket (lib/relay-turn.ts): sends nothing,
+//                 holds its place in the order while the relay thread writes
 // The channel (lib/send-channel.ts) decides when and with which flags; a request only
 // knows its own bytes. Every request holds the memory the kernel may read until it
 // settles, and settles exactly once.
@@ -69,10 +71,15 @@ export interface IdOwner {
 
 /** Common state of every kind; `kind` names the cursor. */
 export abstract class SendRequest implements IdOwner {
-  abstract readonly kind: 'bytes' | 'each' | 'file'
+  abstract readonly kind: 'bytes' | 'each' | 'file' | 'turn'
   readonly request: SendRequest = this
   /** False while Node still buffers earlier bytes (see `marker`). */
   ready = true
+  /**
+   * Node's bytes written before it are in the kernel already (its owner saw to that):
+   * it needs no marker behind them.
+   */
+  afterNode = false
   /** The empty chunk written into Node's stream behind its buffered bytes. */
   marker: Buffer | undefined
   calls = 0
@@ -111,6 +118,8 @@ export abstract class SendRequest implements IdOwner {
   waitingForSource(): boolean {
     return false
   }
+  /** It is the head of the queue: everything queued before it is in the kernel. */
+  atHead(): void {}
   /** About how many send calls the rest takes (decides a burst out of the epoll set). */
   abstract callsLeft(): number
   /** Whether its next bytes may go with MSG_ZEROCOPY at all. */

@@ -1,7 +1,8 @@
 // One SendChannel per kernel socket, found by the socket's own identity (its cookie),
 // not by the JS object or fd number that names it: a net.Socket, a dgram.Socket and any
 // fd of the same socket reach the same channel, so they share one queue and one id
-// counter.
+// counter. A channel made while a relay writes into its socket takes that relay's turn
+// (lib/relay-turn.ts) as its first request.
 //
 // The kernel numbers a socket's MSG_ZEROCOPY sends once for the socket's whole life
 // and never restarts. When a channel closes (no instance uses it and nothing is in
@@ -15,6 +16,7 @@ import type * as net from 'node:net'
 import { native } from './native'
 import { chooseEngine, type EngineOption } from './engine'
 import { dgramSocketFd } from './node-internals'
+import { takeWaitingTurn, type RelayTurn } from './relay-turn'
 import { SendChannel } from './send-channel'
 
 const { SOCK_DGRAM, SOCK_STREAM, AF_INET, AF_INET6 } = native.constants
@@ -88,7 +90,22 @@ export function channelFor(nodeFd: number, source: net.Socket | dgram.Socket | u
   }
   remembered.delete(id.key)
   channels.set(id.key, channel)
+  // A relay writes into this socket: the channel's first request is its turn, so the
+  // sends made from now on wait for the relay's end.
+  const turn = takeWaitingTurn(id.key)
+  if (turn !== undefined) enterTurn(channel, turn)
   return channel
+}
+
+/** The channel of the socket with this kernel identity, if one was made. */
+export function channelOf(key: string): SendChannel | undefined {
+  return channels.get(key)
+}
+
+/** Queues a relay's turn on `channel`; the turn wakes the channel when it ends. */
+export function enterTurn(channel: SendChannel, turn: RelayTurn): void {
+  turn.entered(() => channel.handle({ type: 'sourceReady', req: turn }))
+  channel.handle({ type: 'enqueue', req: turn })
 }
 
 /** A channel concluded (closed): from now on only weakly known, by what it leaves behind. */

@@ -26,6 +26,7 @@ const ENGINE_FILES = [
   'model-sequences',
   'regressions-file',
   'regressions-send',
+  'relay-order',
   'send-each',
   'send-file',
   'unmappable-files',
