@@ -57,9 +57,8 @@ export function channelFor(nodeFd: number, source: net.Socket | dgram.Socket | u
     return existing
   }
   const memory = remembered.get(id.key)
-  const closed = memory?.channel.deref()
-  // A closed channel, while an instance still answers for it with the socket's error.
-  if (closed !== undefined && closed.answering && (closed.followed === undefined || liveSource(closed.followed) !== undefined)) return closed
+  const closed = answeringChannel(id.key)
+  if (closed !== undefined) return closed
   // An fd call on a socket once attached by its Node object keeps ordering with Node's
   // writes: the channel gates that socket again.
   const known = source ?? liveSource(memory?.source?.deref())
@@ -97,9 +96,20 @@ export function channelFor(nodeFd: number, source: net.Socket | dgram.Socket | u
   return channel
 }
 
-/** The channel of the socket with this kernel identity, if one was made. */
+/**
+ * The channel of the socket with this kernel identity, if one was made: the open one,
+ * or a closed one an instance still answers for with the socket's error (a relay into
+ * that socket is refused with it).
+ */
 export function channelOf(key: string): SendChannel | undefined {
-  return channels.get(key)
+  return channels.get(key) ?? answeringChannel(key)
+}
+
+/** A closed channel, while an instance still answers for it with the socket's error. */
+function answeringChannel(key: string): SendChannel | undefined {
+  const closed = remembered.get(key)?.channel.deref()
+  if (closed === undefined || !closed.answering) return undefined
+  return closed.followed === undefined || liveSource(closed.followed) !== undefined ? closed : undefined
 }
 
 /** Queues a relay's turn on `channel`; the turn wakes the channel when it ends. */
