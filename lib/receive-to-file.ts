@@ -4,6 +4,7 @@ import * as fs from 'node:fs'
 import type * as net from 'node:net'
 import * as os from 'node:os'
 import { abortError, codedError, invalidArgType, promised, systemError } from './errors'
+import { keepActive } from './relay-activity'
 import { cancelJob, startJob, type JobEnd } from './relay-engine'
 import {
   checkCommonOptions, checkEnd, claim, connectedFd, lendReads, lengthOption, unlessAborted, watchAbort, watchClose,
@@ -59,7 +60,7 @@ export function receiveToFile(socket: RelayEnd, file: FileTarget, options?: Rece
     // the upload's, never a 'data' event.
     const lent = node ? lendReads(node, length) : undefined
     try {
-      const opened = await openTarget(file, offset)
+      const opened = await openTarget(file, offset, plan.signal)
       try {
         if (plan.signal?.aborted) throw abortError(plan.signal)
         const fd = await unlessAborted(connectedFd(socket, 'socket'), plan.signal)
@@ -82,16 +83,61 @@ function checkFile(file: unknown): void {
   if (typeof handleFd !== 'number') throw invalidArgType('file', 'of type string or number, or an instance of FileHandle', file)
 }
 
-async function openTarget(file: unknown, offset: number): Promise<{ fd: number; close: () => Promise<void> }> {
+async function openTarget(file: unknown, offset: number, signal: AbortSignal | undefined): Promise<{ fd: number; close: () => Promise<void> }> {
   if (typeof file === 'string') {
-    const { O_WRONLY, O_CREAT } = fs.constants
-    const handle = await fs.promises.open(file, offset === 0 ? 'w' : O_WRONLY | O_CREAT)
+    const handle = await openPath(file, offset, signal)
     return { fd: handle.fd, close: () => handle.close() }
   }
   if (typeof file === 'number') return { fd: file, close: async () => {} }
   const handleFd = (file as { fd: number }).fd
   if (handleFd < 0) throw systemError(os.constants.errno.EBADF, 'write') // a closed FileHandle
   return { fd: handleFd, close: async () => {} }
+}
+
+/**
+ * Opens a path for the upload without waiting without bound: O_NONBLOCK, so a FIFO
+ * with no reader fails at once (ENXIO) instead of waiting for one; the open (on the
+ * thread pool, where a frozen or hung mount can hold it) raced against the signal, its
+ * fd closed whenever a late open completes; anything but a regular file refused with
+ * ERR_ZEROCOPY_NOT_A_FILE. (O_NONBLOCK changes nothing for a regular file's writes.)
+ */
+async function openPath(file: string, offset: number, signal: AbortSignal | undefined): Promise<fs.promises.FileHandle> {
+  const { O_WRONLY, O_CREAT, O_TRUNC, O_NONBLOCK } = fs.constants
+  const opening = fs.promises.open(file, O_WRONLY | O_CREAT | O_NONBLOCK | (offset === 0 ? O_TRUNC : 0))
+  let handle: fs.promises.FileHandle
+  try {
+    handle = await unlessAborted(opening, signal)
+  } catch (err) {
+    opening.then((late) => late.close(), () => {}).catch(() => {})
+    if ((err as NodeJS.ErrnoException).code === 'ENXIO') throw notAFile(file, await kindAt(file))
+    throw err
+  }
+  try {
+    const kind = fileKind(await handle.stat())
+    if (kind !== 'a regular file') throw notAFile(file, kind)
+  } catch (err) {
+    await handle.close()
+    throw err
+  }
+  return handle
+}
+
+/** What a path names (for the refusal's message). */
+function kindAt(file: string): Promise<string> {
+  return fs.promises.stat(file).then(fileKind, () => 'not a file that can be opened for writing')
+}
+
+function fileKind(what: fs.Stats): string {
+  if (what.isFile()) return 'a regular file'
+  if (what.isFIFO()) return 'a FIFO'
+  if (what.isSocket()) return 'a socket'
+  if (what.isCharacterDevice() || what.isBlockDevice()) return 'a device'
+  if (what.isDirectory()) return 'a directory'
+  return 'not a regular file'
+}
+
+function notAFile(file: string, kind: string): Error {
+  return codedError('ERR_ZEROCOPY_NOT_A_FILE', `"${file}" is ${kind}: receiveToFile writes to regular files only`)
 }
 
 function run(
@@ -152,9 +198,11 @@ function run(
     }
     const unwatchAbort = watchAbort(plan.signal, () => cancel(abortError(plan.signal!)))
     const unwatchClose = watchClose([node], () => cancel(codedError('ERR_SOCKET_CLOSED', 'The socket was closed by Node')))
+    const unwatchIdle = keepActive(id, [node])
     stopWatching = () => {
       unwatchAbort()
       unwatchClose()
+      unwatchIdle()
     }
   })
 }

@@ -2,6 +2,7 @@
 // Node environment, made on first use: jobs go in with start(), each comes back once
 // through onDone on the JS thread. The process is kept alive while any job runs, as the
 // sockets themselves would keep it alive had Node been reading them.
+import * as os from 'node:os'
 import { native, type NativeRelayEngine, type RelayDoneCallback } from './native'
 
 /** How a job ended, as the native loop reports it. */
@@ -39,12 +40,16 @@ const waiting = new Map<number, (end: JobEnd) => void>()
 let nextId = 1
 
 const onDone: RelayDoneCallback = (id, errno, syscall, movedAB, movedBA, premature, failedEnd) => {
+  finish(id, { errno, syscall, moved: [movedAB, movedBA], premature, failedEnd })
+}
+
+function finish(id: number, end: JobEnd): void {
   const settle = waiting.get(id)
-  if (settle === undefined) return
+  if (settle === undefined) return // an abandoned upload's late report
   waiting.delete(id)
   if (waiting.size === 0) engine?.unref()
   try {
-    settle({ errno, syscall, moved: [movedAB, movedBA], premature, failedEnd })
+    settle(end)
   } catch (err) {
     // Settling only resolves Promises and hands sockets back; should it throw, the
     // thread-safe function's dispatch is no place to end the process from.
@@ -83,9 +88,21 @@ export function startJob(spec: JobSpec, settle: (end: JobEnd) => void): { id: nu
   return { id, mechanism }
 }
 
-/** Ends a running job; its settle then sees ECANCELED (or its real end, if that came first). */
+/**
+ * Ends a running job; its settle then sees ECANCELED (or its real end, if that came
+ * first). An upload settles at once, also while its thread is blocked in a file write:
+ * the thread no longer reads the socket, and `moved` is what was written by then.
+ */
 export function cancelJob(id: number): void {
-  if (waiting.has(id)) engine?.cancel(id)
+  if (!waiting.has(id)) return
+  const written = engine?.cancel(id)
+  if (written === undefined) return
+  finish(id, { errno: os.constants.errno.ECANCELED, syscall: undefined, moved: [written, 0], premature: false, failedEnd: -1 })
+}
+
+/** Bytes a running job wrote so far (both directions); -1 once it ended. */
+export function jobProgress(id: number): number {
+  return waiting.has(id) && engine !== undefined ? engine.progress(id) : -1
 }
 
 /** What the relay thread of this environment is doing (see {@link relayStats}). */
@@ -94,11 +111,16 @@ export interface RelayStats {
   running: number
   /** Bytes written by every relay and upload of this environment so far, running ones included. */
   bytes: number
+  /**
+   * Bytes of buffers and pipes the running relays hold now. A relay direction waiting
+   * for its source gives its buffer back after 100 ms: idle relays hold 0.
+   */
+  held: number
 }
 
 /** Progress of every relay at once, updated by the relay thread as bytes move: for progress lines and metrics. */
 export function relayStats(): RelayStats {
-  return { running: waiting.size, bytes: engine?.moved() ?? 0 }
+  return { running: waiting.size, bytes: engine?.moved() ?? 0, held: engine?.held() ?? 0 }
 }
 
 /** Jobs still running (for tests: nothing may be left once every relay settled). */

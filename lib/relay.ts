@@ -9,6 +9,7 @@
 import type * as net from 'node:net'
 import * as os from 'node:os'
 import { abortError, codedError, invalidArgValue, promised, socketClosed, systemError } from './errors'
+import { keepActive } from './relay-activity'
 import { cancelJob, startJob, type JobEnd } from './relay-engine'
 import {
   checkCommonOptions, checkEnd, claim, connectedFd, lendReads, lendWrites, lengthOption, unlessAborted, watchAbort,
@@ -222,9 +223,11 @@ function run(r: Run): Promise<RelayResult> {
     }
     const unwatchAbort = watchAbort(r.signal, () => cancel(abortError(r.signal!)))
     const unwatchClose = watchClose([sa, sb], () => cancel(socketClosed('A relayed socket was closed by Node')))
+    const unwatchIdle = keepActive(id, [sa, sb])
     stopWatching = () => {
       unwatchAbort()
       unwatchClose()
+      unwatchIdle()
     }
   })
 }
