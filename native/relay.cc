@@ -24,6 +24,7 @@
 // one exception: an upload thread still blocked in a file write after kStopWaitMs is
 // left to end on its own (it then closes its fds and frees its loop); the worker's
 // termination does not wait for a frozen disk.
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -123,6 +124,16 @@ int DupPrivate(Napi::Env env, int fd) {
   return dup;
 }
 
+// An upload thread left running past its environment runs this library's code: keep
+// the library loaded for the life of the process from then on (Node up to 24
+// dlclose()s an addon when the last environment using it ends).
+void PinAddon() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&PinAddon), &info) != 0 && info.dli_fname != nullptr) {
+    dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+  }
+}
+
 void OnTeardown(void* arg);
 
 class RelayEngine final : public Napi::ObjectWrap<RelayEngine> {
@@ -168,15 +179,22 @@ class RelayEngine final : public Napi::ObjectWrap<RelayEngine> {
   void Teardown() {
     if (tornDown_) return;
     tornDown_ = true;
-    // Every loop asked first, so that the uploads' threads end side by side.
-    for (auto& entry : uploads_) entry.second->RequestStop();
+    // Every upload abandoned and asked first, so that their threads end side by side:
+    // none reads its socket again, and one blocked in a write ends when it returns.
+    for (auto& entry : uploads_) {
+      entry.second->Abandon(entry.first, *shared_.at(entry.first));
+      entry.second->RequestStop();
+    }
     loop_->Stop(-1);  // socket relays never block: joined
     uint64_t deadline = uv_hrtime() + static_cast<uint64_t>(kStopWaitMs) * 1000000;
     for (auto& entry : uploads_) {
       uint64_t now = uv_hrtime();
       int64_t left = now >= deadline ? 0 : static_cast<int64_t>((deadline - now) / 1000000);
       // Still blocked in a write: the thread frees its loop when the write returns.
-      if (!entry.second->Stop(left)) entry.second.release();
+      if (!entry.second->Stop(left)) {
+        PinAddon();
+        entry.second.release();
+      }
     }
     uploads_.clear();
     shared_.clear();

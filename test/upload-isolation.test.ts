@@ -9,6 +9,7 @@ import { execFileSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { before, test } from 'node:test'
+import { Worker } from 'node:worker_threads'
 import { receiveToFile, relay } from '../lib'
 import { openFdTargets, randomBytes, tempDir } from './helpers'
 import { assertNothingLeft, chain, closed, halfOpenPair, within } from './relay-util'
@@ -164,6 +165,29 @@ test('opening a path on a frozen mount is raced against the signal; the late fd 
   mnt.thaw()
   await Promise.all([closed(client), closed(server)])
   await settled(fds, 'the late open to be closed')
+})
+
+test('a worker terminated while its upload write is blocked ends at once; the upload thread cleans up after the thaw', { timeout: 30000 }, async (t) => {
+  const why = canFreeze()
+  if (why !== undefined) return t.skip(why)
+  const fds = openFdTargets()
+  const mnt = frozenMount(t)
+  // Relays both ways and an upload into the mount, bytes flowing (test/fixtures/zerocopy-worker.ts).
+  const worker = new Worker(path.join(__dirname, 'fixtures', 'zerocopy-worker.js'), {
+    workerData: { mode: 'relay', upload: path.join(mnt.dir, 'upload') },
+  })
+  const ready = await within(new Promise<Record<string, unknown>>((resolve, reject) => {
+    worker.once('message', resolve)
+    worker.once('error', reject)
+  }), 10000, 'the worker')
+  assert.equal(ready.error, undefined)
+  mnt.freeze()
+  await sleep(300) // the upload's thread now waits in its write
+  const before = Date.now()
+  await within(worker.terminate(), 3000, 'terminating a worker whose upload write is blocked')
+  assert.ok(Date.now() - before < 2000, `terminate took ${Date.now() - before} ms`)
+  mnt.thaw()
+  await settled(fds, "the orphaned upload thread's fds")
 })
 
 test('a FIFO path is refused with a code, with or without a reader, and never waits', { timeout: 20000 }, async (t) => {
