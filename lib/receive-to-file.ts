@@ -1,5 +1,6 @@
 // receiveToFile(socket, file): an upload straight from a socket into a file at an
-// offset, on the environment's relay thread (disk writes never block the event loop).
+// offset, on a relay thread of its own (lib/relay-engine.ts): disk writes never block
+// the event loop, nor any relay or other upload.
 import * as fs from 'node:fs'
 import type * as net from 'node:net'
 import * as os from 'node:os'
@@ -36,16 +37,21 @@ const ECANCELED = os.constants.errno.ECANCELED
  * everything until the peer ends. Resolves once every byte is in the file (in the page
  * cache: to have it on disk, pass a FileHandle or fd and `fsync`/`datasync` it after).
  *
- * A path is opened with `'w'` (created or truncated) when `offset` is 0, else without
- * truncation (created if missing), and closed before the Promise settles. An fd or
- * FileHandle stays yours; it must be open for writing and not with O_APPEND.
+ * A path is opened for writing, created if missing and truncated when `offset` is 0,
+ * and closed before the Promise settles; it must name a regular file
+ * (ERR_ZEROCOPY_NOT_A_FILE otherwise), and an open that blocks (a frozen mount) is
+ * raced against `signal`. An fd or FileHandle stays yours; it must be open for writing
+ * and not with O_APPEND.
  *
  * Node does not read the socket from the call on; what it had buffered goes to the file
  * first (not as 'data' events).
  * Afterwards the socket is Node's again (it reads from the byte after the upload), also
  * after a file error (ENOSPC, ...) or an abort, so the application can still answer on
  * it. A socket error (a reset) destroys it. A socket that ends before `length` bytes
- * rejects with ERR_STREAM_PREMATURE_CLOSE (`err.bytes`: what was written).
+ * rejects with ERR_STREAM_PREMATURE_CLOSE (`err.bytes`: what was written). An abort
+ * settles at once, also while a file write is blocked: `err.bytes` were written by
+ * then, the socket is not read again, and the blocked write (at most `bufferSize`
+ * bytes, those right after `err.bytes`) may still land later.
  */
 export function receiveToFile(socket: RelayEnd, file: FileTarget, options?: ReceiveToFileOptions): Promise<ReceiveToFileResult> {
   return promised(async () => {
