@@ -22,6 +22,11 @@ const KiB = 1024
 v8.setFlagsFromString('--expose-gc')
 const gc = vm.runInNewContext('gc') as () => void
 
+// Under ASan (scripts/test-asan.sh preloads its runtime) every malloc of the process
+// goes through ASan's allocator, whose quarantine keeps freed memory resident: the
+// resident-memory bound means nothing there; the held bytes and the pipes still count.
+const underAsan = (process.env.LD_PRELOAD ?? '').includes('asan')
+
 const openPipes = () => [...openFdTargets().values()].filter((to) => to.startsWith('pipe:')).length
 
 // The child: RELAYS clients to the proxy (`front`) and an upstream server; on "go" every
@@ -75,7 +80,7 @@ for (const mechanism of ['copy', 'splice'] as const) {
       const rssAfter = process.memoryUsage().rss
       const perRelay = (rssAfter - rssIdle) / RELAYS
       console.log(`# ${mechanism}: resident memory per idle relay after 1 MiB each way: ${(perRelay / KiB).toFixed(1)} KiB`)
-      assert.ok(perRelay < 48 * KiB, `${(perRelay / KiB).toFixed(1)} KiB resident per idle relay`)
+      if (!underAsan) assert.ok(perRelay < 48 * KiB, `${(perRelay / KiB).toFixed(1)} KiB resident per idle relay`)
       assert.equal(openPipes(), pipesBefore, 'pipes open in idle relays')
 
       child.stdin!.write('end\n')
