@@ -6,7 +6,7 @@ import type * as net from 'node:net'
 import * as os from 'node:os'
 import { abortError, codedError, invalidArgType, promised, systemError } from './errors'
 import { keepActive } from './relay-activity'
-import { cancelJob, startJob, type JobEnd } from './relay-engine'
+import { ABANDON_GRACE_MS, cancelJob, startJob, type JobEnd } from './relay-engine'
 import {
   checkCommonOptions, checkEnd, claim, connectedFd, lendReads, lengthOption, unlessAborted, watchAbort, watchClose,
   type CommonRelayOptions, type LentReads, type RelayEnd,
@@ -49,9 +49,9 @@ const ECANCELED = os.constants.errno.ECANCELED
  * after a file error (ENOSPC, ...) or an abort, so the application can still answer on
  * it. A socket error (a reset) destroys it. A socket that ends before `length` bytes
  * rejects with ERR_STREAM_PREMATURE_CLOSE (`err.bytes`: what was written). An abort
- * settles at once, also while a file write is blocked: `err.bytes` were written by
- * then, the socket is not read again, and the blocked write (at most `bufferSize`
- * bytes, those right after `err.bytes`) may still land later.
+ * settles at once (within ABANDON_GRACE_MS), also while a file write is blocked:
+ * `err.bytes` were written by then, the socket is not read again, and the blocked
+ * write (at most `bufferSize` bytes, those right after `err.bytes`) may still land later.
  */
 export function receiveToFile(socket: RelayEnd, file: FileTarget, options?: ReceiveToFileOptions): Promise<ReceiveToFileResult> {
   return promised(async () => {
@@ -73,7 +73,9 @@ export function receiveToFile(socket: RelayEnd, file: FileTarget, options?: Rece
         if (plan.signal?.aborted) throw abortError(plan.signal)
         return await run(node, lent, fd, opened.fd, offset, length, plan)
       } finally {
-        await opened.close()
+        // Aborted: the close (which may flush to a hung server) is not waited for long.
+        const closing = opened.close()
+        await (plan.signal?.aborted ? settledWithin(closing, ABANDON_GRACE_MS) : closing)
       }
     } finally {
       lent?.giveBack(true) // idempotent: an upload that ran already gave the socket back; else the bytes go back
@@ -119,13 +121,21 @@ async function openPath(file: string, offset: number, signal: AbortSignal | unde
     throw err
   }
   try {
-    const kind = fileKind(await handle.stat())
+    const kind = fileKind(await unlessAborted(handle.stat(), signal)) // a hung NFS server holds fstat too
     if (kind !== 'a regular file') throw notAFile(file, kind)
   } catch (err) {
-    await handle.close()
+    const closing = handle.close()
+    await (signal?.aborted ? settledWithin(closing, ABANDON_GRACE_MS) : closing)
     throw err
   }
   return handle
+}
+
+/** `p` settled (its outcome dropped), or `ms` passed. */
+function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))
+  return Promise.race([p.then(() => {}, () => {}), late]).finally(() => clearTimeout(timer))
 }
 
 /** What a path names (for the refusal's message). */

@@ -39,6 +39,14 @@ let engine: NativeRelayEngine | undefined
 const waiting = new Map<number, (end: JobEnd) => void>()
 let nextId = 1
 
+/**
+ * How long an abandoned upload's settle waits for its thread's own report (which comes
+ * at once unless a file write blocks the thread): with it, the job's fds are closed
+ * before the Promise settles, as after any other end.
+ */
+export const ABANDON_GRACE_MS = 50
+const graceTimers = new Map<number, NodeJS.Timeout>()
+
 const onDone: RelayDoneCallback = (id, errno, syscall, movedAB, movedBA, premature, failedEnd) => {
   finish(id, { errno, syscall, moved: [movedAB, movedBA], premature, failedEnd })
 }
@@ -47,6 +55,8 @@ function finish(id: number, end: JobEnd): void {
   const settle = waiting.get(id)
   if (settle === undefined) return // an abandoned upload's late report
   waiting.delete(id)
+  clearTimeout(graceTimers.get(id))
+  graceTimers.delete(id)
   if (waiting.size === 0) engine?.unref()
   try {
     settle(end)
@@ -90,14 +100,16 @@ export function startJob(spec: JobSpec, settle: (end: JobEnd) => void): { id: nu
 
 /**
  * Ends a running job; its settle then sees ECANCELED (or its real end, if that came
- * first). An upload settles at once, also while its thread is blocked in a file write:
- * the thread no longer reads the socket, and `moved` is what was written by then.
+ * first). An upload is abandoned at once: its thread no longer reads the socket, and
+ * it settles with its thread's report or, if a file write blocks the thread, after
+ * ABANDON_GRACE_MS with `moved` what was written when abandoned.
  */
 export function cancelJob(id: number): void {
-  if (!waiting.has(id)) return
+  if (!waiting.has(id) || graceTimers.has(id)) return
   const written = engine?.cancel(id)
   if (written === undefined) return
-  finish(id, { errno: os.constants.errno.ECANCELED, syscall: undefined, moved: [written, 0], premature: false, failedEnd: -1 })
+  const end: JobEnd = { errno: os.constants.errno.ECANCELED, syscall: undefined, moved: [written, 0], premature: false, failedEnd: -1 }
+  graceTimers.set(id, setTimeout(() => finish(id, end), ABANDON_GRACE_MS))
 }
 
 /** Bytes a running job wrote so far (both directions); -1 once it ended. */
