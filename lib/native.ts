@@ -162,11 +162,16 @@ export interface NativeRelayEngine {
     prefixAB: Buffer | null,
     prefixBA: Buffer | null,
   ): 'copy' | 'splice'
-  cancel(id: number): void
+  /** Ends a job: undefined (its end is reported), or, for an upload abandoned at once, the bytes it had written. */
+  cancel(id: number): number | undefined
   ref(): void
   unref(): void
   /** Bytes every job wrote so far. */
   moved(): number
+  /** Bytes one running job wrote so far; -1 when it is not running. */
+  progress(id: number): number
+  /** Bytes of buffers and pipe capacity every job holds now. */
+  held(): number
 }
 
 /** native/mapping.cc: a read-only MAP_SHARED file window that only the kernel reads. */

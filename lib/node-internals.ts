@@ -12,13 +12,25 @@
 // - For relays: stopping libuv's reads of a socket (`_handle.readStop()`, `_read`),
 //   taking what Node had buffered (and a FIN it had read) without emitting it
 //   (`read(n)` with 'data' muted, `_readableState.ended`), and holding Node's writes to
-//   it (`_write`/`_final`) while the relay thread uses its fd.
+//   it (`_write`/`_final`) while the relay thread uses its fd; and telling Node's idle
+//   timeout that a relayed socket is active (`_unrefTimer()`, what Node's own reads and
+//   writes call; on net.Socket in Node 20-26).
 import * as dgram from 'node:dgram'
 import type * as http from 'node:http'
 import * as net from 'node:net'
 import * as tls from 'node:tls'
 import { Writable } from 'node:stream'
 import { types } from 'node:util'
+
+/**
+ * Restarts `socket`'s idle timeout (`setTimeout`) as Node's own reads and writes do;
+ * without `_unrefTimer`, the public re-arm with the same delay.
+ */
+export function refreshIdleTimer(socket: net.Socket): void {
+  const s = socket as unknown as { _unrefTimer?: () => void }
+  if (typeof s._unrefTimer === 'function') s._unrefTimer()
+  else if (socket.timeout) socket.setTimeout(socket.timeout)
+}
 
 interface HasFd {
   fd?: number

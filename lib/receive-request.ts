@@ -20,6 +20,7 @@ import { continueIfOwed, httpParserOf, parseFromStream, responseOf, readOn, skip
 import { protocolLayer } from './node-internals'
 import { checkCommonOptions, lengthOption } from './relay-socket'
 import { integerOption } from './validate'
+import { closeUpload, openPath } from './upload-target'
 
 type Target = string | number | fs.promises.FileHandle
 
@@ -140,7 +141,7 @@ function bodyLength(req: http.IncomingMessage): number | undefined {
  */
 async function copyThroughRequest(req: http.IncomingMessage, file: Target, offset: number, signal: AbortSignal | undefined, fallback: string): Promise<RequestUploadResult> {
   if (signal?.aborted) throw abortError(signal)
-  const target = await openTarget(file, offset)
+  const target = await openTarget(file, offset, signal)
   let bytes = 0
   try {
     await new Promise<void>((resolve, reject) => {
@@ -185,7 +186,7 @@ async function copyThroughRequest(req: http.IncomingMessage, file: Target, offse
 }
 
 /** The file as upload.ts opens it: a path created (truncated at offset 0); an fd or FileHandle stays the caller's. */
-async function openTarget(file: Target, offset: number): Promise<{ write(b: Buffer, at: number): Promise<void>; close(): Promise<void> }> {
+async function openTarget(file: Target, offset: number, signal: AbortSignal | undefined): Promise<{ write(b: Buffer, at: number): Promise<void>; close(): Promise<void> }> {
   const writeAll = async (write: (b: Buffer, from: number, at: number) => Promise<number>, b: Buffer, at: number) => {
     for (let done = 0; done < b.length; ) done += await write(b, done, at + done)
   }
@@ -194,8 +195,8 @@ async function openTarget(file: Target, offset: number): Promise<{ write(b: Buff
       new Promise<number>((resolve, reject) => fs.write(file, b, from, b.length - from, at, (err, n) => (err ? reject(err) : resolve(n))))
     return { write: (b, at) => writeAll(write, b, at), close: async () => {} }
   }
-  const { O_WRONLY, O_CREAT } = fs.constants
-  const handle = typeof file === 'string' ? await fs.promises.open(file, offset === 0 ? 'w' : O_WRONLY | O_CREAT) : file
+  // A path as the socket upload opens it: no wait without bound, regular files only.
+  const handle = typeof file === 'string' ? await openPath(file, offset, signal) : file
   const write = async (b: Buffer, from: number, at: number) => (await handle.write(b, from, b.length - from, at)).bytesWritten
-  return { write: (b, at) => writeAll(write, b, at), close: async () => (typeof file === 'string' ? handle.close() : undefined) }
+  return { write: (b, at) => writeAll(write, b, at), close: async () => (typeof file === 'string' ? closeUpload(handle, signal) : undefined) }
 }

@@ -1,5 +1,6 @@
 // receiveToFile(socket, file): an upload straight from a socket into a file at an
-// offset, on the environment's relay thread (disk writes never block the event loop).
+// offset, on a relay thread of its own (lib/relay-engine.ts): disk writes never block
+// the event loop, nor any relay or other upload.
 import * as fs from 'node:fs'
 import type * as http from 'node:http'
 import * as net from 'node:net'
@@ -7,12 +8,14 @@ import * as os from 'node:os'
 import { abortError, codedError, invalidArgType, promised, systemError } from './errors'
 import { httpParserOf } from './http-parser'
 import { isServerRequest, receiveRequest } from './receive-request'
+import { keepActive } from './relay-activity'
 import { cancelJob, startJob, type JobEnd } from './relay-engine'
 import {
   checkCommonOptions, checkEnd, connectedFd, lendReads, lengthOption, unlessAborted, watchAbort, watchClose,
   type CommonRelayOptions, type LentReads, type RelayEnd,
 } from './relay-socket'
 import { claim } from './socket-claims'
+import { closeUpload, openPath } from './upload-target'
 import { integerOption } from './validate'
 
 /** Where the bytes go: a path, an fd open for writing, or a `fs.promises.FileHandle`. */
@@ -41,16 +44,21 @@ const ECANCELED = os.constants.errno.ECANCELED
  * everything until the peer ends. Resolves once every byte is in the file (in the page
  * cache: to have it on disk, pass a FileHandle or fd and `fsync`/`datasync` it after).
  *
- * A path is opened with `'w'` (created or truncated) when `offset` is 0, else without
- * truncation (created if missing), and closed before the Promise settles. An fd or
- * FileHandle stays yours; it must be open for writing and not with O_APPEND.
+ * A path is opened for writing, created if missing and truncated when `offset` is 0,
+ * and closed before the Promise settles; it must name a regular file
+ * (ERR_ZEROCOPY_NOT_A_FILE otherwise), and an open that blocks (a frozen mount) is
+ * raced against `signal`. An fd or FileHandle stays yours; it must be open for writing
+ * and not with O_APPEND.
  *
  * Node does not read the socket from the call on; what it had buffered goes to the file
  * first (not as 'data' events).
  * Afterwards the socket is Node's again (it reads from the byte after the upload), also
  * after a file error (ENOSPC, ...) or an abort, so the application can still answer on
  * it. A socket error (a reset) destroys it. A socket that ends before `length` bytes
- * rejects with ERR_STREAM_PREMATURE_CLOSE (`err.bytes`: what was written).
+ * rejects with ERR_STREAM_PREMATURE_CLOSE (`err.bytes`: what was written). An abort
+ * settles at once (within ABANDON_GRACE_MS), also while a file write is blocked:
+ * `err.bytes` were written by then, the socket is not read again, and the blocked
+ * write (at most `bufferSize` bytes, those right after `err.bytes`) may still land later.
  *
  * Given an http server request (`IncomingMessage`), takes its body, with Node's HTTP
  * parser kept in step for the next request (lib/receive-request.ts). A socket that
@@ -82,7 +90,7 @@ function receiveFromSocket(socket: RelayEnd, file: FileTarget, options?: Receive
     // the upload's, never a 'data' event.
     const lent = node ? lendReads(node, length) : undefined
     try {
-      const opened = await openTarget(file, offset)
+      const opened = await openTarget(file, offset, plan.signal)
       try {
         if (plan.signal?.aborted) throw abortError(plan.signal)
         const fd = await unlessAborted(connectedFd(socket, 'socket'), plan.signal)
@@ -90,6 +98,7 @@ function receiveFromSocket(socket: RelayEnd, file: FileTarget, options?: Receive
         if (plan.signal?.aborted) throw abortError(plan.signal)
         return await run(node, lent, fd, opened.fd, offset, length, plan)
       } finally {
+        // Aborted: the close (which may flush to a hung server) is not waited for long.
         await opened.close()
       }
     } finally {
@@ -106,11 +115,10 @@ function checkFile(file: unknown): void {
   if (typeof handleFd !== 'number') throw invalidArgType('file', 'of type string or number, or an instance of FileHandle', file)
 }
 
-async function openTarget(file: unknown, offset: number): Promise<{ fd: number; close: () => Promise<void> }> {
+async function openTarget(file: unknown, offset: number, signal: AbortSignal | undefined): Promise<{ fd: number; close: () => Promise<void> }> {
   if (typeof file === 'string') {
-    const { O_WRONLY, O_CREAT } = fs.constants
-    const handle = await fs.promises.open(file, offset === 0 ? 'w' : O_WRONLY | O_CREAT)
-    return { fd: handle.fd, close: () => handle.close() }
+    const handle = await openPath(file, offset, signal)
+    return { fd: handle.fd, close: () => closeUpload(handle, signal) }
   }
   if (typeof file === 'number') return { fd: file, close: async () => {} }
   const handleFd = (file as { fd: number }).fd
@@ -176,9 +184,11 @@ function run(
     }
     const unwatchAbort = watchAbort(plan.signal, () => cancel(abortError(plan.signal!)))
     const unwatchClose = watchClose([node], () => cancel(codedError('ERR_SOCKET_CLOSED', 'The socket was closed by Node')))
+    const unwatchIdle = keepActive(id, [node])
     stopWatching = () => {
       unwatchAbort()
       unwatchClose()
+      unwatchIdle()
     }
   })
 }

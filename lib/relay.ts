@@ -9,6 +9,8 @@
 import type * as net from 'node:net'
 import * as os from 'node:os'
 import { abortError, codedError, invalidArgValue, promised, socketClosed, systemError } from './errors'
+import { httpParserOf } from './http-parser'
+import { keepActive } from './relay-activity'
 import { cancelJob, startJob, type JobEnd } from './relay-engine'
 import {
   checkCommonOptions, checkEnd, connectedFd, lendReads, lendWrites, lengthOption, unlessAborted, watchAbort,
@@ -67,6 +69,14 @@ export function relay(a: RelayEnd, b: RelayEnd, options?: RelayOptions): Promise
   return promised(async () => {
     checkEnd(a, 'a')
     checkEnd(b, 'b')
+    for (const [end, name] of [[a, 'a'], [b, 'b']] as const) {
+      // An HTTP connection's bytes are its parser's: raw bytes taken or written under it
+      // would corrupt the messages on both sides of them. An upgraded or CONNECT socket
+      // has none any more (Node hands it over without its parser).
+      if (typeof end !== 'number' && httpParserOf(end) !== undefined) {
+        throw codedError('ERR_ZEROCOPY_HTTP_PARSER', `"${name}": Node's HTTP parser reads this socket; relay a socket Node handed over ('upgrade' or 'connect'), or pass an upload's request to receiveToFile(req, file)`)
+      }
+    }
     const { o, plan } = checkCommonOptions<RelayOptions>(options)
     const direction = o.direction ?? 'both'
     if (direction !== 'both' && direction !== 'a->b' && direction !== 'b->a') {
@@ -228,9 +238,11 @@ function run(r: Run): Promise<RelayResult> {
     }
     const unwatchAbort = watchAbort(r.signal, () => cancel(abortError(r.signal!)))
     const unwatchClose = watchClose([sa, sb], () => cancel(socketClosed('A relayed socket was closed by Node')))
+    const unwatchIdle = keepActive(id, [sa, sb])
     stopWatching = () => {
       unwatchAbort()
       unwatchClose()
+      unwatchIdle()
     }
   })
 }

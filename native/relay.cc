@@ -8,11 +8,23 @@
 // the buffer size. The job works on private duplicates (F_DUPFD_CLOEXEC) that it closes
 // itself, so Node closing or reusing its fd numbers never redirects a relay.
 //
-// Lifetime: the thread belongs to this environment. Its cleanup hook (added after the
-// thread-safe function, so it runs before Node's own hook for that function) stops and
-// joins the thread and closes every job's fds, and only then releases the function: no
-// call into it can come after Node frees it. A terminated worker with relays running
-// leaves nothing behind.
+// Threads: socket relays share the environment's relay loop; each upload (a socket into
+// a file) runs on a loop of its own, made at start() and joined when its end is reported:
+// a file write may block without bound, and nothing else may wait behind it. One thread
+// per running upload, not a bounded pool: a pool would let a few blocked disks stall
+// every later upload, which is the very failure this avoids. cancel() of an upload
+// abandons it at once (relay_loop.h): the source socket is closed out of the thread's
+// hands and the bytes written so far are returned, for JS to settle without waiting.
+//
+// Lifetime: the threads belong to this environment. Its cleanup hook (added after the
+// thread-safe function, so it runs before Node's own hook for that function) stops the
+// loops and joins their threads, closing every job's fds, and only then releases the
+// function: no call into it can come after Node frees it (a loop makes no report once
+// asked to stop). A terminated worker with relays running leaves nothing behind, with
+// one exception: an upload thread still blocked in a file write after kStopWaitMs is
+// left to end on its own (it then closes its fds and frees its loop); the worker's
+// termination does not wait for a frozen disk.
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -22,6 +34,7 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <unordered_map>
 
 #include "args.h"
 #include "errors.h"
@@ -35,6 +48,7 @@ namespace {
 
 constexpr uint32_t kMinBuffer = 4096;
 constexpr uint32_t kMaxBuffer = 64u << 20;
+constexpr int64_t kStopWaitMs = 500;
 
 // Whether a socket's traffic is delivered locally (AF_UNIX, loopback addresses): there
 // the kernel copies on delivery anyway, and a copy loop measured faster than splice
@@ -110,6 +124,16 @@ int DupPrivate(Napi::Env env, int fd) {
   return dup;
 }
 
+// An upload thread left running past its environment runs this library's code: keep
+// the library loaded for the life of the process from then on (Node up to 24
+// dlclose()s an addon when the last environment using it ends).
+void PinAddon() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&PinAddon), &info) != 0 && info.dli_fname != nullptr) {
+    dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+  }
+}
+
 void OnTeardown(void* arg);
 
 class RelayEngine final : public Napi::ObjectWrap<RelayEngine> {
@@ -122,6 +146,8 @@ class RelayEngine final : public Napi::ObjectWrap<RelayEngine> {
                            InstanceMethod<&RelayEngine::Ref>("ref"),
                            InstanceMethod<&RelayEngine::Unref>("unref"),
                            InstanceMethod<&RelayEngine::Moved>("moved"),
+                           InstanceMethod<&RelayEngine::Progress>("progress"),
+                           InstanceMethod<&RelayEngine::Held>("held"),
                        });
   }
 
@@ -130,14 +156,15 @@ class RelayEngine final : public Napi::ObjectWrap<RelayEngine> {
     Napi::Env env = info.Env();
     if (!info[0].IsFunction()) ThrowTypeError(env, "ERR_INVALID_ARG_TYPE", "The \"onDone\" argument must be a function");
     napi_value name = Napi::String::New(env, "zerocopy.relay");
-    napi_status status = napi_create_threadsafe_function(env, info[0], nullptr, name, 0, 1, nullptr, nullptr, nullptr,
+    napi_status status = napi_create_threadsafe_function(env, info[0], nullptr, name, 0, 1, nullptr, nullptr, this,
                                                          CallJs, &tsfn_);
     if (status != napi_ok) throw Napi::Error::New(env, "zerocopy: cannot create the relay's thread-safe function");
     napi_unref_threadsafe_function(env, tsfn_);
     napi_threadsafe_function tsfn = tsfn_;
-    loop_ = std::make_unique<RelayLoop>([tsfn](RelayDone* done) {
+    report_ = [tsfn](RelayDone* done) {
       if (napi_call_threadsafe_function(tsfn, done, napi_tsfn_nonblocking) != napi_ok) delete done;
-    });
+    };
+    loop_ = std::make_unique<RelayLoop>(report_, counters_);
     env_ = env;
     napi_add_env_cleanup_hook(env, OnTeardown, this);
   }
@@ -152,8 +179,37 @@ class RelayEngine final : public Napi::ObjectWrap<RelayEngine> {
   void Teardown() {
     if (tornDown_) return;
     tornDown_ = true;
-    loop_->Stop();  // joins the thread: nothing calls the function after this
+    // Every upload abandoned and asked first, so that their threads end side by side:
+    // none reads its socket again, and one blocked in a write ends when it returns.
+    for (auto& entry : uploads_) {
+      entry.second->Abandon(entry.first, *shared_.at(entry.first));
+      entry.second->RequestStop();
+    }
+    loop_->Stop(-1);  // socket relays never block: joined
+    uint64_t deadline = uv_hrtime() + static_cast<uint64_t>(kStopWaitMs) * 1000000;
+    for (auto& entry : uploads_) {
+      uint64_t now = uv_hrtime();
+      int64_t left = now >= deadline ? 0 : static_cast<int64_t>((deadline - now) / 1000000);
+      // Still blocked in a write: the thread frees its loop when the write returns.
+      if (!entry.second->Stop(left)) {
+        PinAddon();
+        entry.second.release();
+      }
+    }
+    uploads_.clear();
+    shared_.clear();
+    // No loop reports from now on (each was asked to stop): the function may go.
     napi_release_threadsafe_function(tsfn_, napi_tsfn_abort);
+  }
+
+  // A job's end reached JS: its loop (an upload's) is joined, its progress forgotten.
+  void Forget(uint32_t id) {
+    shared_.erase(id);
+    auto it = uploads_.find(id);
+    if (it == uploads_.end()) return;
+    std::unique_ptr<RelayLoop> loop = std::move(it->second);
+    uploads_.erase(it);
+    loop->Stop(-1);  // its only job ended: the thread is in epoll_wait, not in a write
   }
 
  private:
@@ -200,8 +256,10 @@ class RelayEngine final : public Napi::ObjectWrap<RelayEngine> {
                             : mechanism == 2 ? RelayMechanism::kSplice
                             : (!bIsFile && IsLocalDelivery(fdA) && IsLocalDelivery(fdB)) ? RelayMechanism::kCopy
                                                                                           : RelayMechanism::kSplice;
+    if (shared_.count(id) != 0) ThrowTypeError(env, "ERR_INVALID_STATE", "A relay job with this id is running");
     auto job = std::make_unique<RelayJob>();
     job->id = id;
+    job->counters = counters_;
     job->mechanism = chosen;
     job->bufferSize = bufferSize;
     job->fds[0] = DupPrivate(env, fdA);
@@ -213,6 +271,7 @@ class RelayEngine final : public Napi::ObjectWrap<RelayEngine> {
       throw;
     }
     job->isSocket[1] = !bIsFile;
+    job->shared->source = job->fds[0];
     for (int i = 0; i < 2; i++) {
       RelayDirection& d = job->dirs[i];
       d.active = active[i];
@@ -234,20 +293,47 @@ class RelayEngine final : public Napi::ObjectWrap<RelayEngine> {
       d.shutdownOnEof = shut[i] && !bIsFile;
       d.prefix = std::move(prefixes[i]);
     }
+    std::shared_ptr<JobShared> shared = job->shared;
+    std::unique_ptr<RelayLoop> own = bIsFile ? std::make_unique<RelayLoop>(report_, counters_) : nullptr;
     RelayJob* raw = job.release();
-    int err = loop_->Submit(raw);
+    int err = (own ? own.get() : loop_.get())->Submit(raw);
     if (err != 0) {
       FreeRelayJob(raw);
       throw SystemError(env, err, "uv_thread_create");
     }
+    shared_[id] = std::move(shared);
+    if (own) uploads_[id] = std::move(own);
     return Napi::String::New(env, chosen == RelayMechanism::kCopy ? "copy" : "splice");
   }
 
-  // cancel(id): the job ends soon after, reported with ECANCELED.
+  // cancel(id) -> undefined | bytes: the job ends soon after, reported with ECANCELED.
+  // An upload is abandoned at once instead: the bytes it had written come back, its
+  // thread never reads the socket again, and its later report is to be ignored.
   Napi::Value Cancel(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
     uint32_t id = UintArg(info, 0, "id", UINT32_MAX);
-    if (!tornDown_) loop_->Cancel(id);
-    return info.Env().Undefined();
+    if (tornDown_) return env.Undefined();
+    auto upload = uploads_.find(id);
+    if (upload == uploads_.end()) {
+      loop_->Cancel(id);
+      return env.Undefined();
+    }
+    int64_t moved = upload->second->Abandon(id, *shared_.at(id));
+    if (moved < 0) return env.Undefined();  // it had ended: its report is on the way
+    return Napi::Number::New(env, static_cast<double>(moved));
+  }
+
+  // progress(id): bytes the job wrote so far, -1 for a job not running.
+  Napi::Value Progress(const Napi::CallbackInfo& info) {
+    uint32_t id = UintArg(info, 0, "id", UINT32_MAX);
+    auto it = shared_.find(id);
+    double moved = it == shared_.end() ? -1 : static_cast<double>(it->second->moved.load(std::memory_order_relaxed));
+    return Napi::Number::New(info.Env(), moved);
+  }
+
+  // held(): bytes of buffers and pipe capacity every job holds right now.
+  Napi::Value Held(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(counters_->held.load(std::memory_order_relaxed)));
   }
 
   // ref()/unref(): keep the process alive while relays run, as sockets would.
@@ -263,12 +349,13 @@ class RelayEngine final : public Napi::ObjectWrap<RelayEngine> {
 
   // moved(): bytes every job of this environment wrote so far (progress, not exact per job).
   Napi::Value Moved(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), static_cast<double>(loop_->Moved()));
+    return Napi::Number::New(info.Env(), static_cast<double>(counters_->moved.load(std::memory_order_relaxed)));
   }
 
   static void CallJs(napi_env env, napi_value callback, void* context, void* data) {
     std::unique_ptr<RelayDone> done(static_cast<RelayDone*>(data));
     if (env == nullptr || callback == nullptr) return;  // the environment is going away
+    static_cast<RelayEngine*>(context)->Forget(done->id);
     napi_value argv[7];
     napi_value undefined;
     napi_get_undefined(env, &undefined);
@@ -289,7 +376,11 @@ class RelayEngine final : public Napi::ObjectWrap<RelayEngine> {
 
   napi_env env_ = nullptr;
   napi_threadsafe_function tsfn_ = nullptr;
-  std::unique_ptr<RelayLoop> loop_;
+  RelayLoop::Report report_;
+  std::shared_ptr<RelayCounters> counters_ = std::make_shared<RelayCounters>();
+  std::unique_ptr<RelayLoop> loop_;  // socket relays
+  std::unordered_map<uint32_t, std::unique_ptr<RelayLoop>> uploads_;  // one loop per upload
+  std::unordered_map<uint32_t, std::shared_ptr<JobShared>> shared_;   // every running job
   bool tornDown_ = false;
 };
 

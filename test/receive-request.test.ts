@@ -14,7 +14,7 @@ import * as net from 'node:net'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import * as tls from 'node:tls'
-import { receiveToFile } from '../lib'
+import { receiveToFile, relay } from '../lib'
 import { cert, key } from './fixtures/tls-cert'
 import { openFdTargets, randomBytes, tempDir } from './helpers'
 import { parseResponses } from './http-util'
@@ -188,6 +188,30 @@ test('receiveToFile(req.socket) is refused with a code that says to pass req; th
   const err = uploads[0]!.error
   assert.equal(err?.code, 'ERR_ZEROCOPY_HTTP_PARSER')
   assert.match(err!.message, /receiveToFile\(req/)
+  assert.deepEqual(got.map((r) => r.body.toString()), ['failed:ERR_ZEROCOPY_HTTP_PARSER', 'answer:/next'])
+})
+
+test('relay() of a socket Node\'s HTTP parser reads is refused before anything moves; the connection goes on', { timeout: 20000 }, async (t) => {
+  const other = await new Promise<net.Socket>((resolve) => {
+    const l = net.createServer((s) => {
+      l.close()
+      resolve(s)
+    })
+    l.listen(0, '127.0.0.1', () => net.connect((l.address() as net.AddressInfo).port, '127.0.0.1'))
+  })
+  t.after(() => other.destroy())
+  const { port, uploads } = await uploadServer(t, tempDir(t), async (req) => {
+    try {
+      await relay(req.socket, other, { direction: 'a->b', length: Number(req.headers['content-length']) })
+    } finally {
+      req.resume() // Node's parser reads the body as usual
+    }
+  })
+  const body = randomBytes(3000, 16)
+  const got = await exchange(port, [Buffer.concat([Buffer.from(head(body.length)), body]), 50, next], 2)
+  const err = uploads[0]!.error
+  assert.equal(err?.code, 'ERR_ZEROCOPY_HTTP_PARSER')
+  assert.match(err!.message, /HTTP parser/)
   assert.deepEqual(got.map((r) => r.body.toString()), ['failed:ERR_ZEROCOPY_HTTP_PARSER', 'answer:/next'])
 })
 
