@@ -27,6 +27,7 @@ const ENGINE_FILES = [
   'regressions-file',
   'regressions-send',
   'relay-order',
+  'relay-sequences',
   'send-each',
   'send-file',
   'unmappable-files',
