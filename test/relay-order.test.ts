@@ -11,16 +11,10 @@ import { before, test } from 'node:test'
 import { receiveToFile, relay, ZeroCopySocket } from '../lib'
 import { native } from '../lib/native'
 import { openFdTargets, randomBytes, sha256, socketFd, tcpPair, tempDir } from './helpers'
-import { assertNothingLeft, chain, received, within, type Chain } from './relay-util'
+import { assertNothingLeft, chain, received, warmRelayThread, within, type Chain } from './relay-util'
 
 before(async () => {
-  // The relay thread's epoll and eventfd are made on first use and live with the process.
-  const c = await chain()
-  const done = relay(c.proxyIn, c.proxyOut)
-  c.client.end()
-  c.server.end()
-  await done
-  await c.close()
+  await warmRelayThread()
   // So are the send engine's (the reactor's epoll, the io_uring ring).
   const p = await tcpPair()
   const zc = ZeroCopySocket.from(p.client)

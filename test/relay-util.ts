@@ -3,6 +3,7 @@
 // and eventfd (made once per process), and bounded waits.
 import * as assert from 'node:assert/strict'
 import * as net from 'node:net'
+import { relay } from '../lib'
 import { runningJobs } from '../lib/relay-engine'
 import { openFdTargets } from './helpers'
 
@@ -115,4 +116,14 @@ export async function writeChunked(s: net.Socket, data: Buffer, sizes: number[])
     else if (i % 3 === 0) await new Promise((resolve) => setImmediate(resolve))
   }
   s.end()
+}
+
+/** Makes the relay thread's epoll and eventfd (made on first use, kept for the process) before a test counts fds. */
+export async function warmRelayThread(): Promise<void> {
+  const c = await chain()
+  const done = relay(c.proxyIn, c.proxyOut)
+  c.client.end()
+  c.server.end()
+  await done
+  await c.close()
 }

@@ -11,20 +11,12 @@ import * as fc from 'fast-check'
 import * as path from 'node:path'
 import { pipe, receiveToFile, relay, type RelayResult } from '../lib'
 import { closeQuietly, openFdTargets, randomBytes, sha256, tcpPair, tempDir } from './helpers'
-import { assertNothingLeft, chain, closed, received, untilNodeReadEof, within, writeChunked } from './relay-util'
+import { assertNothingLeft, chain, closed, received, untilNodeReadEof, warmRelayThread, within, writeChunked } from './relay-util'
 
 const SEED = Number(process.env.ZEROCOPY_RELAY_SEED ?? 20261206)
 const MECHANISMS = ['copy', 'splice'] as const
 
-before(async () => {
-  // The relay thread's epoll and eventfd are made on first use and live with the process.
-  const c = await chain()
-  const done = relay(c.proxyIn, c.proxyOut)
-  c.client.end()
-  c.server.end()
-  await done
-  await c.close()
-})
+before(warmRelayThread)
 
 for (const mechanism of MECHANISMS) {
   test(`${mechanism}: both directions at once, random chunking, bytes hash-equal (seed ${SEED})`, async () => {
