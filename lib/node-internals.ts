@@ -195,6 +195,28 @@ function overrideOwn(target: object, values: Record<string, unknown>): () => voi
 }
 
 /**
+ * Calls `onSet` after every `socket.setTimeout()` made while followed (a relay's idle
+ * watch learns of a timeout set after it started). One layer over whatever `setTimeout`
+ * the socket had (see {@link overrideOwn}); once undone, a wrapper still under another
+ * layer passes calls straight through.
+ */
+export function followSetTimeout(socket: net.Socket, onSet: () => void): () => void {
+  const below = socket.setTimeout as (...args: unknown[]) => unknown
+  let following = true
+  const remove = overrideOwn(socket, {
+    setTimeout(this: net.Socket, ...args: unknown[]): unknown {
+      const result = below.apply(this, args)
+      if (following) onSet()
+      return result
+    },
+  })
+  return () => {
+    following = false
+    remove()
+  }
+}
+
+/**
  * Wraps a Writable's `_write` and `_final` as own properties, as one layer (see
  * {@link overrideOwn}: the prototype's stay as they are, the undo puts back any own
  * ones, as `new Writable({ write })` makes, and never another owner's), and turns off

@@ -93,7 +93,7 @@ function receiveFromSocket(socket: RelayEnd, file: FileTarget, options?: Receive
       const opened = await openTarget(file, offset, plan.signal)
       try {
         if (plan.signal?.aborted) throw abortError(plan.signal)
-        const fd = await unlessAborted(connectedFd(socket, 'socket'), plan.signal)
+        const fd = await unlessAborted(connectedFd(socket, 'socket'), plan.signal, [node])
         claimed.identify(0, fd)
         if (plan.signal?.aborted) throw abortError(plan.signal)
         return await run(node, lent, fd, opened.fd, offset, length, plan)

@@ -245,14 +245,24 @@ export function watchClose(sockets: Array<net.Socket | undefined>, onClose: () =
 }
 
 /**
- * `p`, or an AbortError as soon as `signal` aborts: for what a relay awaits before it
- * starts (a connect, Node's buffered writes reaching a slow destination).
+ * `p`, or an AbortError as soon as `signal` aborts, or ERR_SOCKET_CLOSED as soon as Node
+ * closes one of `sockets` (destroy(), its idle timeout's handler, an error): for what a
+ * relay awaits before it starts (a connect, Node's buffered writes reaching a slow
+ * destination, its turn behind the sends queued before it), which may take as long as
+ * a peer that does not read.
  */
-export function unlessAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return p
-  if (signal.aborted) return Promise.reject(abortError(signal))
+export function unlessAborted<T>(p: Promise<T>, signal: AbortSignal | undefined, sockets: Array<net.Socket | undefined> = []): Promise<T> {
+  const present = sockets.filter((s): s is net.Socket => s !== undefined)
+  if (signal === undefined && present.length === 0) return p
+  if (signal?.aborted) return Promise.reject(abortError(signal))
+  if (present.some((s) => s.destroyed)) return Promise.reject(socketClosed('A relayed socket was closed by Node before the relay started'))
   return new Promise<T>((resolve, reject) => {
-    const unwatch = watchAbort(signal, () => reject(abortError(signal)))
+    const unwatchAbort = watchAbort(signal, () => reject(abortError(signal!)))
+    const unwatchClose = watchClose(present, () => reject(socketClosed('A relayed socket was closed by Node before the relay started')))
+    const unwatch = () => {
+      unwatchAbort()
+      unwatchClose()
+    }
     p.then(
       (value) => {
         unwatch()

@@ -116,13 +116,15 @@ export function relay(a: RelayEnd, b: RelayEnd, options?: RelayOptions): Promise
       // relay's, never a 'data' event.
       if (ab && sa) lentA = lendReads(sa, length)
       if (ba && sb) lentB = lendReads(sb, length)
-      const fdA = await unlessAborted(connectedFd(a, 'a'), plan.signal)
-      const fdB = await unlessAborted(connectedFd(b, 'b'), plan.signal)
+      const fdA = await unlessAborted(connectedFd(a, 'a'), plan.signal, [sa, sb])
+      const fdB = await unlessAborted(connectedFd(b, 'b'), plan.signal, [sa, sb])
       // A socket that had no fd at the call is claimed, and ordered, by its identity now.
       claimed.identify(0, fdA)
       claimed.identify(1, fdB)
       for (const [i, lent] of into) lent.identified(claimed.key(i))
-      await unlessAborted(Promise.all(into.map(([, lent]) => lent.started)), plan.signal)
+      // The turn may wait as long as the sends ahead of it (a peer that does not read):
+      // Node closing either socket meanwhile ends the wait at once.
+      await unlessAborted(Promise.all(into.map(([, lent]) => lent.started)), plan.signal, [sa, sb])
       if (plan.signal?.aborted) throw abortError(plan.signal)
       for (const [s, name] of [[sa, 'a'], [sb, 'b']] as const) {
         if (s?.destroyed) throw socketClosed(`The "${name}" socket is closed`)

@@ -53,6 +53,24 @@ for (const side of ['source', 'destination'] as const) {
   })
 }
 
+test('a timeout set after the relay started is kept from firing too while bytes move', { timeout: 15000 }, async () => {
+  const c = await chain()
+  const r = relay(c.proxyIn, c.proxyOut, { direction: 'a->b' })
+  await sleep(20)
+  // As a proxy does once its upstream connected: the relay is running by now.
+  const watched = idleTimeout(c.proxyOut)
+  let got = 0
+  c.server.on('data', (chunk: Buffer) => (got += chunk.length))
+  const sent = await trickle(c.client, 4 * TIMEOUT_MS)
+  c.client.end()
+  const result = await within(r, 3000, 'the relay')
+  assert.equal(watched.fired, false, "'timeout' fired while bytes moved")
+  assert.equal(result.aToB, sent)
+  await sleep(20)
+  assert.equal(got, sent)
+  await c.close()
+})
+
 test('bytes every 50 ms keep an upload from timing out', { timeout: 15000 }, async (t) => {
   const { client, server } = await halfOpenPair()
   const watched = idleTimeout(server)

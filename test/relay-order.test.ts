@@ -299,3 +299,30 @@ test("Node's buffered bytes, sends, the relay, then writes and sends made during
   assert.equal(sha256(bytes), sha256(expected))
   assertNothingLeft(fds)
 })
+
+for (const how of ['destroy', 'idle timeout'] as const) {
+  test(`a relay waiting for its turn behind a send ends at once when Node closes its source (${how})`, async () => {
+    const fds = openFdTargets()
+    const c = await chain()
+    const zc = ZeroCopySocket.from(c.proxyOut)
+    c.server.pause() // the peer does not read: the send ahead of the relay waits
+    const sent = zc.send(randomBytes(16 << 20, 80))
+    sent.catch(() => {})
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    assert.ok(zc.stats.unsent > 0, 'the send is still partly unsent')
+    c.proxyIn.on('error', () => {})
+    const r = relay(c.proxyIn, c.proxyOut, { direction: 'a->b', length: 1000 })
+    const started = Date.now()
+    if (how === 'destroy') setTimeout(() => c.proxyIn.destroy(), 50)
+    else c.proxyIn.setTimeout(100, () => c.proxyIn.destroy()) // Node's docs pattern
+    const err = (await within(r.catch((e: NodeJS.ErrnoException) => e), 3000, 'the waiting relay')) as NodeJS.ErrnoException
+    assert.equal(err.code, 'ERR_SOCKET_CLOSED')
+    assert.ok(Date.now() - started < 1000, `settled ${Date.now() - started} ms after the call`)
+    // Nothing of the relay went: the destination carries on with the send.
+    c.server.resume()
+    assert.equal((await within(sent, 10000, 'the send')).bytes, 16 << 20)
+    await zc.close()
+    await c.close()
+    assertNothingLeft(fds)
+  })
+}
