@@ -153,6 +153,7 @@ async function copyThroughRequest(req: http.IncomingMessage, file: Target, offse
   if (signal?.aborted) throw abortError(signal)
   const target = await openTarget(file, offset, signal)
   let bytes = 0
+  let failed = true
   try {
     await new Promise<void>((resolve, reject) => {
       let writing = Promise.resolve()
@@ -189,14 +190,16 @@ async function copyThroughRequest(req: http.IncomingMessage, file: Target, offse
       req.once('close', onClose)
       signal?.addEventListener('abort', onAbort, { once: true })
     })
+    failed = false
   } finally {
-    await target.close()
+    // Failed: a write still blocked (a frozen mount) holds the close; not waited for past the grace.
+    await target.close(failed)
   }
   return { bytes, mechanism: 'stream', fallback }
 }
 
 /** The file as upload.ts opens it: a path created (truncated at offset 0); an fd or FileHandle stays the caller's. */
-async function openTarget(file: Target, offset: number, signal: AbortSignal | undefined): Promise<{ write(b: Buffer, at: number): Promise<void>; close(): Promise<void> }> {
+async function openTarget(file: Target, offset: number, signal: AbortSignal | undefined): Promise<{ write(b: Buffer, at: number): Promise<void>; close(failed: boolean): Promise<void> }> {
   const writeAll = async (write: (b: Buffer, from: number, at: number) => Promise<number>, b: Buffer, at: number) => {
     for (let done = 0; done < b.length; ) done += await write(b, done, at + done)
   }
@@ -208,5 +211,5 @@ async function openTarget(file: Target, offset: number, signal: AbortSignal | un
   // A path as the socket upload opens it: no wait without bound, regular files only.
   const handle = typeof file === 'string' ? await openPath(file, offset, signal) : file
   const write = async (b: Buffer, from: number, at: number) => (await handle.write(b, from, b.length - from, at)).bytesWritten
-  return { write: (b, at) => writeAll(write, b, at), close: async () => (typeof file === 'string' ? closeUpload(handle, signal) : undefined) }
+  return { write: (b, at) => writeAll(write, b, at), close: async (failed) => (typeof file === 'string' ? closeUpload(handle, failed) : undefined) }
 }

@@ -96,15 +96,18 @@ function receiveFromSocket(socket: RelayEnd, file: FileTarget, options?: Receive
     const lent = node ? lendReads(node, length === undefined || head === null ? length : length - head.length) : undefined
     try {
       const opened = await openTarget(file, offset, plan.signal)
+      let failed = true
       try {
         if (plan.signal?.aborted) throw abortError(plan.signal)
         const fd = await unlessAborted(connectedFd(socket, 'socket'), plan.signal)
         claimed.identify(0, fd)
         if (plan.signal?.aborted) throw abortError(plan.signal)
-        return await run(node, lent, head, fd, opened.fd, offset, length, plan)
+        const result = await run(node, lent, head, fd, opened.fd, offset, length, plan)
+        failed = false
+        return result
       } finally {
-        // Aborted: the close (which may flush to a hung server) is not waited for long.
-        await opened.close()
+        // Failed: the close (which may flush to a hung server) is not waited for long.
+        await opened.close(failed)
       }
     } finally {
       lent?.giveBack(true) // idempotent: an upload that ran already gave the socket back; else the bytes go back
@@ -113,10 +116,10 @@ function receiveFromSocket(socket: RelayEnd, file: FileTarget, options?: Receive
   })
 }
 
-async function openTarget(file: FileTarget, offset: number, signal: AbortSignal | undefined): Promise<{ fd: number; close: () => Promise<void> }> {
+async function openTarget(file: FileTarget, offset: number, signal: AbortSignal | undefined): Promise<{ fd: number; close: (failed: boolean) => Promise<void> }> {
   if (typeof file === 'string') {
     const handle = await openPath(file, offset, signal)
-    return { fd: handle.fd, close: () => closeUpload(handle, signal) }
+    return { fd: handle.fd, close: (failed) => closeUpload(handle, failed) }
   }
   await checkWritableFd(file, signal)
   return { fd: typeof file === 'number' ? file : file.fd, close: async () => {} }

@@ -99,8 +99,14 @@ function notAFile(file: string, kind: string): Error {
   return codedError('ERR_ZEROCOPY_NOT_A_FILE', `"${file}" is ${kind}: receiveToFile writes to regular files only`)
 }
 
-/** Closes what openPath opened; after an abort, waits no longer than the abort's grace (a blocked write holds a close). */
-export function closeUpload(handle: fs.promises.FileHandle, signal: AbortSignal | undefined): Promise<void> {
+/**
+ * Closes what openPath opened. An upload that failed (an abort, the client gone, a file
+ * error) waits no longer than the abort's grace: a write still blocked (a frozen or
+ * hung mount) holds a FileHandle's close until it returns, and the upload's Promise
+ * must not wait for that. The fd is then closed when the write returns. After a
+ * success the close is waited for (its error, if any, is the upload's).
+ */
+export function closeUpload(handle: fs.promises.FileHandle, failed: boolean): Promise<void> {
   const closing = handle.close()
-  return signal?.aborted ? settledWithin(closing, ABANDON_GRACE_MS) : closing
+  return failed ? settledWithin(closing, ABANDON_GRACE_MS) : closing
 }
