@@ -71,7 +71,7 @@ export async function checkWritableFd(file: number | fs.promises.FileHandle, sig
   const O_ACCMODE = 3 // Linux's; not among Node's fs.constants
   const { O_RDONLY, O_APPEND } = fs.constants
   if ((bits & O_ACCMODE) === O_RDONLY) throw systemError(os.constants.errno.EBADF, 'pwrite')
-  if ((bits & O_APPEND) !== 0) throw invalidArgValue('file', file, 'is open with O_APPEND: its writes would all go to the end of the file, not at the offset')
+  if ((bits & O_APPEND) !== 0) throw invalidArgValue('file', fd, 'is open with O_APPEND: its writes would all go to the end of the file, not at the offset')
 }
 
 /** `p` settled (its outcome dropped), or `ms` passed. */
