@@ -52,6 +52,11 @@ export function invalidArgValue(name: string, value: unknown, reason: string): C
   return coded(new TypeError(`The ${what} ${reason}. Received ${inspect(value, { depth: 0 })}`), 'ERR_INVALID_ARG_VALUE')
 }
 
+/** TypeError ERR_INVALID_FD_TYPE, as the native layer throws for an fd of the wrong kind. */
+export function invalidFdType(message: string): Coded {
+  return coded(new TypeError(message), 'ERR_INVALID_FD_TYPE')
+}
+
 /** TypeError ERR_INVALID_STATE, as the native layer throws for detached buffers. */
 export function invalidState(message: string): Coded {
   return coded(new TypeError(`Invalid state: ${message}`), 'ERR_INVALID_STATE')

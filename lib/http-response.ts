@@ -76,9 +76,15 @@ export function sendToResponse<R extends SendResult | SendFileResult>(
       abort.stop()
       if (body.signal?.aborted) throw abortError(body.signal)
       if (replaced) {
+        queued = true
+        if (!mayHaveBody(res)) {
+          // Nothing goes through the write path (it would read the whole source for a
+          // body Node drops); the middleware's end finishes the response.
+          if (end) direct(() => res.end())
+          return { settled: finished(body, Promise.resolve(body.none(NO_BODY))) }
+        }
         // A middleware's write path (compression()): the body goes through it, and it
         // and Node decide the headers (lib/wrapped-response.ts).
-        queued = true
         const settled = finished(body, writeThrough(res, body, end, direct, body.signal))
         settled.catch(() => {})
         return { settled, after: settled.then(() => {}, () => {}) }
@@ -88,7 +94,7 @@ export function sendToResponse<R extends SendResult | SendFileResult>(
       if (!framing.hasBody || length === 0) {
         queued = true
         if (end) direct(() => res.end())
-        const why = framing.hasBody ? 'an empty body' : 'the response has no body (a HEAD request, or status 204 or 304)'
+        const why = framing.hasBody ? 'an empty body' : NO_BODY
         return { settled: finished(body, Promise.resolve(body.none(why))) }
       }
       const zc = attach(target)
@@ -196,6 +202,19 @@ function sendHeaders(res: ResponseTarget, length: number | undefined, end: boole
     }
   }
   ;(res as { flushHeaders(): void }).flushHeaders()
+}
+
+const NO_BODY = 'the response has no body (a HEAD request, or status 204 or 304)'
+
+/**
+ * Whether the response may carry a body, before its headers went (as Node decides when
+ * it writes them: a HEAD request, status 204 or 304, or 1xx, has none).
+ */
+function mayHaveBody(res: ResponseTarget): boolean {
+  const status = res.statusCode
+  if (status === 204 || status === 304 || (status >= 100 && status < 200)) return false
+  if ((res.req as { method?: string } | undefined)?.method === 'HEAD') return false
+  return res instanceof http.ServerResponse ? responseFraming(res).hasBody : true
 }
 
 function framingOf(res: ResponseTarget): { hasBody: boolean; chunked: boolean } {

@@ -5,8 +5,9 @@
 // (often all of it) into `req` before the handler runs. So:
 // - A Content-Length body not all here yet goes zero-copy: the parser is moved off the
 //   socket's handle (as Node does when code reads the socket), what it had put in `req`
-//   goes back in front of the socket's stream, where the socket upload takes it first,
-//   and the relay thread reads exactly the rest of the body. The parser is then told the
+//   is taken out and the socket upload writes it first (never through the socket's
+//   stream: the parser counted it already), and the relay thread reads exactly the rest
+//   of the body. The parser is then told the
 //   body went past it (http-parser.ts skipBody), so it ends the request there and reads
 //   the next one from the byte after it.
 // - A body that came whole with the headers, a chunked body (Node's parser takes its
@@ -20,7 +21,7 @@ import { continueIfOwed, httpParserOf, parseFromStream, responseOf, readOn, skip
 import { protocolLayer } from './node-internals'
 import { checkCommonOptions, lengthOption } from './relay-socket'
 import { integerOption } from './validate'
-import { closeUpload, openPath } from './upload-target'
+import { checkFile, checkWritableFd, closeUpload, openPath } from './upload-target'
 
 type Target = string | number | fs.promises.FileHandle
 
@@ -36,8 +37,11 @@ export interface RequestUploadResult {
   fallback?: string
 }
 
-/** The socket-level upload (receive-to-file.ts), which takes the bytes Node buffered first. */
-export type SocketUpload = (socket: net.Socket, file: Target, options: object) => Promise<RequestUploadResult>
+/**
+ * The socket-level upload (receive-to-file.ts): `head` first, then the bytes Node
+ * buffered, then the socket's. Rejected without `err.bytes`, it took none of them.
+ */
+export type SocketUpload = (socket: net.Socket, file: Target, options: object, head: Buffer | null) => Promise<RequestUploadResult>
 
 /** A request the HTTP server parsed (its body is what it carries). */
 export function isServerRequest(value: unknown): value is http.IncomingMessage {
@@ -50,6 +54,7 @@ export function receiveRequest(req: http.IncomingMessage, file: Target, options:
     const { o, plan } = checkCommonOptions<Options>(options)
     const offset = integerOption('options.offset', o.offset, 0, 0, Number.MAX_SAFE_INTEGER)
     const given = lengthOption('options.length', o.length)
+    checkFile(file)
     checkUnread(req)
     const length = bodyLength(req)
     if (given !== undefined && given !== length) {
@@ -62,6 +67,9 @@ export function receiveRequest(req: http.IncomingMessage, file: Target, options:
     // everything of the body the parser took.
     await new Promise<void>((resolve) => setImmediate(resolve))
     if (plan.signal?.aborted) throw abortError(plan.signal)
+    checkUnread(req)
+    // Before any byte is taken, on either path: an fd the upload could not write at its offset.
+    if (typeof file !== 'string') await checkWritableFd(file, plan.signal)
     checkUnread(req)
     const socket = req.socket
     const parser = httpParserOf(socket)
@@ -76,8 +84,9 @@ export function receiveRequest(req: http.IncomingMessage, file: Target, options:
     }
     if (parser === undefined || parser.incoming !== req) throw invalidState('the request is no longer the one Node\'s HTTP parser reads')
     // Synchronously, before anything else reads the socket: what the parser had put in
-    // the request goes back in front of the socket's stream (paused: no 'data' reaches
-    // the parser meanwhile), and the socket upload takes it first.
+    // the request is taken out of it, and the socket upload writes it first. It never
+    // goes onto the socket's stream: the parser counted it already, and would count it
+    // a second time from there.
     const taken = takeParsedBody(req)
     if (taken === undefined) return copyThroughRequest(req, file, offset, plan.signal, 'the request\'s buffered body could not be taken out of it whole')
     const { early, unread } = taken
@@ -86,15 +95,16 @@ export function receiveRequest(req: http.IncomingMessage, file: Target, options:
       unread()
       return copyThroughRequest(req, file, offset, plan.signal, 'Node\'s HTTP parser did not let go of the socket')
     }
-    socket.pause()
-    if (early !== null) socket.unshift(early)
+    socket.pause() // no 'data' reaches the parser until the upload is over
     let result: RequestUploadResult
     try {
-      result = await fromSocket(socket, file, { ...o, length })
+      result = await fromSocket(socket, file, { ...o, length }, early)
     } catch (err) {
       if ((err as { bytes?: unknown }).bytes === undefined) {
-        // It never started: the body is where it was (the early bytes back in front);
-        // the parser reads it on as if nothing had happened.
+        // It never started: the body is where it was (the early bytes back in the
+        // request, where the parser had put them); the parser reads on as if nothing
+        // had happened.
+        if (early !== null) req.unshift(early)
         unread()
         readOn(socket)
       } else {
@@ -143,6 +153,7 @@ async function copyThroughRequest(req: http.IncomingMessage, file: Target, offse
   if (signal?.aborted) throw abortError(signal)
   const target = await openTarget(file, offset, signal)
   let bytes = 0
+  let failed = true
   try {
     await new Promise<void>((resolve, reject) => {
       let writing = Promise.resolve()
@@ -179,14 +190,16 @@ async function copyThroughRequest(req: http.IncomingMessage, file: Target, offse
       req.once('close', onClose)
       signal?.addEventListener('abort', onAbort, { once: true })
     })
+    failed = false
   } finally {
-    await target.close()
+    // Failed: a write still blocked (a frozen mount) holds the close; not waited for past the grace.
+    await target.close(failed)
   }
   return { bytes, mechanism: 'stream', fallback }
 }
 
 /** The file as upload.ts opens it: a path created (truncated at offset 0); an fd or FileHandle stays the caller's. */
-async function openTarget(file: Target, offset: number, signal: AbortSignal | undefined): Promise<{ write(b: Buffer, at: number): Promise<void>; close(): Promise<void> }> {
+async function openTarget(file: Target, offset: number, signal: AbortSignal | undefined): Promise<{ write(b: Buffer, at: number): Promise<void>; close(failed: boolean): Promise<void> }> {
   const writeAll = async (write: (b: Buffer, from: number, at: number) => Promise<number>, b: Buffer, at: number) => {
     for (let done = 0; done < b.length; ) done += await write(b, done, at + done)
   }
@@ -198,5 +211,5 @@ async function openTarget(file: Target, offset: number, signal: AbortSignal | un
   // A path as the socket upload opens it: no wait without bound, regular files only.
   const handle = typeof file === 'string' ? await openPath(file, offset, signal) : file
   const write = async (b: Buffer, from: number, at: number) => (await handle.write(b, from, b.length - from, at)).bytesWritten
-  return { write: (b, at) => writeAll(write, b, at), close: async () => (typeof file === 'string' ? closeUpload(handle, signal) : undefined) }
+  return { write: (b, at) => writeAll(write, b, at), close: async (failed) => (typeof file === 'string' ? closeUpload(handle, failed) : undefined) }
 }

@@ -5,7 +5,7 @@ import * as fs from 'node:fs'
 import type * as http from 'node:http'
 import * as net from 'node:net'
 import * as os from 'node:os'
-import { abortError, codedError, invalidArgType, promised, systemError } from './errors'
+import { abortError, codedError, promised, systemError } from './errors'
 import { httpParserOf } from './http-parser'
 import { isServerRequest, receiveRequest } from './receive-request'
 import { keepActive } from './relay-activity'
@@ -15,7 +15,7 @@ import {
   type CommonRelayOptions, type LentReads, type RelayEnd,
 } from './relay-socket'
 import { claim } from './socket-claims'
-import { closeUpload, openPath } from './upload-target'
+import { checkFile, checkWritableFd, closeUpload, openPath } from './upload-target'
 import { integerOption } from './validate'
 
 /** Where the bytes go: a path, an fd open for writing, or a `fs.promises.FileHandle`. */
@@ -76,7 +76,12 @@ export function receiveToFile(source: RelayEnd | http.IncomingMessage, file: Fil
   return receiveFromSocket(source as RelayEnd, file, options)
 }
 
-function receiveFromSocket(socket: RelayEnd, file: FileTarget, options?: ReceiveToFileOptions): Promise<ReceiveToFileResult> {
+/**
+ * The socket upload. `head`: bytes that come before the socket's (an HTTP request's body
+ * its parser read already, lib/receive-request.ts), counted in `length`; they stay the
+ * caller's unless the upload started (an error without `bytes`: they were not taken).
+ */
+function receiveFromSocket(socket: RelayEnd, file: FileTarget, options?: ReceiveToFileOptions, head: Buffer | null = null): Promise<ReceiveToFileResult> {
   return promised(async () => {
     checkEnd(socket, 'socket')
     checkFile(file)
@@ -88,18 +93,21 @@ function receiveFromSocket(socket: RelayEnd, file: FileTarget, options?: Receive
     const claimed = claim([socket], ['socket'])
     // At the call: what Node buffered, and a byte that arrives while the file opens, is
     // the upload's, never a 'data' event.
-    const lent = node ? lendReads(node, length) : undefined
+    const lent = node ? lendReads(node, length === undefined || head === null ? length : length - head.length) : undefined
     try {
       const opened = await openTarget(file, offset, plan.signal)
+      let failed = true
       try {
         if (plan.signal?.aborted) throw abortError(plan.signal)
         const fd = await unlessAborted(connectedFd(socket, 'socket'), plan.signal, [node])
         claimed.identify(0, fd)
         if (plan.signal?.aborted) throw abortError(plan.signal)
-        return await run(node, lent, fd, opened.fd, offset, length, plan)
+        const result = await run(node, lent, head, fd, opened.fd, offset, length, plan)
+        failed = false
+        return result
       } finally {
-        // Aborted: the close (which may flush to a hung server) is not waited for long.
-        await opened.close()
+        // Failed: the close (which may flush to a hung server) is not waited for long.
+        await opened.close(failed)
       }
     } finally {
       lent?.giveBack(true) // idempotent: an upload that ran already gave the socket back; else the bytes go back
@@ -108,27 +116,19 @@ function receiveFromSocket(socket: RelayEnd, file: FileTarget, options?: Receive
   })
 }
 
-function checkFile(file: unknown): void {
-  if (typeof file === 'string') return
-  if (typeof file === 'number') return void checkEnd(file, 'file') // the same integer range as an fd end
-  const handleFd = typeof file === 'object' && file !== null ? (file as { fd?: unknown }).fd : undefined
-  if (typeof handleFd !== 'number') throw invalidArgType('file', 'of type string or number, or an instance of FileHandle', file)
-}
-
-async function openTarget(file: unknown, offset: number, signal: AbortSignal | undefined): Promise<{ fd: number; close: () => Promise<void> }> {
+async function openTarget(file: FileTarget, offset: number, signal: AbortSignal | undefined): Promise<{ fd: number; close: (failed: boolean) => Promise<void> }> {
   if (typeof file === 'string') {
     const handle = await openPath(file, offset, signal)
-    return { fd: handle.fd, close: () => closeUpload(handle, signal) }
+    return { fd: handle.fd, close: (failed) => closeUpload(handle, failed) }
   }
-  if (typeof file === 'number') return { fd: file, close: async () => {} }
-  const handleFd = (file as { fd: number }).fd
-  if (handleFd < 0) throw systemError(os.constants.errno.EBADF, 'write') // a closed FileHandle
-  return { fd: handleFd, close: async () => {} }
+  await checkWritableFd(file, signal)
+  return { fd: typeof file === 'number' ? file : file.fd, close: async () => {} }
 }
 
 function run(
   node: net.Socket | undefined,
   lent: LentReads | undefined,
+  head: Buffer | null,
   fd: number,
   fileFd: number,
   offset: number,
@@ -168,7 +168,7 @@ function run(
           fdB: fileFd,
           bIsFile: true,
           fileOffset: offset,
-          ab: { length: length ?? null, shutdownOnEof: false, prefix: lent?.prefix ?? null },
+          ab: { length: length ?? null, shutdownOnEof: false, prefix: joined(head, lent?.prefix ?? null) },
           ba: undefined,
         },
         settle,
@@ -191,4 +191,8 @@ function run(
       unwatchIdle()
     }
   })
+}
+
+function joined(a: Buffer | null, b: Buffer | null): Buffer | null {
+  return a === null ? b : b === null ? a : Buffer.concat([a, b])
 }

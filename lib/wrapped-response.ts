@@ -47,6 +47,7 @@ export async function writeThrough<R>(
   signal: AbortSignal | undefined,
 ): Promise<R> {
   const target = res as unknown as { write: Fn; end: Fn } & NodeJS.EventEmitter & { destroyed: boolean; destroy(): void }
+  const heard = eventsOf(target)
   let bytes = 0
   let calls = 0
   try {
@@ -57,10 +58,10 @@ export async function writeThrough<R>(
       direct(() => (more = target.write(chunk) !== false))
       bytes += chunk.length
       calls++
-      if (!more) await settledBy(target, 'drain', signal)
+      if (!more) await heard.next('drain', signal)
     }
     if (end) {
-      const finished = settledBy(target, 'finish', signal)
+      const finished = heard.next('finish', signal)
       direct(() => target.end())
       await finished
     }
@@ -71,21 +72,56 @@ export async function writeThrough<R>(
   return body.copied(bytes, calls, REPLACED_WRITE_PATH)
 }
 
-/** Resolves on `event`; rejects if the response closes first or `signal` aborts. */
-function settledBy(res: NodeJS.EventEmitter, event: string, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const done = (err?: Error) => {
-      res.removeListener(event, onEvent)
-      res.removeListener('close', onClose)
-      signal?.removeEventListener('abort', onAbort)
-      if (err === undefined) resolve()
-      else reject(err)
-    }
-    const onEvent = () => done()
-    const onClose = () => done(socketClosed('The response closed before its body went'))
-    const onAbort = () => done(abortError(signal!))
-    res.once(event, onEvent)
-    res.once('close', onClose)
-    signal?.addEventListener('abort', onAbort, { once: true })
-  })
+/**
+ * The response's 'drain', 'finish' and 'close', each heard through one listener added
+ * once per response and never removed. A middleware may route res.on() elsewhere while
+ * its removeListener() looks only at res (compression() puts 'drain' on its gzip
+ * stream): a listener added and removed per wait would stay there, one per wait. The
+ * listeners hold only this small table, which lives as long as the response.
+ */
+class ResponseEvents {
+  private readonly waiting = new Map<string, Set<(event: string) => void>>()
+  private closed = false
+
+  constructor(res: NodeJS.EventEmitter) {
+    for (const event of ['drain', 'finish', 'close']) res.on(event, () => this.heard(event))
+  }
+
+  /** Resolves on `event`; rejects if the response closes first (or closed already) or `signal` aborts. */
+  next(event: 'drain' | 'finish', signal: AbortSignal | undefined): Promise<void> {
+    if (this.closed) return Promise.reject(socketClosed('The response closed before its body went'))
+    return new Promise<void>((resolve, reject) => {
+      const done = (heard: string) => {
+        this.waiting.get(event)?.delete(done)
+        this.waiting.get('close')?.delete(done)
+        signal?.removeEventListener('abort', onAbort)
+        if (heard === event) resolve()
+        else reject(heard === 'close' ? socketClosed('The response closed before its body went') : abortError(signal!))
+      }
+      const onAbort = () => done('abort')
+      this.wait(event, done)
+      this.wait('close', done)
+      signal?.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+
+  private wait(event: string, fn: (event: string) => void): void {
+    let set = this.waiting.get(event)
+    if (set === undefined) this.waiting.set(event, (set = new Set()))
+    set.add(fn)
+  }
+
+  private heard(event: string): void {
+    if (event === 'close') this.closed = true
+    for (const fn of [...(this.waiting.get(event) ?? [])]) fn(event)
+  }
+}
+
+const events = new WeakMap<object, ResponseEvents>()
+
+/** The response's {@link ResponseEvents}, made (and its listeners added) on first use. */
+function eventsOf(res: NodeJS.EventEmitter): ResponseEvents {
+  let e = events.get(res)
+  if (e === undefined) events.set(res, (e = new ResponseEvents(res)))
+  return e
 }

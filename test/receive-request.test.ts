@@ -7,10 +7,12 @@
 // half way closes the connection after the response; and
 // receiveToFile(req.socket) on a socket Node's HTTP parser reads is refused.
 import * as assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
 import * as fs from 'node:fs'
 import * as http from 'node:http'
 import * as https from 'node:https'
 import * as net from 'node:net'
+import * as os from 'node:os'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import * as tls from 'node:tls'
@@ -239,6 +241,93 @@ test('an upload that cannot open its file leaves the body to Node: the next requ
   const got = await exchange(port, [head(body.length), 50, body, 50, next], 2)
   assert.equal(uploads[0]!.error?.code, 'ENOENT')
   assert.deepEqual(got.map((r) => r.body.toString()), ['failed:ENOENT', 'answer:/next'])
+})
+
+test('an upload that fails before it starts, with the start of the body in the headers\' segment: the body is Node\'s, whole, and the next request is answered', { timeout: 20000 }, async (t) => {
+  // The parser had counted the early bytes already: they go back into the request, not
+  // in front of the socket (where the parser would count them twice and take the
+  // body's end for the next request's start).
+  const server = http.createServer((req, res) => {
+    if (req.url !== '/upload') return void res.end(`answer:${req.url}`)
+    receiveToFile(req, '/nonexistent-dir/upload').then(
+      () => res.end('stored'),
+      (err: NodeJS.ErrnoException) => {
+        if (req.headers['x-read'] === undefined) return void res.end(`failed:${err.code}`)
+        const chunks: Buffer[] = []
+        req.on('data', (c: Buffer) => chunks.push(c))
+        req.on('end', () => res.end(`failed:${err.code}:${createHash('sha256').update(Buffer.concat(chunks)).digest('hex')}`))
+      },
+    )
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.after(() => {
+    server.closeAllConnections()
+    server.close()
+  })
+  const port = (server.address() as net.AddressInfo).port
+  const body = randomBytes(200000, 21)
+  const sum = createHash('sha256').update(body).digest('hex')
+  for (const read of [false, true]) {
+    const h = head(body.length, read ? 'X-Read: 1\r\n' : '')
+    const got = await exchange(port, [Buffer.concat([Buffer.from(h), body.subarray(0, 1000)]), 50, body.subarray(1000), 50, next], 2)
+    assert.deepEqual(
+      got.map((r) => `${r.status} ${r.body.toString()}`),
+      [read ? `200 failed:ENOENT:${sum}` : '200 failed:ENOENT', '200 answer:/next'],
+      read ? 'the handler read the whole body after the failure' : 'the body left unread',
+    )
+  }
+})
+
+test('a target fd or FileHandle that cannot take writes at the offset is refused before any byte is taken, on the copy path as on the zero-copy one', { timeout: 20000 }, async (t) => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'target')
+  const targets: Record<string, () => Promise<{ target: number | fs.promises.FileHandle; close(): Promise<void> }>> = {
+    'an O_APPEND fd': async () => {
+      const fd = fs.openSync(file, 'a')
+      return { target: fd, close: async () => fs.closeSync(fd) }
+    },
+    'an O_APPEND FileHandle': async () => {
+      const fh = await fs.promises.open(file, 'a')
+      return { target: fh, close: () => fh.close() }
+    },
+    'a read-only fd': async () => {
+      const fd = fs.openSync(file, 'r')
+      return { target: fd, close: async () => fs.closeSync(fd) }
+    },
+  }
+  const expected: Record<string, string> = { 'an O_APPEND fd': 'ERR_INVALID_ARG_VALUE', 'an O_APPEND FileHandle': 'ERR_INVALID_ARG_VALUE', 'a read-only fd': 'EBADF' }
+  for (const [name, open] of Object.entries(targets)) {
+    for (const whole of [true, false]) {
+      fs.writeFileSync(file, 'EXISTING')
+      const opened = await open()
+      const errors: NodeJS.ErrnoException[] = []
+      const { port } = await uploadServer(t, dir, async (req) => {
+        try {
+          return await receiveToFile(req, opened.target, { offset: 0 })
+        } catch (err) {
+          errors.push(err as NodeJS.ErrnoException)
+          throw err
+        }
+      })
+      const body = randomBytes(5000, 22)
+      const parts = whole ? [Buffer.concat([Buffer.from(head(body.length)), body]), 50, next] : [head(body.length), 50, body, 50, next]
+      const got = await exchange(port, parts, 2)
+      await opened.close()
+      const how = `${name}, the body ${whole ? 'with the headers' : 'after them'}`
+      const err = errors[0]
+      assert.equal(err?.code, expected[name], `${how}: ${String(err)}`)
+      if (err!.code === 'EBADF') {
+        assert.equal(err!.syscall, 'pwrite')
+        assert.equal(err!.errno, -os.constants.errno.EBADF)
+      } else {
+        assert.ok(err instanceof TypeError, `${how}: a TypeError`)
+        assert.match(err!.message, /O_APPEND/)
+      }
+      assert.equal((err as { bytes?: number }).bytes, undefined, `${how}: nothing taken`)
+      assert.equal(fs.readFileSync(file, 'latin1'), 'EXISTING', `${how}: the file untouched`)
+      assert.deepEqual(got.map((r) => r.body.toString()), [`failed:${expected[name]}`, 'answer:/next'], how)
+    }
+  }
 })
 
 test('an upload aborted half way: the response closes the connection (its place in the stream is lost)', { timeout: 20000 }, async (t) => {

@@ -7,6 +7,8 @@
 import * as assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import * as fs from 'node:fs'
+import * as http from 'node:http'
+import * as net from 'node:net'
 import * as path from 'node:path'
 import { before, test } from 'node:test'
 import { Worker } from 'node:worker_threads'
@@ -144,6 +146,44 @@ for (const mechanism of ['copy', 'splice'] as const) {
     await settled(fds, 'the upload thread to end')
   })
 }
+
+test('an HTTP request\'s body on the copy path: a client that goes during a blocked write settles the upload at once', { timeout: 30000 }, async (t) => {
+  const why = canFreeze()
+  if (why !== undefined) return t.skip(why)
+  const mnt = frozenMount(t)
+  const file = path.join(mnt.dir, 'chunked')
+  const ac = new AbortController()
+  t.after(() => ac.abort())
+  let upload!: Promise<NodeJS.ErrnoException>
+  const server = http.createServer((req) => {
+    upload = receiveToFile(req, file, { signal: ac.signal }).then(
+      () => assert.fail('the upload resolved'),
+      (err: NodeJS.ErrnoException) => err,
+    )
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.after(() => {
+    server.closeAllConnections()
+    server.close()
+  })
+  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1')
+  client.on('error', () => {})
+  await new Promise((resolve) => client.once('connect', resolve))
+  // A chunked body goes through req as copies, written by the thread pool's FileHandle writes.
+  client.write('POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n')
+  const frame = Buffer.concat([Buffer.from('10000\r\n'), Buffer.alloc(64 * KiB, 'c'), Buffer.from('\r\n')])
+  client.write(frame)
+  await waitFor('the first chunk in the file', () => fs.existsSync(file) && fs.statSync(file).size === 64 * KiB)
+  mnt.freeze()
+  client.write(frame)
+  await sleep(200) // a write now waits on the frozen mount
+  const before = Date.now()
+  client.destroy()
+  const err = await within(upload, 1500, 'an upload whose client went during a blocked write')
+  assert.ok(Date.now() - before < 1500, `settled ${Date.now() - before} ms after the client went`)
+  assert.equal(err.code, 'ERR_STREAM_PREMATURE_CLOSE', String(err))
+  assert.equal((err as { bytes?: number }).bytes, 64 * KiB, 'bytes in the file when it settled')
+})
 
 test('opening a path on a frozen mount is raced against the signal; the late fd is closed', { timeout: 30000 }, async (t) => {
   const why = canFreeze()

@@ -143,3 +143,99 @@ test('an unwrapped response (Express alone) still goes zero-copy', { timeout: 20
   await waitFor('the send to settle', () => result !== undefined)
   assert.match(result!.mechanism, /^mmap\+/)
 })
+
+test('compression(): a body that waits for drain many times leaves no listener on the gzip stream', { timeout: 20000 }, async (t) => {
+  // compression() routes res.on('drain') to its gzip stream, but res.removeListener()
+  // only looks at res: a listener added and removed per wait would stay on the stream.
+  const file = path.join(tempDir(t), 'random')
+  fs.writeFileSync(file, randomBytes(4 << 20, 5))
+  // The gzip stream compression() makes, seen when a listener is added to it (zlib's
+  // exports are read-only; its classes' prototypes are not).
+  const gzips = new Set<zlib.Gzip>()
+  const proto = zlib.Gzip.prototype as unknown as { on: (...args: unknown[]) => unknown }
+  const on = proto.on
+  proto.on = function (this: zlib.Gzip, ...args: unknown[]) {
+    gzips.add(this)
+    return on.apply(this, args)
+  }
+  t.after(() => void delete (proto as { on?: unknown }).on)
+  const warnings: Error[] = []
+  const onWarning = (w: Error) => warnings.push(w)
+  process.on('warning', onWarning)
+  t.after(() => void process.removeListener('warning', onWarning))
+  const results: Array<{ bytes: number; calls: number }> = []
+  const app = express()
+  app.use(compression({ threshold: 0, level: 1 }))
+  app.get('/file', (_req, res) => {
+    res.type('text/plain')
+    sendFileZeroCopy(res, file, { end: false })
+      .then(() => sendZeroCopy(res, randomBytes(1 << 20, 6)))
+      .then((r) => results.push(r), (err) => results.push(err))
+  })
+  const port = await listen(t, app)
+  const got = await get(port, '/file', { 'accept-encoding': 'gzip' })
+  assert.equal(zlib.gunzipSync(got.body).length, 5 << 20)
+  await waitFor('the sends to settle', () => results.length === 1)
+  assert.equal(results[0]!.bytes, 1 << 20, String(results[0]))
+  assert.equal(gzips.size, 1)
+  const [gz] = gzips
+  // compression()'s own listener (it re-emits the stream's 'drain' on res) and one of this package's at most.
+  assert.ok(gz!.listenerCount('drain') <= 2, `drain listeners left on the gzip stream: ${gz!.listenerCount('drain')}`)
+  assert.deepEqual(warnings.map(String).filter((w) => /MaxListeners/.test(w)), [])
+})
+
+test('HEAD, 204 and 304 through a replaced write path send no body: nothing goes through it, and the result says bytes 0', { timeout: 20000 }, async (t) => {
+  const file = path.join(tempDir(t), 'f')
+  fs.writeFileSync(file, text)
+  const results = new Map<string, { bytes: number; fallback?: string }>()
+  const seen = new Map<string, number>()
+  const app = express()
+  app.use(compression({ threshold: 0 }))
+  app.use((req, res, next) => {
+    // Counts what goes through the write path (compression()'s, under this one).
+    const write = res.write.bind(res) as (...args: unknown[]) => boolean
+    seen.set(`${req.method} ${req.url}`, 0)
+    res.write = ((chunk: Buffer, ...rest: unknown[]) => {
+      seen.set(`${req.method} ${req.url}`, seen.get(`${req.method} ${req.url}`)! + chunk.length)
+      return write(chunk, ...rest)
+    }) as typeof res.write
+    next()
+  })
+  app.all('/:status', (req, res) => {
+    res.status(Number(req.params.status))
+    res.type('text/plain')
+    const sent = req.query.buffer !== undefined ? sendZeroCopy(res, text) : sendFileZeroCopy(res, file)
+    sent.then((r) => results.set(`${req.method} ${req.url}`, r), (err) => results.set(`${req.method} ${req.url}`, err))
+  })
+  const port = await listen(t, app)
+  const ask = (method: string, url: string) =>
+    within(
+      8000,
+      new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port, method, path: url, headers: { 'accept-encoding': 'gzip' }, agent: false }, (res) => {
+          const chunks: Buffer[] = []
+          res.on('data', (d: Buffer) => chunks.push(d))
+          res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks) }))
+        })
+        req.on('error', reject)
+        req.end()
+      }),
+      `${method} ${url}`,
+    )
+  for (const [method, url] of [['HEAD', '/200'], ['GET', '/304'], ['GET', '/204'], ['HEAD', '/200?buffer'], ['GET', '/304?buffer']] as const) {
+    const got = await ask(method, url)
+    const key = `${method} ${url}`
+    assert.equal(got.status, Number(url.slice(1, 4)), key)
+    assert.equal(got.body.length, 0, key)
+    await waitFor(`${key} to settle`, () => results.has(key))
+    const r = results.get(key)!
+    assert.equal(r.bytes, 0, `${key}: ${String((r as unknown as Error).message ?? '')}`)
+    assert.match(r.fallback ?? '', /no body/, key)
+    assert.equal(seen.get(key), 0, `${key}: bytes written through the write path`)
+  }
+  // A GET with a body still goes through it.
+  const got = await ask('GET', '/200')
+  assert.ok(zlib.gunzipSync(got.body).equals(text))
+  await waitFor('GET /200 to settle', () => results.has('GET /200'))
+  assert.equal(results.get('GET /200')!.bytes, text.length)
+})
