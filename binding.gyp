@@ -27,7 +27,8 @@
         "native/uring-buffers.cc",
         "native/uring-calls.cc",
         "native/uring-probe.cc",
-        "native/uring-ring.cc"
+        "native/uring-ring.cc",
+        "native/upload-open.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

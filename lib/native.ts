@@ -53,6 +53,15 @@ export interface NativeBinding {
   openCached(path: string): number
   /** Whether fstat of `fd` cannot wait for a server: a non-empty regular file on a local mount. */
   localRegularFile(fd: number): boolean
+  /**
+   * native/upload-open.cc: an upload's file opened (and checked by fstat) on a thread of
+   * its own; `done(errno, fd, syscall, type)`, `type` the S_IFMT bits of a non-regular file.
+   */
+  openUploadFile(path: string, truncate: boolean, done: (errno: number, fd: number, syscall: string | undefined, type: number) => void): UploadCall
+  /** native/upload-open.cc: close(fd) on a thread of its own; `done(errno)`. */
+  closeUploadFile(fd: number, done: (errno: number) => void): UploadCall
+  /** native/upload-open.cc: `done` is never called; the call ends on its own thread (a late fd closed there). */
+  abandonUploadCall(call: UploadCall): void
   /** The package's private fds open now (native/private-fds.h); for tests. */
   privateFds(): number[]
   shutdownSocket(fd: number, how: 0 | 1 | 2): void
@@ -75,6 +84,11 @@ export interface NativeBinding {
    */
   adoptFd(fd: number, zeroCopy?: boolean): void
   releaseFd(fd: number): void
+}
+
+/** A running openUploadFile/closeUploadFile call, for abandonUploadCall. */
+export interface UploadCall {
+  readonly __uploadCall: unique symbol
 }
 
 /** native/reactor.cc: an epoll instance watched by libuv. */

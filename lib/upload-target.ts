@@ -1,40 +1,51 @@
 // Opening an upload's file by path: never a wait without bound (a FIFO with no reader, a
-// frozen or hung mount), never anything but a regular file. Shared by the socket upload
-// (lib/receive-to-file.ts) and the copy path of an HTTP request's body
+// frozen or hung mount), never anything but a regular file, and never on libuv's thread
+// pool, where a few blocked opens would stall every fs call of the process. Shared by the
+// socket upload (lib/receive-to-file.ts) and the copy path of an HTTP request's body
 // (lib/receive-request.ts).
 import * as fs from 'node:fs'
 import * as os from 'node:os'
-import { codedError, invalidArgType, invalidArgValue, invalidFdType, systemError } from './errors'
+import { abortError, codedError, invalidArgType, invalidArgValue, invalidFdType, keepable, systemError } from './errors'
+import { native, type UploadCall } from './native'
 import { ABANDON_GRACE_MS } from './relay-engine'
-import { checkEnd, unlessAborted } from './relay-socket'
+import { checkEnd, unlessAborted, watchAbort } from './relay-socket'
+
+const { ENXIO } = os.constants.errno
+
+/** An upload's file as openPath opened it: its fd, writes at offsets, and its close. */
+export interface UploadFile {
+  readonly fd: number
+  write(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesWritten: number }>
+  close(): Promise<void>
+}
 
 /**
- * Opens a path for the upload without waiting without bound: O_NONBLOCK, so a FIFO
- * with no reader fails at once (ENXIO) instead of waiting for one; the open (on the
- * thread pool, where a frozen or hung mount can hold it) raced against the signal, its
- * fd closed whenever a late open completes; anything but a regular file refused with
- * ERR_ZEROCOPY_NOT_A_FILE. (O_NONBLOCK changes nothing for a regular file's writes.)
+ * Opens a path for the upload (native/upload-open.cc): open and fstat on a thread of
+ * their own, O_NONBLOCK, so a FIFO with no reader fails at once (ENXIO) instead of
+ * waiting for one; raced against the signal: an abort settles at once, and an open that
+ * completes later closes its fd on its own thread. Anything but a regular file is
+ * refused with ERR_ZEROCOPY_NOT_A_FILE. Errors as fs.open's: code, errno, syscall, path.
  */
-export async function openPath(file: string, offset: number, signal: AbortSignal | undefined): Promise<fs.promises.FileHandle> {
-  const { O_WRONLY, O_CREAT, O_TRUNC, O_NONBLOCK } = fs.constants
-  const opening = fs.promises.open(file, O_WRONLY | O_CREAT | O_NONBLOCK | (offset === 0 ? O_TRUNC : 0))
-  let handle: fs.promises.FileHandle
-  try {
-    handle = await unlessAborted(opening, signal)
-  } catch (err) {
-    opening.then((late) => late.close(), () => {}).catch(() => {})
-    if ((err as NodeJS.ErrnoException).code === 'ENXIO') throw notAFile(file, await kindAt(file))
-    throw err
-  }
-  try {
-    const kind = fileKind(await unlessAborted(handle.stat(), signal)) // a hung NFS server holds fstat too
-    if (kind !== 'a regular file') throw notAFile(file, kind)
-  } catch (err) {
-    const closing = handle.close()
-    await (signal?.aborted ? settledWithin(closing, ABANDON_GRACE_MS) : closing)
-    throw err
-  }
-  return handle
+export function openPath(file: string, offset: number, signal: AbortSignal | undefined): Promise<UploadFile> {
+  if (signal?.aborted) return Promise.reject(abortError(signal))
+  return new Promise<UploadFile>((resolve, reject) => {
+    let unwatch = () => {}
+    const call = native.openUploadFile(file, offset === 0, (errno, fd, syscall, type) => {
+      // Never throws into native code (upload-open.cc would take a throw for an fd nobody holds).
+      try {
+        unwatch()
+        if (fd >= 0) resolve(new OpenedFile(fd))
+        else if (errno === ENXIO || errno === 0) reject(notAFile(file, typeName(type)))
+        else reject(pathError(errno, syscall ?? 'open', file))
+      } catch (err) {
+        reject(err)
+      }
+    })
+    unwatch = watchAbort(signal, () => {
+      native.abandonUploadCall(call)
+      reject(abortError(signal!))
+    })
+  })
 }
 
 /** A path, an fd, or a FileHandle (anything with a numeric `fd`); else ERR_INVALID_ARG_TYPE. */
@@ -58,7 +69,7 @@ export async function checkWritableFd(file: number | fs.promises.FileHandle, sig
   const fd = typeof file === 'number' ? file : file.fd
   if (fd < 0) throw systemError(os.constants.errno.EBADF, 'write') // a closed FileHandle
   const stat = await unlessAborted(new Promise<fs.Stats>((resolve, reject) => fs.fstat(fd, (err, st) => (err ? reject(err) : resolve(st)))), signal)
-  if (!stat.isFile()) throw invalidFdType(`The "file" fd is ${fileKind(stat)}, not a regular file: receiveToFile writes to regular files only`)
+  if (!stat.isFile()) throw invalidFdType(`The "file" fd is ${typeName(stat.mode)}, not a regular file: receiveToFile writes to regular files only`)
   let info: string
   try {
     info = await fs.promises.readFile(`/proc/self/fdinfo/${fd}`, 'latin1')
@@ -81,32 +92,78 @@ export function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
   return Promise.race([p.then(() => {}, () => {}), late]).finally(() => clearTimeout(timer))
 }
 
-/** What a path names (for the refusal's message). */
-function kindAt(file: string): Promise<string> {
-  return fs.promises.stat(file).then(fileKind, () => 'not a file that can be opened for writing')
+/**
+ * Closes what openPath opened (or a caller's FileHandle's close, for the copy path). The
+ * close of a path the upload opened runs on a thread of its own too: after writes to a
+ * hung NFS server it flushes and waits. An upload that failed (an abort, the client
+ * gone, a file error) waits no longer than the abort's grace: a write still blocked (a
+ * frozen or hung mount) holds the close until it returns, and the upload's Promise must
+ * not wait for that; the close then ends on its own, keeping nothing alive. After a
+ * success the close is waited for (its error, if any, is the upload's).
+ */
+export function closeUpload(handle: { close(): Promise<void> }, failed: boolean): Promise<void> {
+  if (handle instanceof OpenedFile) return failed ? handle.closeWithin(ABANDON_GRACE_MS) : handle.close()
+  const closing = handle.close()
+  return failed ? settledWithin(closing, ABANDON_GRACE_MS) : closing
 }
 
-function fileKind(what: fs.Stats): string {
-  if (what.isFile()) return 'a regular file'
-  if (what.isFIFO()) return 'a FIFO'
-  if (what.isSocket()) return 'a socket'
-  if (what.isCharacterDevice() || what.isBlockDevice()) return 'a device'
-  if (what.isDirectory()) return 'a directory'
-  return 'not a regular file'
+/** A file openPath opened: its fd is the package's until close(). */
+class OpenedFile implements UploadFile {
+  private closing: Promise<void> | undefined
+  private closeCall: UploadCall | undefined
+
+  constructor(readonly fd: number) {}
+
+  /** Writes go through fs.write (the thread pool), as a FileHandle's would. */
+  write(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesWritten: number }> {
+    if (this.closing !== undefined) return Promise.reject(systemError(os.constants.errno.EBADF, 'write'))
+    return new Promise((resolve, reject) => {
+      fs.write(this.fd, buffer, offset, length, position, (err, bytesWritten) => (err ? reject(err) : resolve({ bytesWritten })))
+    })
+  }
+
+  close(): Promise<void> {
+    this.closing ??= new Promise<void>((resolve, reject) => {
+      this.closeCall = native.closeUploadFile(this.fd, (errno) => (errno === 0 ? resolve() : reject(systemError(errno, 'close'))))
+    })
+    return this.closing
+  }
+
+  /** close(), waited for `ms` at most; past that it no longer keeps the event loop alive. */
+  async closeWithin(ms: number): Promise<void> {
+    const closing = this.close()
+    let done = false
+    await settledWithin(closing.finally(() => (done = true)), ms)
+    if (!done && this.closeCall !== undefined) native.abandonUploadCall(this.closeCall)
+  }
+}
+
+/** An Error as fs.open makes it: `CODE: text, syscall 'path'`, with code, errno, syscall and path. */
+function pathError(errno: number, syscall: string, file: string): NodeJS.ErrnoException {
+  const err = native.systemError(errno, syscall)
+  return keepable(Object.assign(err, { message: `${err.message} '${file}'`, path: file }))
+}
+
+/** What a file of S_IFMT bits `type` is (for the refusal's message); 0: not known. */
+function typeName(type: number): string {
+  const { S_IFMT, S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK, S_IFDIR } = fs.constants
+  switch (type & S_IFMT) {
+    case S_IFIFO:
+      return 'a FIFO'
+    case S_IFSOCK:
+      return 'a socket'
+    case S_IFCHR:
+    case S_IFBLK:
+      return 'a device'
+    case S_IFDIR:
+      return 'a directory'
+    case 0:
+      return 'not a file that can be opened for writing'
+    default:
+      return 'not a regular file'
+  }
 }
 
 function notAFile(file: string, kind: string): Error {
   return codedError('ERR_ZEROCOPY_NOT_A_FILE', `"${file}" is ${kind}: receiveToFile writes to regular files only`)
-}
-
-/**
- * Closes what openPath opened. An upload that failed (an abort, the client gone, a file
- * error) waits no longer than the abort's grace: a write still blocked (a frozen or
- * hung mount) holds a FileHandle's close until it returns, and the upload's Promise
- * must not wait for that. The fd is then closed when the write returns. After a
- * success the close is waited for (its error, if any, is the upload's).
- */
-export function closeUpload(handle: fs.promises.FileHandle, failed: boolean): Promise<void> {
-  const closing = handle.close()
-  return failed ? settledWithin(closing, ABANDON_GRACE_MS) : closing
 }

@@ -78,6 +78,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   zc::ExportUring(env, exports);
   zc::ExportUringProbe(env, exports);
   zc::ExportRelay(env, exports);
+  zc::ExportUploadOpen(env, exports);
   zc::ExportConstants(env, exports);
   return exports;
 }

@@ -18,6 +18,7 @@ void ExportMapping(Napi::Env env, Napi::Object exports);    // mapping.cc
 void ExportUring(Napi::Env env, Napi::Object exports);      // uring.cc
 void ExportUringProbe(Napi::Env env, Napi::Object exports); // uring-probe.cc
 void ExportRelay(Napi::Env env, Napi::Object exports);      // relay.cc
+void ExportUploadOpen(Napi::Env env, Napi::Object exports); // upload-open.cc
 void ExportConstants(Napi::Env env, Napi::Object exports);  // addon.cc
 
 }  // namespace zc

@@ -207,6 +207,42 @@ test('opening a path on a frozen mount is raced against the signal; the late fd 
   await settled(fds, 'the late open to be closed')
 })
 
+test('aborted opens on a frozen mount, as many as the thread pool has threads, stall no other upload and no fs call', { timeout: 30000 }, async (t) => {
+  const why = canFreeze()
+  if (why !== undefined) return t.skip(why)
+  const fds = openFdTargets()
+  const mnt = frozenMount(t)
+  mnt.freeze()
+  // Enough blocked opens to hold every thread of libuv's pool, were they opened there.
+  const poolSize = Number(process.env.UV_THREADPOOL_SIZE) || 4
+  const blocked = []
+  for (let i = 0; i < poolSize; i++) {
+    const pair = await halfOpenPair()
+    const ac = new AbortController()
+    const upload = receiveToFile(pair.server, path.join(mnt.dir, `new-${i}`), { signal: ac.signal, length: 1000 }).catch((e: Error) => e)
+    blocked.push({ ...pair, ac, upload })
+  }
+  await sleep(200) // each open now waits on the frozen mount
+  for (const b of blocked) b.ac.abort()
+  for (const b of blocked) assert.equal(((await within(b.upload, 1000, 'the abort of a blocked open')) as Error).name, 'AbortError')
+
+  // An upload to a healthy path and the application's own thread-pool work go on.
+  const dir = tempDir(t)
+  const healthy = path.join(dir, 'healthy')
+  const up = await halfOpenPair()
+  const sent = randomBytes(1000, 3)
+  const upload = receiveToFile(up.server, healthy, { length: 1000 })
+  up.client.write(sent)
+  assert.equal((await within(upload, 3000, 'an upload to a healthy path while opens on a frozen mount are blocked')).bytes, 1000)
+  assert.ok(fs.readFileSync(healthy).equals(sent))
+  await within(fs.promises.stat(dir), 1000, 'fs.promises.stat while opens on a frozen mount are blocked')
+
+  mnt.thaw()
+  await Promise.all([...blocked, up].flatMap((b) => [closed(b.client), closed(b.server)]))
+  await settled(fds, 'the late opens to be closed')
+  for (let i = 0; i < poolSize; i++) assert.ok(fs.existsSync(path.join(mnt.dir, `new-${i}`)), 'the late open made its file')
+})
+
 test('a worker terminated while its upload write is blocked ends at once; the upload thread cleans up after the thaw', { timeout: 30000 }, async (t) => {
   const why = canFreeze()
   if (why !== undefined) return t.skip(why)
@@ -228,6 +264,28 @@ test('a worker terminated while its upload write is blocked ends at once; the up
   assert.ok(Date.now() - before < 2000, `terminate took ${Date.now() - before} ms`)
   mnt.thaw()
   await settled(fds, "the orphaned upload thread's fds")
+})
+
+test('a worker terminated while its uploads wait to open a path on a frozen mount ends at once; the late fds are closed', { timeout: 30000 }, async (t) => {
+  const why = canFreeze()
+  if (why !== undefined) return t.skip(why)
+  const fds = openFdTargets()
+  const mnt = frozenMount(t)
+  mnt.freeze()
+  const worker = new Worker(path.join(__dirname, 'fixtures', 'zerocopy-worker.js'), {
+    workerData: { mode: 'open', upload: path.join(mnt.dir, 'upload') },
+  })
+  const ready = await within(new Promise<Record<string, unknown>>((resolve, reject) => {
+    worker.once('message', resolve)
+    worker.once('error', reject)
+  }), 10000, 'the worker')
+  assert.equal(ready.error, undefined)
+  const before = Date.now()
+  await within(worker.terminate(), 3000, 'terminating a worker whose opens are blocked')
+  assert.ok(Date.now() - before < 2000, `terminate took ${Date.now() - before} ms`)
+  mnt.thaw()
+  await settled(fds, 'the late opens of a terminated worker to be closed')
+  for (let i = 0; i < 3; i++) assert.ok(fs.existsSync(path.join(mnt.dir, `upload-${i}`)), 'the late open made its file')
 })
 
 test('a FIFO path is refused with a code, with or without a reader, and never waits', { timeout: 20000 }, async (t) => {
