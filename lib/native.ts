@@ -44,6 +44,13 @@ export interface NativeBinding {
   setSocketOption(fd: number, level: number, name: number, value: number): void
   getSocketOption(fd: number, level: number, name: number): number
   socketIdentity(fd: number): { domain: number; type: number; protocol: number; key: string; inode: number }
+  /**
+   * Claims sockets by their keys for this environment, process-wide (native/socket-claims.cc):
+   * -1, or the index of the first key a relay or upload of any environment holds (nothing claimed).
+   */
+  claimSockets(keys: string[]): number
+  /** Ends this environment's claims on `keys`. */
+  releaseSockets(keys: string[]): void
   tcpStreamOffset(fd: number): number
   tcpAckState(fd: number, out: Float64Array): number
   disconnect(fd: number): number
