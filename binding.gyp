@@ -20,6 +20,7 @@
         "native/relay.cc",
         "native/relay_loop.cc",
         "native/socket.cc",
+        "native/socket-claims.cc",
         "native/sockopt.cc",
         "native/syscall.cc",
         "native/splice.cc",

@@ -44,6 +44,15 @@ export interface NativeBinding {
   setSocketOption(fd: number, level: number, name: number, value: number): void
   getSocketOption(fd: number, level: number, name: number): number
   socketIdentity(fd: number): { domain: number; type: number; protocol: number; key: string; inode: number }
+  /**
+   * Claims sockets by their keys for this environment, process-wide (native/socket-claims.cc):
+   * -1, or the index of the first key a relay or upload of any environment holds (nothing claimed).
+   */
+  claimSockets(keys: string[]): number
+  /** Throws what relay start() would for this upload target (native/relay.cc): not a writable regular file, O_APPEND, a pseudo-file. */
+  checkUploadFile(fd: number, name: string): void
+  /** Ends this environment's claims on `keys`. */
+  releaseSockets(keys: string[]): void
   tcpStreamOffset(fd: number): number
   tcpAckState(fd: number, out: Float64Array): number
   disconnect(fd: number): number
@@ -175,6 +184,8 @@ export interface NativeRelayEngine {
     shutdownBA: boolean,
     prefixAB: Buffer | null,
     prefixBA: Buffer | null,
+    nameA: string,
+    nameB: string,
   ): 'copy' | 'splice'
   /** Ends a job: undefined (its end is reported), or, for an upload abandoned at once, the bytes it had written. */
   cancel(id: number): number | undefined

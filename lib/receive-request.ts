@@ -19,6 +19,7 @@ import * as net from 'node:net'
 import { abortError, codedError, invalidArgValue, invalidState, promised } from './errors'
 import { continueIfOwed, httpParserOf, parseFromStream, responseOf, readOn, skipBody, takeParsedBody } from './http-parser'
 import { protocolLayer } from './node-internals'
+import { native } from './native'
 import { checkCommonOptions, lengthOption } from './relay-socket'
 import { integerOption } from './validate'
 import { checkFile, checkWritableFd, closeUpload, openPath } from './upload-target'
@@ -203,6 +204,9 @@ async function openTarget(file: Target, offset: number, signal: AbortSignal | un
   const writeAll = async (write: (b: Buffer, from: number, at: number) => Promise<number>, b: Buffer, at: number) => {
     for (let done = 0; done < b.length; ) done += await write(b, done, at + done)
   }
+  // Refused as the socket upload refuses it (read-only, O_APPEND, a pseudo-file), before any of the body is taken.
+  const given = typeof file === 'number' ? file : typeof file === 'string' ? -1 : file.fd
+  if (given >= 0) native.checkUploadFile(given, 'file')
   if (typeof file === 'number') {
     const write = (b: Buffer, from: number, at: number) =>
       new Promise<number>((resolve, reject) => fs.write(file, b, from, b.length - from, at, (err, n) => (err ? reject(err) : resolve(n))))

@@ -166,6 +166,7 @@ function run(
           bufferSize: plan.bufferSize,
           fdA: fd,
           fdB: fileFd,
+          names: ['socket', 'file'],
           bIsFile: true,
           fileOffset: offset,
           ab: { length: length ?? null, shutdownOnEof: false, prefix: joined(head, lent?.prefix ?? null) },

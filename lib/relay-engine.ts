@@ -23,6 +23,8 @@ export interface JobSpec {
   bufferSize: number
   fdA: number
   fdB: number
+  /** The caller's names for the two ends ('a' and 'b', 'socket' and 'file'): errors about an end use them. */
+  names: [string, string]
   bIsFile: boolean
   fileOffset: number | bigint | null
   ab: DirectionSpec | undefined
@@ -92,6 +94,8 @@ export function startJob(spec: JobSpec, settle: (end: JobEnd) => void): { id: nu
     ba?.shutdownOnEof ?? false,
     ab?.prefix ?? null,
     ba?.prefix ?? null,
+    spec.names[0],
+    spec.names[1],
   )
   if (waiting.size === 0) engine.ref()
   waiting.set(id, settle)

@@ -220,6 +220,7 @@ function run(r: Run): Promise<RelayResult> {
           bufferSize: r.bufferSize,
           fdA: r.fdA,
           fdB: r.fdB,
+          names: ['a', 'b'],
           bIsFile: false,
           fileOffset: null,
           ab: r.ab ? dir(lentA, sb) : undefined,

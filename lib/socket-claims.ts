@@ -2,7 +2,10 @@
 // identity (its cookie, native.socketIdentity), not by the name it was given: a
 // net.Socket, its fd and any duplicate of it are one socket, so a second relay or
 // upload naming it any way is refused before anything moves, and so is a relay whose
-// two ends are one socket.
+// two ends are one socket. fds belong to the process, not to one Node environment: the
+// claimed identities are kept process-wide in native code (native/socket-claims.cc), so
+// a worker naming the fd of a socket the main thread relays is refused too, and a
+// terminated worker's claims end with it.
 import * as net from 'node:net'
 import { invalidArgValue, invalidState } from './errors'
 import { native } from './native'
@@ -11,9 +14,7 @@ import { netSocketFd } from './node-internals'
 /** A relay's or an upload's end, as given: a Node socket or an fd. */
 export type ClaimedEnd = net.Socket | number
 
-/** Kernel identities of the sockets in a running relay or upload. */
-const claimedKeys = new Set<string>()
-/** Node sockets in a running relay or upload (also those not yet with an fd). */
+/** Node sockets of this environment in a running relay or upload (also those not yet with an fd). */
 const claimedSockets = new WeakSet<net.Socket>()
 
 /** A claim on one call's ends. */
@@ -45,12 +46,12 @@ export function claim(ends: ClaimedEnd[], names: string[]): Claim {
     }
   }
   ends.forEach((end, i) => {
-    if ((end instanceof net.Socket && claimedSockets.has(end)) || (keys[i] !== undefined && claimedKeys.has(keys[i]!))) {
-      throw invalidState(`"${names[i]}" is already in a running relay or upload`)
-    }
+    if (end instanceof net.Socket && claimedSockets.has(end)) throw alreadyClaimed(names[i]!)
   })
+  const known = keys.filter((key): key is string => key !== undefined)
+  const taken = native.claimSockets(known)
+  if (taken >= 0) throw alreadyClaimed(names[keys.indexOf(known[taken])]!)
   for (const end of ends) if (end instanceof net.Socket) claimedSockets.add(end)
-  for (const key of keys) if (key !== undefined) claimedKeys.add(key)
   let released = false
   return {
     key: (i) => keys[i],
@@ -58,21 +59,22 @@ export function claim(ends: ClaimedEnd[], names: string[]): Claim {
       if (released || keys[i] !== undefined) return
       const key = identityOf(fd)
       if (key === undefined) return
-      if (claimedKeys.has(key)) {
-        throw invalidState(`"${names[i]}" is already in a running relay or upload`)
-      }
       const twin = keys.indexOf(key)
       if (twin >= 0) throw invalidArgValue(names[i]!, fd, `must be another socket than ${names[twin]}`)
+      if (native.claimSockets([key]) >= 0) throw alreadyClaimed(names[i]!)
       keys[i] = key
-      claimedKeys.add(key)
     },
     release() {
       if (released) return
       released = true
       for (const end of ends) if (end instanceof net.Socket) claimedSockets.delete(end)
-      for (const key of keys) if (key !== undefined) claimedKeys.delete(key)
+      native.releaseSockets(keys.filter((key): key is string => key !== undefined))
     },
   }
+}
+
+function alreadyClaimed(name: string) {
+  return invalidState(`"${name}" is already in a running relay or upload`)
 }
 
 /**

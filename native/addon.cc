@@ -71,6 +71,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   zc::ExportMemory(env, exports);
   zc::ExportSocket(env, exports);
   zc::ExportSockopt(env, exports);
+  zc::ExportSocketClaims(env, exports);
   zc::ExportErrors(env, exports);
   zc::ExportReactor(env, exports);
   zc::ExportMapping(env, exports);

@@ -8,6 +8,7 @@
 
 #include "args.h"
 #include "private-fds.h"
+#include "socket-claims.h"
 #include "exports.h"
 
 namespace zc {
@@ -38,6 +39,8 @@ void Teardown(void* arg) {
   state->tornDown = true;
   for (const auto& [fd, zeroCopy] : state->adoptedFds) CloseAtTeardown(fd, zeroCopy);
   state->adoptedFds.clear();
+  // Its relays and uploads were stopped by their own hooks (added later, so run first).
+  ReleaseSocketClaimsOf(state);
 }
 
 // adoptFd(fd, zeroCopy?): from now until releaseFd(fd), the environment closes `fd` if

@@ -11,6 +11,7 @@ void ExportPipes(Napi::Env env, Napi::Object exports);      // pipes.cc
 void ExportMemory(Napi::Env env, Napi::Object exports);     // memory.cc
 void ExportSocket(Napi::Env env, Napi::Object exports);     // socket.cc
 void ExportSockopt(Napi::Env env, Napi::Object exports);    // sockopt.cc
+void ExportSocketClaims(Napi::Env env, Napi::Object exports); // socket-claims.cc
 void ExportErrors(Napi::Env env, Napi::Object exports);     // errors.cc
 void ExportFileOpen(Napi::Env env, Napi::Object exports);   // file-open.cc
 void ExportReactor(Napi::Env env, Napi::Object exports);    // reactor.cc

@@ -27,7 +27,9 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <linux/magic.h>
 #include <sys/socket.h>
+#include <sys/statfs.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -79,12 +81,29 @@ mode_t FileType(Napi::Env env, int fd) {
   return st.stx_mode;
 }
 
-void CheckStreamSocket(Napi::Env env, int fd, const char* name) {
+// A connected stream socket, switched to non-blocking (as libuv has Node's) so the
+// thread never blocks on it. A listening socket or one not (or no longer) connected is
+// refused here, before anything moves: its first read would fail only once the relay
+// runs, and take the other end down with it. `name` is the argument the caller gave.
+void CheckStreamSocket(Napi::Env env, int fd, const std::string& name) {
   mode_t mode = FileType(env, fd);
   int type = 0;
   socklen_t len = sizeof type;
   if (!S_ISSOCK(mode) || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) {
-    ThrowTypeError(env, "ERR_INVALID_FD_TYPE", std::string("The \"") + name + "\" fd is not a stream socket");
+    ThrowTypeError(env, "ERR_INVALID_FD_TYPE", "The \"" + name + "\" fd is not a stream socket");
+  }
+  int listening = 0;
+  len = sizeof listening;
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening != 0) {
+    ThrowTypeError(env, "ERR_INVALID_FD_TYPE", "The \"" + name + "\" fd is a listening socket, not a connection");
+  }
+  sockaddr_storage peer{};
+  len = sizeof peer;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) {
+    if (errno != ENOTCONN) throw SystemError(env, errno, "getpeername");
+    Napi::Error err = Napi::Error::New(env, "The \"" + name + "\" socket is not connected");
+    err.Set("code", "ERR_SOCKET_NOT_CONNECTED");
+    throw err;
   }
   int flags = fcntl(fd, F_GETFL);
   if (flags < 0) throw SystemError(env, errno, "fcntl");
@@ -92,17 +111,65 @@ void CheckStreamSocket(Napi::Env env, int fd, const char* name) {
 }
 
 // A regular file open for writing at explicit offsets.
-void CheckWritableFile(Napi::Env env, int fd, const char* name) {
+void CheckWritableFile(Napi::Env env, int fd, const std::string& name) {
   if (!S_ISREG(FileType(env, fd))) {
-    ThrowTypeError(env, "ERR_INVALID_FD_TYPE", std::string("The \"") + name + "\" fd is not a regular file");
+    ThrowTypeError(env, "ERR_INVALID_FD_TYPE", "The \"" + name + "\" fd is not a regular file");
   }
   int flags = fcntl(fd, F_GETFL);
   if (flags < 0) throw SystemError(env, errno, "fcntl");
-  if ((flags & O_ACCMODE) == O_RDONLY) throw SystemError(env, EBADF, "pwrite");
+  if ((flags & O_ACCMODE) == O_RDONLY) {
+    ThrowTypeError(env, "ERR_INVALID_ARG_VALUE", "The \"" + name + "\" fd is open read-only: nothing can be written to it");
+  }
   if (flags & O_APPEND) {
     ThrowTypeError(env, "ERR_INVALID_ARG_VALUE",
-                   std::string("The \"") + name + "\" fd is open with O_APPEND: writes could not go at the offset");
+                   "The \"" + name + "\" fd is open with O_APPEND: writes could not go at the offset");
   }
+}
+
+// A regular file of a pseudo-file system (procfs, sysfs and their kin): splice cannot
+// write into it (no splice_write: EINVAL, after the relay thread had taken bytes off the
+// socket) and many of its files take no positioned writes either (ESPIPE). An upload
+// into one is refused up front, whatever the mechanism. Told by the file system's magic
+// (fstatfs), not by trying a write: a trial splice waits while the file system is frozen,
+// and this runs on the JS thread.
+bool IsPseudoFile(int fd) {
+  struct statfs fs{};
+  if (fstatfs(fd, &fs) != 0) return false;  // the relay's own calls report what is wrong
+  switch (static_cast<unsigned long>(fs.f_type)) {
+    case PROC_SUPER_MAGIC:
+    case SYSFS_MAGIC:
+    case DEBUGFS_MAGIC:
+    case TRACEFS_MAGIC:
+    case SECURITYFS_MAGIC:
+    case CGROUP_SUPER_MAGIC:
+    case CGROUP2_SUPER_MAGIC:
+    case BPF_FS_MAGIC:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// An upload's target: a regular file open for writing, not O_APPEND, on a real file
+// system. `name` is the caller's name for it.
+void CheckUploadFile(Napi::Env env, int fd, const std::string& name) {
+  CheckWritableFile(env, fd, name);
+  if (IsPseudoFile(fd)) {
+    Napi::Error err = Napi::Error::New(env, "The \"" + name +
+                                                "\" argument is a pseudo-file (procfs, sysfs): receiveToFile writes to regular files only");
+    err.Set("code", "ERR_ZEROCOPY_NOT_A_FILE");
+    throw err;
+  }
+}
+
+// checkUploadFile(fd, name): throws what start() would for this upload target; for the
+// copy path of an HTTP request's body, which writes with fs and must refuse before it
+// takes any of the body.
+Napi::Value CheckUploadFileJs(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0, "fd");
+  if (!info[1].IsString()) ThrowTypeError(info.Env(), "ERR_INVALID_ARG_TYPE", "The \"name\" argument must be of type string");
+  CheckUploadFile(info.Env(), fd, info[1].As<Napi::String>().Utf8Value());
+  return info.Env().Undefined();
 }
 
 // Optional bytes (a view, or null/undefined), copied: the thread never reads JS memory.
@@ -116,6 +183,14 @@ std::vector<char> PrefixArg(const Napi::CallbackInfo& info, size_t index, const 
   ByteViewsArg(info, index, name, views);
   for (const iovec& v : views) out.insert(out.end(), static_cast<char*>(v.iov_base), static_cast<char*>(v.iov_base) + v.iov_len);
   return out;
+}
+
+// An end's name as the caller gave it (a string).
+std::string NameArg(const Napi::CallbackInfo& info, size_t index, const char* name) {
+  if (!info[index].IsString()) {
+    ThrowTypeError(info.Env(), "ERR_INVALID_ARG_TYPE", std::string("The \"") + name + "\" argument must be of type string");
+  }
+  return info[index].As<Napi::String>().Utf8Value();
 }
 
 int DupPrivate(Napi::Env env, int fd) {
@@ -215,8 +290,10 @@ class RelayEngine final : public Napi::ObjectWrap<RelayEngine> {
  private:
   // start(id, mechanism 0 auto | 1 copy | 2 splice, bufferSize, fdA, fdB, bIsFile,
   //       fileOffset, activeAB, lengthAB, shutdownAB, activeBA, lengthBA, shutdownBA,
-  //       prefixAB, prefixBA) -> 'copy' | 'splice'
-  // A length of null means until EOF. The prefixes are read last (args.h).
+  //       prefixAB, prefixBA, nameA, nameB) -> 'copy' | 'splice'
+  // A length of null means until EOF. The prefixes are read last (args.h); nameA and
+  // nameB are the caller's names for the two ends ('a', 'socket', 'file'), which every
+  // message about an end uses.
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (tornDown_) ThrowTypeError(env, "ERR_INVALID_STATE", "The relay engine is closed");
@@ -241,11 +318,12 @@ class RelayEngine final : public Napi::ObjectWrap<RelayEngine> {
     if (bIsFile && (active[1] || !fileOffset.has_value())) {
       ThrowTypeError(env, "ERR_INVALID_ARG_VALUE", "A file is written at an offset and never read from");
     }
-    CheckStreamSocket(env, fdA, "fdA");
+    std::string names[2] = {NameArg(info, 15, "nameA"), NameArg(info, 16, "nameB")};
+    CheckStreamSocket(env, fdA, names[0]);
     if (bIsFile) {
-      CheckWritableFile(env, fdB, "fdB");
+      CheckUploadFile(env, fdB, names[1]);
     } else {
-      CheckStreamSocket(env, fdB, "fdB");
+      CheckStreamSocket(env, fdB, names[1]);
     }
     std::vector<char> prefixes[2] = {PrefixArg(info, 13, "prefixAB"), PrefixArg(info, 14, "prefixBA")};
 
@@ -390,6 +468,7 @@ void OnTeardown(void* arg) { static_cast<RelayEngine*>(arg)->Teardown(); }
 
 void ExportRelay(Napi::Env env, Napi::Object exports) {
   exports.Set("RelayEngine", RelayEngine::Define(env));
+  exports.Set("checkUploadFile", Napi::Function::New(env, CheckUploadFileJs, "checkUploadFile"));
 }
 
 }  // namespace zc

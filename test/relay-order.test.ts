@@ -4,10 +4,12 @@
 // it (the net.Socket, its fd, a duplicate). On real loopback TCP, checked by the exact
 // bytes the peer reads; run it with ZEROCOPY_ENGINE=epoll and =io_uring.
 import * as assert from 'node:assert/strict'
+import * as fs from 'node:fs'
 import * as net from 'node:net'
 import * as path from 'node:path'
 import * as tls from 'node:tls'
 import { before, test } from 'node:test'
+import { Worker } from 'node:worker_threads'
 import { receiveToFile, relay, ZeroCopySocket } from '../lib'
 import { native } from '../lib/native'
 import { openFdTargets, randomBytes, sha256, socketFd, tcpPair, tempDir } from './helpers'
@@ -170,6 +172,99 @@ test('an upload claims its socket by identity: a relay of its fd is refused', as
   c.client.end('upload')
   assert.equal((await within(u, 5000, 'upload')).bytes, 6)
   await Promise.all([c.close(), other.close()])
+})
+
+/**
+ * A worker_threads Worker that calls receiveToFile(fd, file, { length }) on an fd of
+ * this process (fds belong to the process, not to one environment). `called` comes once
+ * the call returned (its claim is made synchronously), `settled` with its outcome.
+ */
+function uploadInWorker(fd: number, file: string, length?: number) {
+  const code = `
+    const { parentPort, workerData } = require('node:worker_threads')
+    const { receiveToFile } = require(workerData.lib)
+    const p = receiveToFile(workerData.fd, workerData.file, workerData.length === undefined ? {} : { length: workerData.length })
+    parentPort.postMessage({ called: true })
+    p.then((r) => parentPort.postMessage({ bytes: r.bytes }), (e) => parentPort.postMessage({ code: e.code, message: e.message }))`
+  const worker = new Worker(code, { eval: true, workerData: { lib: path.join(__dirname, '..', 'lib'), fd, file, length } })
+  worker.on('error', () => {})
+  const messages: Array<Record<string, unknown>> = []
+  let wake = () => {}
+  worker.on('message', (m: Record<string, unknown>) => {
+    messages.push(m)
+    wake()
+  })
+  const nth = (n: number, what: string) =>
+    within(
+      new Promise<Record<string, unknown>>((resolve) => {
+        const check = () => (messages.length > n ? resolve(messages[n]!) : undefined)
+        wake = check
+        check()
+      }),
+      5000,
+      what,
+    )
+  return { worker, called: () => nth(0, 'the worker\'s call'), settled: () => nth(1, 'the worker\'s upload') }
+}
+
+test('claims are process-wide: a worker naming the fd of a socket the main thread relays is refused', async (t) => {
+  const c = await chain()
+  const r = relay(c.proxyIn, c.proxyOut, { direction: 'a->b', length: 200_000 })
+  const atServer = receivedAtLeast(c.server, 200_000)
+  const w = uploadInWorker(socketFd(c.proxyIn), path.join(tempDir(t), 'stolen'), 200_000)
+  t.after(() => w.worker.terminate())
+  await w.called()
+  assert.equal((await w.settled()).code, 'ERR_INVALID_STATE')
+  // The refusal moved nothing: every byte goes through the main thread's relay.
+  const data = randomBytes(200_000, 81)
+  c.client.write(data)
+  assert.deepEqual(await within(r, 5000, 'the relay'), { aToB: 200_000, bToA: 0, mechanism: 'copy' })
+  await within(atServer, 5000, 'the server')
+  await c.close()
+})
+
+test("claims are process-wide: a socket a worker's upload holds is refused in the main thread, and free once it ends", async (t) => {
+  const c = await chain()
+  const other = await chain()
+  // The socket only as an fd here: Node in this thread does not read it, the worker's upload does.
+  const fd = native.dupFd(socketFd(c.proxyIn), false)
+  t.after(() => native.closeFd(fd))
+  c.proxyIn.destroy()
+  const file = path.join(tempDir(t), 'upload')
+  const w = uploadInWorker(fd, file, 1000)
+  t.after(() => w.worker.terminate())
+  await w.called()
+  assert.equal(await code(relay(fd, other.proxyOut)), 'ERR_INVALID_STATE')
+  assert.equal(await code(relay(other.proxyIn, fd)), 'ERR_INVALID_STATE')
+  assert.equal(await code(receiveToFile(fd, `${file}2`, { length: 1000 })), 'ERR_INVALID_STATE')
+  const data = randomBytes(1000, 82)
+  c.client.write(data)
+  assert.deepEqual(await w.settled(), { bytes: 1000 })
+  assert.equal(sha256(fs.readFileSync(file)), sha256(data))
+  // Its claim ended with the upload: this thread may relay the socket now.
+  const r = relay(fd, c.proxyOut, { direction: 'a->b', length: 3 })
+  const atServer = receivedAtLeast(c.server, 3)
+  c.client.write('end')
+  assert.deepEqual(await within(r, 5000, 'the relay'), { aToB: 3, bToA: 0, mechanism: 'copy' })
+  await within(atServer, 5000, 'the server')
+  await Promise.all([c.close(), other.close()])
+})
+
+test("a terminated worker's claims end with it", async (t) => {
+  const c = await chain()
+  const fd = native.dupFd(socketFd(c.proxyIn), false)
+  t.after(() => native.closeFd(fd))
+  c.proxyIn.destroy()
+  const w = uploadInWorker(fd, path.join(tempDir(t), 'abandoned'))
+  await w.called()
+  assert.equal(await code(relay(fd, c.proxyOut, { direction: 'a->b', length: 1 })), 'ERR_INVALID_STATE')
+  await w.worker.terminate()
+  const r = relay(fd, c.proxyOut, { direction: 'a->b', length: 5 })
+  const atServer = receivedAtLeast(c.server, 5)
+  c.client.write('after')
+  assert.deepEqual(await within(r, 5000, 'the relay'), { aToB: 5, bToA: 0, mechanism: 'copy' })
+  await within(atServer, 5000, 'the server')
+  await c.close()
 })
 
 test('relay(a, an fd of a) is refused: b must be another socket than a', async () => {
