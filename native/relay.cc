@@ -27,6 +27,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <linux/magic.h>
 #include <sys/socket.h>
 #include <sys/statfs.h>
@@ -81,6 +82,18 @@ mode_t FileType(Napi::Env env, int fd) {
   return st.stx_mode;
 }
 
+// Whether a socket without a peer never had one: a connection that was reset or closed
+// (also not connected any more) is a relay's failure to report as such (ECONNRESET, an
+// end), not a refusal; a TCP socket that never completed a handshake is refused.
+bool NeverConnected(int fd) {
+  if (errno != ENOTCONN) return false;
+  tcp_info ti{};
+  socklen_t len = sizeof ti;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0) return true;  // not TCP: AF_UNIX never connected
+  // A handshake leaves the options it negotiated (SACK, timestamps, window scaling).
+  return ti.tcpi_options == 0;
+}
+
 // A connected stream socket, switched to non-blocking (as libuv has Node's) so the
 // thread never blocks on it. A listening socket or one not (or no longer) connected is
 // refused here, before anything moves: its first read would fail only once the relay
@@ -99,8 +112,7 @@ void CheckStreamSocket(Napi::Env env, int fd, const std::string& name) {
   }
   sockaddr_storage peer{};
   len = sizeof peer;
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) {
-    if (errno != ENOTCONN) throw SystemError(env, errno, "getpeername");
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0 && NeverConnected(fd)) {
     Napi::Error err = Napi::Error::New(env, "The \"" + name + "\" socket is not connected");
     err.Set("code", "ERR_SOCKET_NOT_CONNECTED");
     throw err;
