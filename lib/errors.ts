@@ -111,3 +111,8 @@ export function promised<T>(fn: () => Promise<T>): Promise<T> {
     return Promise.reject(err)
   }
 }
+
+/** ERR_INVALID_ARG_VALUE (a TypeError) whose whole message is `message` (the native checks' wording). */
+export function invalidArgValueSaying(message: string): TypeError & { code: string } {
+  return coded(new TypeError(message), 'ERR_INVALID_ARG_VALUE')
+}

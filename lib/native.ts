@@ -264,6 +264,7 @@ function load(): NativeBinding {
     )
   }
   const override = process.env.ZEROCOPY_NATIVE
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- a binary named at run time
   if (override) return require(path.resolve(override)) as NativeBinding
   return loadBuilt(path.join(__dirname, '..', '..'))
 }

@@ -6,7 +6,7 @@ import { invalidArgType } from './errors'
 import { integerOption } from './validate'
 
 export type { ByteView, Length, Offset }
-// (ZeroCopySocket is referenced by TSDoc links below.)
+// eslint-disable-next-line @typescript-eslint/no-unused-vars -- referenced by TSDoc links below
 import type { ZeroCopySocket } from './zerocopy-socket'
 
 /**

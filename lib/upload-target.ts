@@ -5,7 +5,7 @@
 // (lib/receive-request.ts).
 import * as fs from 'node:fs'
 import * as os from 'node:os'
-import { abortError, codedError, invalidArgType, invalidArgValue, invalidFdType, keepable, systemError } from './errors'
+import { abortError, codedError, invalidArgType, invalidArgValueSaying, invalidFdType, keepable, systemError } from './errors'
 import { native, type UploadCall } from './native'
 import { ABANDON_GRACE_MS } from './relay-engine'
 import { checkEnd, unlessAborted, watchAbort } from './relay-socket'
@@ -60,16 +60,15 @@ export function checkFile(file: unknown): void {
  * Refuses an fd (or a FileHandle's) that the upload could not write at its offset, as
  * the relay thread's own check does (native/relay.cc CheckWritableFile), but before any
  * byte is taken, whichever path the bytes would take: not a regular file
- * (ERR_INVALID_FD_TYPE), read-only (EBADF from pwrite, what the first write would get),
- * O_APPEND (ERR_INVALID_ARG_VALUE: every write would land at the end, not at the
- * offset). The flags come from /proc/self/fdinfo (octal); without /proc the relay
+ * (ERR_INVALID_FD_TYPE), read-only or O_APPEND (ERR_INVALID_ARG_VALUE: nothing could be
+ * written, or every write would land at the end, not at the offset). The flags come from /proc/self/fdinfo (octal); without /proc the relay
  * thread's check is the only one. A closed FileHandle is EBADF.
  */
 export async function checkWritableFd(file: number | fs.promises.FileHandle, signal: AbortSignal | undefined): Promise<void> {
   const fd = typeof file === 'number' ? file : file.fd
   if (fd < 0) throw systemError(os.constants.errno.EBADF, 'write') // a closed FileHandle
   const stat = await unlessAborted(new Promise<fs.Stats>((resolve, reject) => fs.fstat(fd, (err, st) => (err ? reject(err) : resolve(st)))), signal)
-  if (!stat.isFile()) throw invalidFdType(`The "file" fd is ${typeName(stat.mode)}, not a regular file: receiveToFile writes to regular files only`)
+  if (!stat.isFile()) throw invalidFdType('The "file" fd is not a regular file')
   let info: string
   try {
     info = await fs.promises.readFile(`/proc/self/fdinfo/${fd}`, 'latin1')
@@ -81,8 +80,9 @@ export async function checkWritableFd(file: number | fs.promises.FileHandle, sig
   const bits = parseInt(flags[1]!, 8)
   const O_ACCMODE = 3 // Linux's; not among Node's fs.constants
   const { O_RDONLY, O_APPEND } = fs.constants
-  if ((bits & O_ACCMODE) === O_RDONLY) throw systemError(os.constants.errno.EBADF, 'pwrite')
-  if ((bits & O_APPEND) !== 0) throw invalidArgValue('file', fd, 'is open with O_APPEND: its writes would all go to the end of the file, not at the offset')
+  // The relay thread's own check's words (native/relay.cc CheckWritableFile), whichever runs.
+  if ((bits & O_ACCMODE) === O_RDONLY) throw invalidArgValueSaying('The "file" fd is open read-only: nothing can be written to it')
+  if ((bits & O_APPEND) !== 0) throw invalidArgValueSaying('The "file" fd is open with O_APPEND: its writes would all go to the end of the file, not at the offset')
 }
 
 /** `p` settled (its outcome dropped), or `ms` passed. */

@@ -12,7 +12,6 @@ import * as fs from 'node:fs'
 import * as http from 'node:http'
 import * as https from 'node:https'
 import * as net from 'node:net'
-import * as os from 'node:os'
 import * as path from 'node:path'
 import { test } from 'node:test'
 import * as tls from 'node:tls'
@@ -295,7 +294,7 @@ test('a target fd or FileHandle that cannot take writes at the offset is refused
       return { target: fd, close: async () => fs.closeSync(fd) }
     },
   }
-  const expected: Record<string, string> = { 'an O_APPEND fd': 'ERR_INVALID_ARG_VALUE', 'an O_APPEND FileHandle': 'ERR_INVALID_ARG_VALUE', 'a read-only fd': 'EBADF' }
+  const expected: Record<string, string> = { 'an O_APPEND fd': 'ERR_INVALID_ARG_VALUE', 'an O_APPEND FileHandle': 'ERR_INVALID_ARG_VALUE', 'a read-only fd': 'ERR_INVALID_ARG_VALUE' }
   for (const [name, open] of Object.entries(targets)) {
     for (const whole of [true, false]) {
       fs.writeFileSync(file, 'EXISTING')
@@ -316,13 +315,8 @@ test('a target fd or FileHandle that cannot take writes at the offset is refused
       const how = `${name}, the body ${whole ? 'with the headers' : 'after them'}`
       const err = errors[0]
       assert.equal(err?.code, expected[name], `${how}: ${String(err)}`)
-      if (err!.code === 'EBADF') {
-        assert.equal(err!.syscall, 'pwrite')
-        assert.equal(err!.errno, -os.constants.errno.EBADF)
-      } else {
-        assert.ok(err instanceof TypeError, `${how}: a TypeError`)
-        assert.match(err!.message, /O_APPEND/)
-      }
+      assert.ok(err instanceof TypeError, `${how}: a TypeError`)
+      assert.match(err!.message, name === 'a read-only fd' ? /^The "file" fd is open read-only/ : /^The "file" fd is open with O_APPEND/)
       assert.equal((err as { bytes?: number }).bytes, undefined, `${how}: nothing taken`)
       assert.equal(fs.readFileSync(file, 'latin1'), 'EXISTING', `${how}: the file untouched`)
       assert.deepEqual(got.map((r) => r.body.toString()), [`failed:${expected[name]}`, 'answer:/next'], how)
