@@ -15,3 +15,10 @@ namespace std {
 __attribute__((visibility("hidden"), noreturn)) void __throw_bad_array_new_length();
 void __throw_bad_array_new_length() { throw bad_array_new_length(); }
 }  // namespace std
+
+// libstdc++'s headers from GCC 11 on read glibc's __libc_single_threaded (GLIBC_2.32) in
+// std::shared_ptr's reference counting, to skip atomics in a process with one thread.
+// Ours, hidden and always 0 ("not single-threaded"), keeps the atomics and the floor.
+extern "C" {
+__attribute__((visibility("hidden"))) char __libc_single_threaded = 0;
+}

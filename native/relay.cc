@@ -24,6 +24,7 @@
 // one exception: an upload thread still blocked in a file write after kStopWaitMs is
 // left to end on its own (it then closes its fds and frees its loop); the worker's
 // termination does not wait for a frozen disk.
+#include "glibc-floor.h"  // first: binds the calls below to glibc 2.28's versions
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -467,7 +468,7 @@ class RelayEngine final : public Napi::ObjectWrap<RelayEngine> {
   napi_env env_ = nullptr;
   napi_threadsafe_function tsfn_ = nullptr;
   RelayLoop::Report report_;
-  std::shared_ptr<RelayCounters> counters_ = std::make_shared<RelayCounters>();
+  std::shared_ptr<RelayCounters> counters_ = std::shared_ptr<RelayCounters>(new RelayCounters());
   std::unique_ptr<RelayLoop> loop_;  // socket relays
   std::unordered_map<uint32_t, std::unique_ptr<RelayLoop>> uploads_;  // one loop per upload
   std::unordered_map<uint32_t, std::shared_ptr<JobShared>> shared_;   // every running job

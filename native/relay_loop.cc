@@ -18,6 +18,7 @@
 // every wake-up, and mapping a fresh buffer each time would fault its pages in again
 // and again. The loop then wakes at the next deadline only while some buffer is held
 // by a waiting direction.
+#include "glibc-floor.h"  // first: binds the calls below to glibc 2.28's versions
 #include "relay_loop.h"
 #include "private-fds.h"
 

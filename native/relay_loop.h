@@ -86,7 +86,7 @@ struct RelayDirection {
 
 struct RelayJob {
   uint32_t id = 0;
-  std::shared_ptr<JobShared> shared = std::make_shared<JobShared>();
+  std::shared_ptr<JobShared> shared{new JobShared()};  // not make_shared: its type tag is a GNU_UNIQUE symbol (glibc never unloads the addon then)
   std::shared_ptr<RelayCounters> counters;
   RelayMechanism mechanism = RelayMechanism::kCopy;
   size_t bufferSize = 0;

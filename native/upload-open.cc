@@ -37,6 +37,7 @@
 // closed on a thread of its own (waited for a bounded time). Each environment also keeps its threads (joinable) and
 // the fds it handed to JS (EnvRecord below): when it stops, fds JS still held are closed
 // and, only if one of its threads has not exited, the addon stays loaded for good.
+#include "glibc-floor.h"  // first: binds the calls below to glibc 2.28's versions
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -162,6 +163,30 @@ void Reap(EnvRecord& rec) {
 
 // How long a stopping environment waits for the closes of the fds JS still held.
 constexpr int kTeardownCloseWaitMs = 500;
+// How long it waits for its call threads to exit: long enough for one whose report just
+// went, far shorter than a wait on a frozen mount.
+constexpr int kTeardownThreadWaitMs = 200;
+
+// Joins `threads` within `ms` in all; any still running then is detached to end on its
+// own, and the addon is pinned loaded (the thread still runs its code).
+void JoinOrLeave(std::vector<pthread_t> threads, int ms) {
+  if (threads.empty()) return;
+  timespec deadline{};
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += ms / 1000;
+  deadline.tv_nsec += (ms % 1000) * 1000000L;
+  if (deadline.tv_nsec >= 1000000000L) {
+    deadline.tv_sec++;
+    deadline.tv_nsec -= 1000000000L;
+  }
+  bool pinned = false;
+  for (pthread_t t : threads) {
+    if (pthread_timedjoin_np(t, nullptr, &deadline) == 0) continue;
+    if (!pinned) PinAddon();
+    pinned = true;
+    pthread_detach(t);
+  }
+}
 
 // Closes `fds` off the JS thread (a close may flush to a hung server); inline if no
 // thread can be made. With an environment, the thread is one of its own. Without one
@@ -184,33 +209,25 @@ void CloseAside(napi_env env, std::vector<int> fds) {
     return;
   }
   if (!RunThread(closeAll, &thread)) return closeAll();
-  timespec deadline{};
-  clock_gettime(CLOCK_REALTIME, &deadline);
-  deadline.tv_sec += kTeardownCloseWaitMs / 1000;
-  deadline.tv_nsec += (kTeardownCloseWaitMs % 1000) * 1000000L;
-  if (deadline.tv_nsec >= 1000000000L) {
-    deadline.tv_sec++;
-    deadline.tv_nsec -= 1000000000L;
-  }
-  if (pthread_timedjoin_np(thread, nullptr, &deadline) != 0) {
-    PinAddon();
-    pthread_detach(thread);
-  }
+  JoinOrLeave({thread}, kTeardownCloseWaitMs);
 }
 
 void OnEnvStops(void* arg) {
   std::vector<int> fds;
+  std::vector<pthread_t> running;
   {
     Records& r = TheRecords();
     std::lock_guard<std::mutex> lock(r.mu);
     auto it = r.byEnv.find(static_cast<napi_env>(arg));
     if (it == r.byEnv.end()) return;
     Reap(it->second);
-    if (!it->second.threads.empty()) PinAddon();
-    for (pthread_t t : it->second.threads) pthread_detach(t);
+    running = std::move(it->second.threads);
     fds.assign(it->second.fds.begin(), it->second.fds.end());
     r.byEnv.erase(it);
   }
+  // Outside the lock (an ending thread may take it): a thread whose report just went is
+  // about to exit and is joined; only one a frozen mount still holds keeps the addon loaded.
+  JoinOrLeave(std::move(running), kTeardownThreadWaitMs);
   CloseAside(nullptr, std::move(fds));
 }
 
@@ -302,7 +319,7 @@ Napi::Value Start(Napi::Env env, Napi::Value done, const char* name, Work work) 
     std::lock_guard<std::mutex> lock(r.mu);
     RecordOf(r, env);
   }
-  CallRef call = std::make_shared<Call>();
+  CallRef call(new Call());
   auto* holder = new CallRef(call);
   napi_threadsafe_function tsfn = nullptr;
   napi_value resource = Napi::String::New(env, name);
