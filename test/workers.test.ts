@@ -139,7 +139,10 @@ test('workers terminated while holding native state: the process lives, nothing 
     const started = Date.now()
     for (let i = 0; i < 100; i++) await startAndTerminate({ mode: i % 2 === 0 ? 'sending' : 'attach' })
     const elapsed = Date.now() - started
-    assert.ok(elapsed < 20000, `100 workers took ${elapsed} ms`)
+    // A bound that catches a teardown that hangs, not a measurement: the ASan build
+    // (ZEROCOPY_NATIVE, scripts/test-asan.sh) starts each worker about twice as slowly.
+    const bound = process.env.ZEROCOPY_NATIVE === undefined ? 20000 : 40000
+    assert.ok(elapsed < bound, `100 workers took ${elapsed} ms`)
     assertNoNewFds(fdsBefore)
   })
 
